@@ -1,0 +1,13 @@
+"""metagrad: gradient-based meta-learning on PyTorch, vectorised over tasks with torch.func."""
+from . import learners, models, tasks
+from .algorithm import MAML
+from .batch import TaskBatch
+from .inner import adapt
+from .learners import SGD, Clipped, Learner
+from .metagrads import MODES, HessianFree
+from .params import Params
+
+__version__ = "0.1.0"
+
+__all__ = ["MAML", "TaskBatch", "adapt", "Learner", "SGD", "Clipped", "MODES", "HessianFree",
+           "Params", "learners", "models", "tasks", "__version__"]

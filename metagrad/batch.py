@@ -1,0 +1,92 @@
+"""``TaskBatch``: the stacked support and query sets of a batch of tasks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["TaskBatch"]
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """Support and query sets of ``B`` tasks, stacked on a leading task dimension.
+
+    ``support_x [B, Ks, ...]``, ``support_y [B, Ks, ...]``, ``query_x [B, Kq, ...]``,
+    ``query_y [B, Kq, ...]``. ``task_params [B, P]`` optionally holds the parameters that
+    generated each task (amplitude and phase of a sine, polynomial coefficients) for
+    task-conditioned baselines; learners never see it.
+
+    Example::
+
+        batch = mg.TaskBatch(support_x=sx, support_y=sy, query_x=qx, query_y=qy)
+        batch.n_tasks, batch[0]   # one task, still with a task dimension of 1
+    """
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+    task_params: Optional[Tensor] = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None and f.name == "task_params":
+                continue
+            if not isinstance(v, Tensor):
+                raise TypeError(f"TaskBatch: {f.name} must be a torch.Tensor, got {type(v).__name__}")
+            if v.dim() < 2 and f.name != "task_params":
+                raise ValueError(f"TaskBatch: {f.name} has shape {tuple(v.shape)}; expected [tasks, examples, ...]")
+        n = {f.name: getattr(self, f.name).shape[0] for f in fields(self) if getattr(self, f.name) is not None}
+        if len(set(n.values())) != 1:
+            desc = ", ".join(f"{k} has {v}" for k, v in n.items())
+            raise ValueError(f"TaskBatch: tensors disagree in task count: {desc}")
+        for a, b in (("support_x", "query_x"), ("support_y", "query_y")):
+            ta, tb = getattr(self, a), getattr(self, b)
+            if ta.dtype != tb.dtype:
+                raise TypeError(f"TaskBatch: {a} is {ta.dtype} but {b} is {tb.dtype}; use one dtype")
+            if ta.shape[2:] != tb.shape[2:]:
+                raise ValueError(f"TaskBatch: {a} examples have shape {tuple(ta.shape[2:])} "
+                                 f"but {b} examples have shape {tuple(tb.shape[2:])}")
+        for a, b in (("support_x", "support_y"), ("query_x", "query_y")):
+            if getattr(self, a).shape[1] != getattr(self, b).shape[1]:
+                raise ValueError(f"TaskBatch: {a} has {getattr(self, a).shape[1]} examples per task "
+                                 f"but {b} has {getattr(self, b).shape[1]}")
+
+    @property
+    def n_tasks(self) -> int:
+        """Number of tasks ``B``."""
+        return self.support_x.shape[0]
+
+    def __len__(self) -> int:
+        return self.n_tasks
+
+    def __getitem__(self, idx: int | slice) -> "TaskBatch":
+        """Tasks ``idx`` as a smaller batch (an int keeps a task dimension of 1)."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1)
+        return TaskBatch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
+                            for f in fields(self)})
+
+    def to(self, *args, **kwargs) -> "TaskBatch":
+        """Move or cast every tensor like ``Tensor.to``; integer labels keep their dtype."""
+        def cast(t: Optional[Tensor]) -> Optional[Tensor]:
+            if t is None:
+                return None
+            if not t.is_floating_point():
+                return t.to(*[a for a in args if not isinstance(a, torch.dtype)],
+                            **{k: v for k, v in kwargs.items() if k != "dtype"})
+            return t.to(*args, **kwargs)
+        return replace(self, **{f.name: cast(getattr(self, f.name)) for f in fields(self)})
+
+    @staticmethod
+    def cat(batches: list["TaskBatch"]) -> "TaskBatch":
+        """Concatenate batches along the task dimension."""
+        out = {}
+        for f in fields(TaskBatch):
+            vs = [getattr(b, f.name) for b in batches]
+            out[f.name] = None if any(v is None for v in vs) else torch.cat(vs)
+        return TaskBatch(**out)

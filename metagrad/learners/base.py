@@ -1,0 +1,96 @@
+"""The ``Learner`` interface: an inner-loop update rule as pure functions plus meta-parameters.
+
+Following optax/torchopt, an update rule is a pair of pure functions with explicit state::
+
+    state = learner.init(params, meta)
+    new_params, state = learner.step(grads, params, state, meta, t, loss)
+
+``meta`` is a ``Params`` dict of the rule's own meta-learned tensors (created by
+``learner.init_meta(params)``; empty for plain SGD), passed in explicitly and never hidden on
+a module, so one inner loop (``metagrad.inner.adapt``) serves every rule and the
+meta-gradient reaches ``meta`` like any other input. ``params`` and ``grads`` passed to
+``step`` hold only the keys the rule adapts (``learner.adapts(key)``); the other parameters
+(T-net transforms, say) are left unchanged by the inner loop and are learned only in the
+outer loop. A new rule is one new file in this folder that subclasses ``Learner``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ..params import Params
+
+__all__ = ["Learner", "Clipped"]
+
+
+class Learner:
+    """Base class of inner-loop update rules (see the module docstring for the contract).
+
+    Subclasses are frozen dataclasses whose fields are hyper-parameters; everything
+    learned lives in ``meta``. ``nominal_lr`` is the rule's step size ``a`` where it has one
+    (used by Hessian-free MAML's ``d = 1 / (6 rho a ||u||)``; ``None`` otherwise).
+    """
+
+    name: str = "learner"
+
+    @property
+    def nominal_lr(self) -> Optional[float]:
+        return None
+
+    def adapts(self, key: str) -> bool:
+        """Whether the inner loop updates the parameter ``key`` (default: all of them)."""
+        return True
+
+    def init_meta(self, params: Params) -> Params:
+        """Create the rule's meta-parameters for model parameters ``params`` (default: none)."""
+        return {}
+
+    def init(self, params: Params, meta: Params) -> Any:
+        """Initial inner-loop state for one task (default: no state)."""
+        return None
+
+    def step(self, grads: Params, params: Params, state: Any, meta: Params, t: int,
+             loss: Tensor) -> tuple[Params, Any]:
+        """One inner update: ``(params, state) -> (new_params, new_state)``."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Clipped(Learner):
+    """Clip inner gradients element-wise to ``[-value, value]`` before ``inner``'s step.
+
+    Used by 004 (Huisman's thesis) for sine regression with more than one inner step:
+    ``g <- clamp(g, -10, 10)``. Everything else is delegated to ``inner``.
+    """
+
+    inner: Learner
+    value: float
+
+    def __post_init__(self) -> None:
+        if not self.value > 0:
+            raise ValueError(f"Clipped: value must be positive, got {self.value}")
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def nominal_lr(self) -> Optional[float]:
+        return self.inner.nominal_lr
+
+    def adapts(self, key: str) -> bool:
+        return self.inner.adapts(key)
+
+    def init_meta(self, params: Params) -> Params:
+        return self.inner.init_meta(params)
+
+    def init(self, params: Params, meta: Params) -> Any:
+        return self.inner.init(params, meta)
+
+    def step(self, grads: Params, params: Params, state: Any, meta: Params, t: int,
+             loss: Tensor) -> tuple[Params, Any]:
+        clipped = {k: torch.clamp(g, -self.value, self.value) for k, g in grads.items()}
+        return self.inner.step(clipped, params, state, meta, t, loss)

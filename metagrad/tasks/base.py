@@ -1,0 +1,56 @@
+"""The task-distribution interface: ``sample(n_tasks, generator) -> TaskBatch``."""
+from __future__ import annotations
+
+from typing import Optional, Protocol, runtime_checkable
+
+import torch
+
+from ..batch import TaskBatch
+
+__all__ = ["TaskDistribution", "uniform", "check_range", "check_shots"]
+
+
+@runtime_checkable
+class TaskDistribution(Protocol):
+    """A distribution over tasks. ``loss`` names the task's loss (``mse`` or ``cross_entropy``).
+
+    All randomness comes from the explicit ``generator``: the same generator state gives the
+    same batch, so runs resume exactly.
+    """
+
+    loss: str
+
+    def sample(self, n_tasks: int, generator: torch.Generator,
+               dtype: torch.dtype = torch.float32) -> TaskBatch: ...
+
+
+def uniform(shape: tuple[int, ...], lo: float, hi: float, generator: torch.Generator,
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``U[lo, hi]`` samples drawn from ``generator`` (sampled in float64, then cast, so that
+    float32 and float64 batches from the same seed hold the same tasks)."""
+    return (lo + (hi - lo) * torch.rand(shape, generator=generator, dtype=torch.float64)).to(dtype)
+
+
+def check_range(where: str, name: str, r: tuple[float, float]) -> tuple[float, float]:
+    """Validate a ``(lo, hi)`` range and return it as a tuple of floats."""
+    try:
+        lo, hi = (float(v) for v in r)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {name} must be a pair (lo, hi), got {r!r}") from None
+    if not lo <= hi:
+        raise ValueError(f"{where}: {name} must satisfy lo <= hi, got {r!r}")
+    return lo, hi
+
+
+def check_shots(where: str, **counts: int) -> None:
+    """Validate example counts such as ``k_shot`` and ``k_query`` (integers >= 1)."""
+    for name, v in counts.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{where}: {name} must be an integer >= 1, got {v!r}")
+
+
+def check_n_tasks(where: str, n_tasks: int, generator: Optional[torch.Generator]) -> None:
+    if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
+        raise ValueError(f"{where}: n_tasks must be an integer >= 1, got {n_tasks!r}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{where}: pass an explicit torch.Generator, got {type(generator).__name__}")

@@ -1,0 +1,46 @@
+"""Polynomial regression (000's depth study; 001's mask-fraction study)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..batch import TaskBatch
+from .base import check_n_tasks, check_range, check_shots, uniform
+
+__all__ = ["Polynomial"]
+
+
+@dataclass(frozen=True)
+class Polynomial:
+    """Tasks ``y = sum_{j=0..degree} c_j x^j`` with ``c_j ~ U[coef_range]``, ``x ~ U[x_range]``.
+
+    000: ``degree=3``, ``coef_range=(-1, 1)``, ``x_range=(-3, 3)``, 40 points per task.
+    001: orders 0..3 with coefficients ``U[-1, 1]``, 10-shot. ``task_params`` holds
+    ``(c_0, ..., c_degree)`` per task (the input of 000's task-conditioned oracle).
+    """
+
+    k_shot: int = 10
+    k_query: int = 10
+    degree: int = 3
+    coef_range: tuple[float, float] = (-1.0, 1.0)
+    x_range: tuple[float, float] = (-3.0, 3.0)
+    loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        check_shots("Polynomial", k_shot=self.k_shot, k_query=self.k_query)
+        if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 0:
+            raise ValueError(f"Polynomial: degree must be an integer >= 0, got {self.degree!r}")
+        for name in ("coef_range", "x_range"):
+            object.__setattr__(self, name, check_range("Polynomial", name, getattr(self, name)))
+
+    def sample(self, n_tasks: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> TaskBatch:
+        """Draw ``n_tasks`` polynomials, each with ``k_shot`` support and ``k_query`` query points."""
+        check_n_tasks("Polynomial.sample", n_tasks, generator)
+        c = uniform((n_tasks, self.degree + 1), *self.coef_range, generator, torch.float64)
+        x = uniform((n_tasks, self.k_shot + self.k_query, 1), *self.x_range, generator, torch.float64)
+        powers = x ** torch.arange(self.degree + 1, dtype=torch.float64)  # [B, K, degree+1]
+        y = (powers * c[:, None, :]).sum(-1, keepdim=True)
+        k = self.k_shot
+        return TaskBatch(support_x=x[:, :k].to(dtype), support_y=y[:, :k].to(dtype),
+                         query_x=x[:, k:].to(dtype), query_y=y[:, k:].to(dtype), task_params=c.to(dtype))
