@@ -4,6 +4,9 @@ from .algorithm import MAML
 from .batch import TaskBatch
 from .inner import adapt
 from .learners import SGD, Clipped, Learner
+from .learners import MetaSGD, MTNet, TNet
+from .learners import LSTMMetaLearner, Turtle
+from . import baselines
 from .metagrads import MODES, HessianFree
 from .params import Params
 
@@ -11,3 +14,5 @@ __version__ = "0.1.0"
 
 __all__ = ["MAML", "TaskBatch", "adapt", "Learner", "SGD", "Clipped", "MODES", "HessianFree",
            "Params", "learners", "models", "tasks", "__version__"]
+__all__ += ["MetaSGD", "TNet", "MTNet"]
+__all__ += ["Turtle", "LSTMMetaLearner", "baselines"]

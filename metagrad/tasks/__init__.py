@@ -4,3 +4,8 @@ from .polynomial import Polynomial
 from .sine import Sinusoid
 
 __all__ = ["TaskDistribution", "Sinusoid", "Polynomial"]
+from .episodic import EpisodicImages
+from .omniglot import Omniglot
+from .images import CUB, MiniImageNet
+
+__all__ += ["EpisodicImages", "Omniglot", "MiniImageNet", "CUB"]

@@ -1,0 +1,158 @@
+"""Speed and memory of one meta-iteration on the sine workload (meta-batch 25, 5 inner steps).
+
+Contenders, timed side by side in one process with rounds interleaved in shuffled order
+(this machine's speed drifts by tens of percent within seconds), medians reported:
+
+* metagrad vmapped (``vectorize=True``) in the three modes, and compiled (``compile=True``);
+* metagrad's own per-task loop (``vectorize=False``);
+* learn2learn 0.2.0's ``MAML`` (second and first order), when importable.
+
+Peak memory is measured per contender in a fresh subprocess (peak RSS growth over one warm
+iteration's starting RSS).
+
+    python benchmarks/bench_sine.py                      # metagrad only
+    /opt/l2l-venv/bin/python benchmarks/bench_sine.py    # with learn2learn (see benchmarks/README.md)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+
+import metagrad as mg  # noqa: E402
+
+STEPS, META_BATCH, K = 5, 25, 10
+
+
+def _learn2learn():
+    try:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from l2l_stub import import_learn2learn  # type: ignore
+        return import_learn2learn()
+    except Exception:
+        return None
+
+
+def make(name: str) -> Callable[[], float]:
+    """A closure running one meta-iteration of contender ``name``; returns the loss."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    task = mg.tasks.Sinusoid(k_shot=K, k_query=K)
+    model = mg.models.MLP([1, 40, 40, 1])
+    if name.startswith("l2l"):
+        l2l = _learn2learn()
+        maml = l2l.algorithms.MAML(model, lr=0.01, first_order=name.endswith("first_order"))
+        opt = torch.optim.Adam(maml.parameters(), 1e-3)
+
+        def step() -> float:
+            b = task.sample(META_BATCH, g)
+            opt.zero_grad()
+            total = 0.0
+            for i in range(META_BATCH):
+                learner = maml.clone()
+                for _ in range(STEPS):
+                    learner.adapt(((learner(b.support_x[i]) - b.support_y[i]) ** 2).mean())
+                q = ((learner(b.query_x[i]) - b.query_y[i]) ** 2).mean() / META_BATCH
+                q.backward()
+                total += q.item()
+            opt.step()
+            return total
+        return step
+    impl, mode = name.split(":")
+    algo = mg.MAML(model, inner_lr=0.01, inner_steps=STEPS, mode=mode, vectorize=impl != "loop",
+                   compile=impl == "compiled", hf_delta=1e-3)
+    opt = torch.optim.Adam(algo.parameters(), 1e-3)
+
+    def step() -> float:
+        loss = algo.meta_loss(task.sample(META_BATCH, g))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
+def contenders(with_compile: bool) -> list[str]:
+    names = [f"{impl}:{mode}" for impl in ("vmap", "loop") for mode in mg.MODES]
+    if with_compile:
+        names.append("compiled:second_order")
+    if _learn2learn() is not None:
+        names += ["l2l:second_order", "l2l:first_order"]
+    return names
+
+
+def peak_memory(name: str) -> float:
+    """MiB of peak RSS growth during three iterations after a warm-up, in a fresh process."""
+    code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import bench_sine as b, resource, json; s=b.make({name!r}); s(); "
+            "import gc; gc.collect(); r0=b.rss_mib(); [s() for _ in range(3)]; "
+            "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024 - r0))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--iters", type=int, default=10, help="timed iterations per contender per round")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    names = contenders(not args.no_compile)
+    steps: dict[str, Callable[[], float]] = {}
+    compile_s = None
+    for n in names:
+        t = time.perf_counter()
+        steps[n] = make(n)
+        for _ in range(3):  # warm-up (and compilation)
+            steps[n]()
+        if n.startswith("compiled"):
+            compile_s = time.perf_counter() - t
+    times: dict[str, list[float]] = {n: [] for n in names}
+    rng = random.Random(0)
+    for r in range(args.rounds):
+        order = names[:]
+        rng.shuffle(order)
+        for n in order:
+            for _ in range(args.iters):
+                t = time.perf_counter()
+                steps[n]()
+                times[n].append(time.perf_counter() - t)
+    med = {n: 1000 * statistics.median(v) for n, v in times.items()}
+    mem = {} if args.no_memory else {n: peak_memory(n) for n in names}
+    ref = {m: med.get(f"l2l:{m}") for m in ("second_order", "first_order")}
+    print(f"sine, meta-batch {META_BATCH}, {STEPS} inner steps, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; medians of {args.rounds}x{args.iters} interleaved iterations")
+    print(f"{'contender':28s} {'ms/iter':>9s} {'vs l2l (same order)':>20s} {'peak MiB':>9s}")
+    for n in names:
+        mode = n.split(":")[1]
+        base = ref.get(mode) or ref.get("second_order")
+        speed = f"{base / med[n]:.1f}x" if base and not n.startswith("l2l") else ("1.0x" if n.startswith("l2l") else "-")
+        print(f"{n:28s} {med[n]:9.2f} {speed:>20s} {mem.get(n, float('nan')):9.1f}")
+    if compile_s is not None:
+        print(f"compile=True: {compile_s:.1f} s of one-time compilation (incl. 3 warm-up iterations)")
+    hf, fo = med["vmap:hessian_free"], med["vmap:first_order"]
+    print(f"hessian_free / first_order time (vmap): {hf / fo:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"ms": med, "peak_mib": mem, "compile_s": compile_s}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

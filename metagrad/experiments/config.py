@@ -1,0 +1,198 @@
+"""Experiment configs: a frozen dataclass of sections, dotted overrides that reject unknown keys.
+
+A config is plain data (nanoGPT / flax-examples style)::
+
+    {"name": "sine-maml",
+     "task":  {"name": "sine", "k_shot": 10, ...},          # keys of the task builder
+     "model": {"name": "mlp", "hidden": [40, 40]},           # keys of the model builder
+     "inner": {"learner": "sgd", "lr": 0.01, "steps": 1, "mode": "second_order", ...},
+     "outer": {"optimizer": "adam", "lr": 0.001, "meta_batch": 25, "iterations": 70000},
+     "eval":  {"tasks": 600, "steps": None, "batch": 100, "seed": 12345},
+     "seed": 0, "dtype": "float32", "vectorize": "auto", "compile": False}
+
+``task``, ``model`` and the learner part of ``inner`` accept exactly the keyword parameters of
+the builder their ``name`` (or ``learner``) selects in ``registry``; every other section has a
+fixed key set. ``Config.override(["inner.steps=5", "task.k_shot=5"])`` returns a new config;
+values are parsed as JSON (``5``, ``0.1``, ``true``, ``null``, ``[1, 2]``), else kept as strings.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from . import registry
+
+__all__ = ["Config", "ConfigError", "INNER_KEYS", "OUTER_DEFAULTS", "EVAL_DEFAULTS", "parse_value"]
+
+
+class ConfigError(ValueError):
+    """A bad config: unknown key, wrong type or invalid value (one line, names the key)."""
+
+
+INNER_KEYS: dict[str, Any] = {"learner": "sgd", "steps": 1, "mode": "second_order", "grad_clip": None,
+                              "hf_delta": None, "hf_rho": None}
+OUTER_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "meta_batch": 25, "iterations": 70000,
+                                  "clip_norm": None, "hvp_batch": False,
+                                  "adaptive_L": None, "adaptive_rho": None, "adaptive_c": 1.0}
+EVAL_DEFAULTS: dict[str, Any] = {"tasks": 600, "steps": None, "batch": 100, "seed": 12345,
+                                 "every": 0, "val_tasks": 100}
+_OPTIMIZERS = ("adam", "sgd")
+_DTYPES = ("float32", "float64")
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value: JSON when it parses (numbers, booleans, null, lists), else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment: task, model, inner loop, meta-optimiser, evaluation and seed."""
+
+    name: str = "custom"
+    task: dict = field(default_factory=lambda: {"name": "sine"})
+    model: dict = field(default_factory=lambda: {"name": "mlp"})
+    inner: dict = field(default_factory=lambda: dict(INNER_KEYS))
+    outer: dict = field(default_factory=lambda: dict(OUTER_DEFAULTS))
+    eval: dict = field(default_factory=lambda: dict(EVAL_DEFAULTS))
+    seed: int = 0
+    dtype: str = "float32"
+    vectorize: Any = "auto"
+    compile: bool = False
+    log_every: int = 100
+    checkpoint_every: int = 1000
+
+    # -- construction -----------------------------------------------------------------------
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> "Config":
+        """Build and validate a config from a (possibly partial) nested dict."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"config: expected a mapping, got {type(d).__name__}")
+        top = {f.name for f in fields(Config)}
+        bad = [k for k in d if k not in top]
+        if bad:
+            raise ConfigError(f"config: unknown key {bad[0]!r}; valid keys: {', '.join(sorted(top))}")
+        d = copy.deepcopy(dict(d))
+        for sec, defaults in (("inner", INNER_KEYS), ("outer", OUTER_DEFAULTS), ("eval", EVAL_DEFAULTS)):
+            if sec in d and not isinstance(d[sec], Mapping):
+                raise ConfigError(f"config: section {sec!r} must be a mapping, got {d[sec]!r}")
+            d[sec] = {**defaults, **d.get(sec, {})}
+        cfg = Config(**d)
+        cfg.validate()
+        return cfg
+
+    @staticmethod
+    def load(path: str | Path) -> "Config":
+        """Read a JSON config file (e.g. a run's ``config.json``)."""
+        path = Path(path)
+        try:
+            return Config.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"config: no such file {str(path)!r}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config: {str(path)!r} is not valid JSON ({e.msg} at line {e.lineno})") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(asdict(self))
+
+    def override(self, assignments: Iterable[str]) -> "Config":
+        """Apply dotted ``key=value`` assignments; unknown keys raise ``ConfigError`` naming them."""
+        d = self.to_dict()
+        for a in assignments:
+            if "=" not in a:
+                raise ConfigError(f"override: expected key=value, got {a!r}")
+            key, text = a.split("=", 1)
+            parts = key.strip().split(".")
+            value = parse_value(text)
+            if len(parts) == 1:
+                if parts[0] not in d or isinstance(d[parts[0]], dict):
+                    raise ConfigError(f"override: unknown config key {key!r}")
+                d[parts[0]] = value
+            elif len(parts) == 2 and isinstance(d.get(parts[0]), dict):
+                d[parts[0]][parts[1]] = value
+            else:
+                raise ConfigError(f"override: unknown config key {key!r}")
+        return Config.from_dict(d)
+
+    # -- validation -----------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check every key against its builder or default set, and the simple types."""
+        _check_section("task", self.task, registry.TASKS, "name")
+        _check_section("model", self.model, registry.MODELS, "name", skip=("task",))
+        _check_section("inner", self.inner, registry.LEARNERS, "learner", skip=("model",), common=INNER_KEYS)
+        for sec, defaults in (("outer", OUTER_DEFAULTS), ("eval", EVAL_DEFAULTS)):
+            values = getattr(self, sec)
+            bad = [k for k in values if k not in defaults]
+            if bad:
+                raise ConfigError(f"config: unknown key {sec}.{bad[0]}; valid keys: {', '.join(defaults)}")
+        _int("inner.steps", self.inner["steps"], 0)
+        if self.inner["mode"] not in ("second_order", "first_order", "hessian_free"):
+            raise ConfigError(f"config: inner.mode must be second_order, first_order or hessian_free, "
+                              f"got {self.inner['mode']!r}")
+        for k in ("grad_clip", "hf_delta", "hf_rho"):
+            _pos("inner." + k, self.inner[k], optional=True)
+        if self.outer["optimizer"] not in _OPTIMIZERS:
+            raise ConfigError(f"config: outer.optimizer must be one of {', '.join(_OPTIMIZERS)}, got {self.outer['optimizer']!r}")
+        _pos("outer.lr", self.outer["lr"])
+        _int("outer.meta_batch", self.outer["meta_batch"], 1)
+        _int("outer.iterations", self.outer["iterations"], 0)
+        _pos("outer.clip_norm", self.outer["clip_norm"], optional=True)
+        for k in ("adaptive_L", "adaptive_rho", "adaptive_c"):
+            _pos("outer." + k, self.outer[k], optional=True)
+        if (self.outer["adaptive_L"] is None) != (self.outer["adaptive_rho"] is None):
+            raise ConfigError("config: outer.adaptive_L and outer.adaptive_rho go together (002's adaptive "
+                              "meta step size); set both or neither")
+        _int("eval.tasks", self.eval["tasks"], 1)
+        _int("eval.batch", self.eval["batch"], 1)
+        _int("eval.every", self.eval["every"], 0)
+        _int("eval.val_tasks", self.eval["val_tasks"], 1)
+        if self.eval["steps"] is not None:
+            _int("eval.steps", self.eval["steps"], 0)
+        if self.dtype not in _DTYPES:
+            raise ConfigError(f"config: dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        if self.vectorize not in (True, False, "auto"):
+            raise ConfigError(f"config: vectorize must be true, false or \"auto\", got {self.vectorize!r}")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"config: compile must be true or false, got {self.compile!r}")
+        _int("seed", self.seed, 0)
+        _int("log_every", self.log_every, 1)
+        _int("checkpoint_every", self.checkpoint_every, 1)
+
+    def learner_options(self) -> dict[str, Any]:
+        """The ``inner`` keys that belong to the learner's builder."""
+        return {k: v for k, v in self.inner.items() if k not in INNER_KEYS}
+
+    def section_options(self, sec: str) -> dict[str, Any]:
+        """A task or model section without its ``name``."""
+        return {k: v for k, v in getattr(self, sec).items() if k != "name"}
+
+
+def _check_section(sec: str, values: Mapping[str, Any], table: Mapping[str, Any], name_key: str,
+                   skip: tuple[str, ...] = (), common: Mapping[str, Any] | None = None) -> None:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config: section {sec!r} must be a mapping, got {values!r}")
+    name = values.get(name_key)
+    if name not in table:
+        raise ConfigError(f"config: unknown {sec}.{name_key} {name!r}; choose one of {', '.join(sorted(table))}")
+    keys = [name_key, *(common or {}), *registry.accepted_keys(table[name], skip=skip + ("split",))]
+    bad = [k for k in values if k not in keys]
+    if bad:
+        raise ConfigError(f"config: unknown key {sec}.{bad[0]} for {name_key} {name!r}; valid keys: {', '.join(dict.fromkeys(keys))}")
+
+
+def _int(key: str, v: Any, lo: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ConfigError(f"config: {key} must be an integer >= {lo}, got {v!r}")
+
+
+def _pos(key: str, v: Any, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise ConfigError(f"config: {key} must be a positive number, got {v!r}")

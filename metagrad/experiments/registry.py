@@ -1,0 +1,171 @@
+"""Name -> builder tables that configs refer to (``task.name``, ``model.name``, ``inner.learner``).
+
+A builder's keyword parameters are the keys its config section accepts; ``build`` rejects
+any other key with a one-line error that lists the valid ones. Adding a task family, a
+model or an update rule to the config system is one ``register_*`` call here.
+
+* ``TASKS[name](split=..., **options) -> TaskDistribution`` (``split`` is ``"train"``,
+  ``"val"`` or ``"test"``; builders without a ``split`` parameter ignore it).
+* ``MODELS[name](task, **options) -> nn.Module`` (``task`` is the training distribution, for
+  input and output sizes).
+* ``LEARNERS[name](model, **options) -> (model, Learner)`` (a rule may transform the model,
+  e.g. T-nets wrap its layers).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from ..learners.base import Learner
+from ..learners.sgd import SGD
+from ..models.mlp import MLP
+from ..models.bias_transform import bias_transformed_mlp
+from ..tasks.polynomial import Polynomial
+from ..tasks.sine import Sinusoid
+
+__all__ = ["TASKS", "MODELS", "LEARNERS", "register_task", "register_model", "register_learner",
+           "accepted_keys", "build"]
+
+TASKS: dict[str, Callable[..., Any]] = {}
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+LEARNERS: dict[str, Callable[..., tuple[nn.Module, Learner]]] = {}
+
+
+def register_task(name: str, builder: Callable[..., Any]) -> None:
+    """Make ``task.name = name`` build tasks with ``builder``."""
+    TASKS[name] = builder
+
+
+def register_model(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Make ``model.name = name`` build models with ``builder(task, **options)``."""
+    MODELS[name] = builder
+
+
+def register_learner(name: str, builder: Callable[..., tuple[nn.Module, Learner]]) -> None:
+    """Make ``inner.learner = name`` build ``(model, learner)`` with ``builder(model, **options)``."""
+    LEARNERS[name] = builder
+
+
+def accepted_keys(builder: Callable[..., Any], skip: tuple[str, ...] = ()) -> list[str]:
+    """Keyword parameters of ``builder`` (the keys its config section may hold)."""
+    return [p.name for p in inspect.signature(builder).parameters.values()
+            if p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def build(kind: str, table: Mapping[str, Callable[..., Any]], name: str, options: Mapping[str, Any],
+          *args: Any, skip: tuple[str, ...] = (), **fixed: Any) -> Any:
+    """Look ``name`` up in ``table`` and call it with ``options``, rejecting unknown keys."""
+    if name not in table:
+        raise ValueError(f"{kind}: unknown name {name!r}; choose one of {', '.join(sorted(table))}")
+    builder = table[name]
+    keys = accepted_keys(builder, skip)
+    bad = [k for k in options if k not in keys]
+    if bad:
+        raise ValueError(f"{kind}: unknown key {kind}.{bad[0]} for {name!r}; valid keys: {', '.join(keys)}")
+    if "split" in fixed and "split" not in inspect.signature(builder).parameters:
+        fixed = {k: v for k, v in fixed.items() if k != "split"}
+    return builder(*args, **fixed, **options)
+
+
+# --- built-in entries --------------------------------------------------------------------
+
+def _sine(k_shot: int = 10, k_query: int = 10, amplitude: tuple[float, float] = (0.1, 5.0),
+          phase: tuple[float, float] = (0.0, math.pi), frequency: tuple[float, float] = (1.0, 1.0),
+          x_range: tuple[float, float] = (-5.0, 5.0)) -> Sinusoid:
+    return Sinusoid(k_shot, k_query, tuple(amplitude), tuple(phase), tuple(frequency), tuple(x_range))
+
+
+def _polynomial(k_shot: int = 10, k_query: int = 10, degree: int = 3,
+                coef_range: tuple[float, float] = (-1.0, 1.0),
+                x_range: tuple[float, float] = (-3.0, 3.0)) -> Polynomial:
+    return Polynomial(k_shot, k_query, degree, tuple(coef_range), tuple(x_range))
+
+
+def _mlp(task: Any, hidden: list[int] = (40, 40), activation: str = "relu", init: str = "default",
+         bias_transform: int = 0) -> nn.Module:
+    sizes = [getattr(task, "in_features", 1), *hidden, getattr(task, "out_features", 1)]
+    if bias_transform:  # 000's learned input vector of this length (0: none)
+        return bias_transformed_mlp(sizes, bias_transform, activation, init)
+    return MLP(sizes, activation, init)
+
+
+def _sgd(model: nn.Module, lr: float = 0.01, learn_lr: bool = False) -> tuple[nn.Module, Learner]:
+    return model, SGD(lr=lr, learn_lr=learn_lr)
+
+
+register_task("sine", _sine)
+register_task("polynomial", _polynomial)
+register_model("mlp", _mlp)
+register_learner("sgd", _sgd)
+
+
+# --- learned inner-loop geometry (001: Meta-SGD, T-net, MT-net) ----------------------------
+from ..learners.meta_sgd import MetaSGD  # noqa: E402
+from ..learners.tnet import MTNet, TNet  # noqa: E402
+from ..models.tnet import to_tnet  # noqa: E402
+
+
+def _meta_sgd(model: nn.Module, lr: float = 0.01, lr_init: str = "uniform",
+              lr_range: tuple[float, float] = (0.005, 0.1), seed: int = 0) -> tuple[nn.Module, Learner]:
+    return model, MetaSGD(lr=lr, lr_init=lr_init, lr_range=tuple(lr_range), seed=seed)
+
+
+def _tnet(model: nn.Module, lr: float = 0.01) -> tuple[nn.Module, Learner]:
+    return to_tnet(model), TNet(SGD(lr=lr))
+
+
+def _mtnet(model: nn.Module, lr: float = 0.01, temperature: float = 1.0, hard: bool = True,
+           logit_init: float = 0.0, mask: str = "sample") -> tuple[nn.Module, Learner]:
+    return to_tnet(model), MTNet(SGD(lr=lr), temperature=temperature, hard=hard,
+                                 logit_init=logit_init, mask=mask)
+
+
+register_learner("meta_sgd", _meta_sgd)
+register_learner("tnet", _tnet)
+register_learner("mtnet", _mtnet)
+
+
+# --- learned optimisers (004: TURTLE, the LSTM meta-learner) --------------------------------
+from ..learners.lstm import LSTMMetaLearner  # noqa: E402
+from ..learners.turtle import Turtle  # noqa: E402
+
+
+def _turtle(model: nn.Module, inputs: tuple[str, ...] = ("grad", "ema_grad", "time"), hidden_layers: int = 5,
+            width: int = 20, activation: str = "relu", beta: float = 0.9, learn_lr: bool = True,
+            lr_init: float | None = None, bias: bool = True) -> tuple[nn.Module, Learner]:
+    return model, Turtle(inputs=tuple(inputs), hidden_layers=hidden_layers, width=width, activation=activation,
+                         beta=beta, learn_lr=learn_lr, lr_init=lr_init, bias=bias)
+
+
+def _lstm(model: nn.Module, hidden_size: int = 20, second_order: bool = False,
+          p: float = 10.0) -> tuple[nn.Module, Learner]:
+    return model, LSTMMetaLearner(hidden_size=hidden_size, second_order=second_order, p=p)
+
+
+register_learner("turtle", _turtle)
+register_learner("lstm", _lstm)
+
+
+# --- image benchmarks (Omniglot, miniImageNet, CUB) and conv4 ----------------------------
+from ..models.conv4 import Conv4  # noqa: E402
+from ..tasks.images import CUB, MiniImageNet  # noqa: E402
+from ..tasks.omniglot import Omniglot  # noqa: E402
+
+
+def _conv4(task: Any, hidden: int = 64, pooling: str = "auto", blocks: int = 4, norm: str = "batch",
+           eps: float = 1e-5) -> Conv4:
+    # "auto": stride-2 convs for grey 28x28 Omniglot, 2x2 max-pooling for RGB 84x84 images.
+    if pooling == "auto":
+        pooling = "stride" if getattr(task, "channels", 1) == 1 else "max"
+    return Conv4(n_way=getattr(task, "n_way", 5), channels=getattr(task, "channels", 1),
+                 image_size=getattr(task, "image_size", 28), hidden=hidden, pooling=pooling,
+                 blocks=blocks, norm=norm, eps=eps)
+
+
+register_task("omniglot", Omniglot)
+register_task("miniimagenet", MiniImageNet)
+register_task("cub", CUB)
+register_model("conv4", _conv4)

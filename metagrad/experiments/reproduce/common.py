@@ -1,0 +1,59 @@
+"""Shared output of ``metagrad reproduce``: ``results.json`` and ``table.md`` (ours beside the paper).
+
+Each row is one table cell::
+
+    {"model": "MT-net", "setting": {"k_shot": 10, "steps": 5}, "metric": "mse",
+     "mean": 0.49, "ci95": 0.02, "median": null, "paper": 0.49, "diverged": false}
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from ...io import write_json, write_text
+
+__all__ = ["row", "write_results", "format_table"]
+
+
+def row(model: str, setting: dict[str, Any], metric: str, mean: float, ci95: float,
+        paper: Optional[float] = None, median: Optional[float] = None, diverged: bool = False,
+        **extra: Any) -> dict[str, Any]:
+    """One result cell in the ``results.json`` schema of DESIGN.md section 3."""
+    diverged = diverged or not math.isfinite(mean)
+    return {"model": model, "setting": dict(setting), "metric": metric,
+            "mean": None if not math.isfinite(mean) else float(mean),
+            "ci95": None if ci95 is None or not math.isfinite(ci95) else float(ci95),
+            "median": median, "paper": paper, "diverged": bool(diverged), **extra}
+
+
+def _fmt(x: Optional[float], metric: str) -> str:
+    if x is None:
+        return "-"
+    return f"{100 * x:.2f}" if metric == "accuracy" else f"{x:.3f}"
+
+
+def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
+    """Markdown table: model, setting, ours (mean +- 95% CI), median, paper, diverged."""
+    lines = [f"# {name}", "", note, "" if note else "",
+             "| model | setting | ours (mean ± 95% CI) | median | paper |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items())
+        if r["diverged"]:
+            ours = "diverged"
+        else:
+            ours = f"{_fmt(r['mean'], r['metric'])} ± {_fmt(r['ci95'], r['metric'])}"
+        lines.append(f"| {r['model']} | {setting} | {ours} | {_fmt(r.get('median'), r['metric'])} | "
+                     f"{_fmt(r.get('paper'), r['metric'])} |")
+    unit = "accuracy in %" if any(r["metric"] == "accuracy" for r in rows) else "metric: " + (rows[0]["metric"] if rows else "")
+    lines += ["", f"({unit}; '-' where the paper gives no number)", ""]
+    return "\n".join(lines)
+
+
+def write_results(out: str | Path, name: str, rows: list[dict[str, Any]], note: str = "",
+                  **extra: Any) -> None:
+    """Write ``out/results.json`` and ``out/table.md`` atomically."""
+    out = Path(out)
+    write_json(out / "results.json", {"experiment": name, "rows": rows, **extra})
+    write_text(out / "table.md", format_table(name, rows, note))

@@ -1,0 +1,268 @@
+"""004's sine protocol (appendix A.1) shared by ``turtle-table6`` and ``turtle-order``.
+
+* Tasks ``y = A sin(x - p)``, ``A ~ U[0.1, 5]``, ``p ~ U[0, pi]``, ``x ~ U[-5, 5]``; ``k`` support
+  points, query sets of 50; 2,000 fixed test tasks (the same for every model and seed).
+* Base-learner: MLP 1-40-40-1, ReLU, zero biases (the thesis's code).
+* 70,000 meta-training tasks; Adam 1e-3; validation every 2,500 tasks on 1,000 fixed tasks,
+  the best validated state is tested.
+* so-MAML: inner SGD 0.01, meta-batch 1; for T > 1 inner gradients clipped to [-10, 10]
+  (``grad_clip=10``) and, as in the thesis's code, the meta-gradient too (value clipping).
+* so-TURTLE: 5 hidden layers of 20 ReLU units, per-parameter learning rates; T = 1: raw
+  gradient, meta-batch 1; T = 5: gradient + EMA(0.9) of gradients + time step, meta-batch 2;
+  T = 10: gradient + EMA(0.3), meta-batch 4 (004 section 4.2.5); clipping as MAML.
+* LSTM meta-learner: hidden 20, first-order assumption, meta-batch 1, meta-gradient norm
+  clipped to 0.25 (``outer.clip_norm``).
+* Transfer baselines: Adam 1e-3; Finetuning pre-trains on 70,000 flat batches of 16 from the
+  merged meta-training data; test protocol 100 steps on batches of 4, best of every 25.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from ...algorithm import MAML
+from ...baselines import Finetuning, TrainFromScratch, merge_tasks
+from ...batch import TaskBatch
+from ...evaluation import mean_ci95, robust_summary
+from ...io import write_json
+from ...learners.base import Learner
+from ...learners.lstm import LSTMMetaLearner
+from ...learners.sgd import SGD
+from ...learners.turtle import Turtle
+from ...models.mlp import MLP
+from ...tasks.sine import Sinusoid
+
+__all__ = ["TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine", "fixed_tasks",
+           "base_model", "train_meta", "evaluate_meta", "run_baseline", "Record", "Protocol", "run_cell",
+           "aggregate", "BASELINES"]
+
+BASELINES = ("TrainFromScratch", "Finetuning")
+
+TASKS = 70_000          # meta-training tasks per run
+TEST_TASKS = 2_000
+VAL_TASKS = 1_000
+VAL_EVERY = 2_500       # in tasks
+QUERY = 50
+TEST_SEED, VAL_SEED = 10_000, 20_000
+
+
+def sine(k_shot: int) -> Sinusoid:
+    """004's sine family with ``k_shot`` support points and 50 query points."""
+    return Sinusoid(k_shot=k_shot, k_query=QUERY)
+
+
+def fixed_tasks(k_shot: int, n: int, seed: int) -> TaskBatch:
+    """A fixed set of ``n`` tasks (the same for every model and training seed)."""
+    return sine(k_shot).sample(n, torch.Generator().manual_seed(seed + k_shot))
+
+
+def base_model(seed: int) -> MLP:
+    """MLP 1-40-40-1 with ReLU and zero biases, drawn from ``seed``."""
+    torch.manual_seed(seed)
+    model = MLP([1, 40, 40, 1])
+    with torch.no_grad():
+        for m in model.net:
+            if isinstance(m, nn.Linear):
+                m.bias.zero_()
+    return model
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one meta-learner of 004 is trained: rule, meta-gradient mode, meta-batch, clipping."""
+
+    name: str
+    learner: Callable[[], Learner]
+    mode: str = "second_order"
+    meta_batch: int = 1
+    grad_clip: Optional[float] = None     # inner gradient value clipping
+    clip_value: Optional[float] = None    # meta-gradient value clipping
+    clip_norm: Optional[float] = None     # meta-gradient norm clipping (outer.clip_norm)
+
+
+def spec(model: str, steps: int) -> Spec:
+    """The 004 setting of ``model`` (``so-MAML``, ``fo-MAML``, ``so-TURTLE``, ``fo-TURTLE``,
+    ``LSTM``, or ``so-TURTLE-raw`` / ``fo-TURTLE-raw``: Fig. 11's raw-gradient TURTLE) for ``steps``."""
+    clip = 10.0 if steps > 1 else None
+    order = "first_order" if model.startswith("fo-") else "second_order"
+    if model in ("so-MAML", "fo-MAML"):
+        return Spec(model, lambda: SGD(0.01), order, 1, clip, clip)
+    if model in ("so-TURTLE", "fo-TURTLE"):
+        if steps == 1:
+            rule, mb = (lambda: Turtle(inputs=("grad",))), 1
+        elif steps <= 5:
+            rule, mb = (lambda: Turtle(inputs=("grad", "ema_grad", "time"), beta=0.9)), 2
+        else:
+            rule, mb = (lambda: Turtle(inputs=("grad", "ema_grad"), beta=0.3)), 4
+        return Spec(model, rule, order, mb, clip, clip)
+    if model in ("so-TURTLE-raw", "fo-TURTLE-raw"):   # 004 section 4.2.2 / Fig. 11
+        return Spec(model, lambda: Turtle(inputs=("grad",), learn_lr=False), order, 1, clip, clip)
+    if model == "LSTM":
+        return Spec(model, lambda: LSTMMetaLearner(), "second_order", 1, None, None, 0.25)
+    raise ValueError(f"spec: unknown model {model!r}; choose so-MAML, fo-MAML, so-TURTLE, fo-TURTLE, "
+                     "so-TURTLE-raw, fo-TURTLE-raw or LSTM")
+
+
+@dataclass
+class Record:
+    """What one training run produced: per-task test MSE and timings."""
+
+    test_mse: torch.Tensor
+    seconds: float
+    ms_per_iteration: float
+    iterations: int
+    best_val: float = math.nan
+    val_curve: list[tuple[int, float]] = field(default_factory=list)
+    diverged: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        v = self.test_mse
+        return {"mean": float(v.mean()), "median": float(v.median()), "seconds": self.seconds,
+                "ms_per_iteration": self.ms_per_iteration, "iterations": self.iterations,
+                "best_val": self.best_val, "val_curve": self.val_curve, "diverged": self.diverged}
+
+
+@torch.no_grad()
+def evaluate_meta(algo: MAML, tasks: TaskBatch, steps: int, chunk: int = 250) -> torch.Tensor:
+    """Query MSE after ``steps`` inner steps for every task (in chunks, to bound memory)."""
+    out = [algo.adaptation_curve(tasks[i:i + chunk], steps)[:, -1] for i in range(0, tasks.n_tasks, chunk)]
+    return torch.cat(out)
+
+
+def build_meta(sp: Spec, steps: int, seed: int) -> MAML:
+    """The ``MAML`` object of spec ``sp`` with its base-learner and rule drawn from ``seed``."""
+    model = base_model(seed)
+    torch.manual_seed(seed + 1)      # the rule's own initialisation
+    return MAML(model, learner=sp.learner(), inner_steps=steps, mode=sp.mode, grad_clip=sp.grad_clip)
+
+
+def train_meta(sp: Spec, k_shot: int, steps: int, seed: int, tasks: int = TASKS, *,
+               val_every: Optional[int] = VAL_EVERY, val_tasks: int = VAL_TASKS, test: Optional[TaskBatch] = None,
+               log: Optional[Callable[[str], None]] = None) -> Record:
+    """Meta-train ``sp`` on ``tasks`` sine tasks, keep the best validated state, test it."""
+    algo = build_meta(sp, steps, seed)
+    opt = torch.optim.Adam(algo.parameters(), lr=1e-3)
+    dist, gen = sine(k_shot), torch.Generator().manual_seed(seed)
+    val = fixed_tasks(k_shot, val_tasks, VAL_SEED) if val_every else None
+    best_state, best_val, curve = None, math.inf, []
+    iterations = max(1, tasks // sp.meta_batch)
+    every = max(1, (val_every or tasks) // sp.meta_batch)
+    t0 = time.perf_counter()
+    train_time = 0.0
+    for it in range(1, iterations + 1):
+        t1 = time.perf_counter()
+        loss = algo.meta_loss(dist.sample(sp.meta_batch, gen))
+        opt.zero_grad()
+        loss.backward()
+        if sp.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(algo.parameters(), sp.clip_value)
+        if sp.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(algo.parameters(), sp.clip_norm)
+        opt.step()
+        train_time += time.perf_counter() - t1
+        if val is not None and (it % every == 0 or it == iterations):
+            v = float(evaluate_meta(algo, val, steps).mean())
+            curve.append((it * sp.meta_batch, v))
+            if math.isfinite(v) and v < best_val:
+                best_val, best_state = v, copy.deepcopy(algo.state_dict())
+            if log:
+                log(f"{sp.name} T={steps} k={k_shot} seed={seed}: {it * sp.meta_batch} tasks, val MSE {v:.3f}, "
+                    f"{1000 * train_time / it:.1f} ms/it")
+    if best_state is not None:
+        algo.load_state_dict(best_state)
+    test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
+    mse = evaluate_meta(algo, test, steps)
+    seconds = time.perf_counter() - t0
+    return Record(mse, seconds, 1000 * train_time / iterations, iterations, best_val, curve,
+                  diverged=not bool(torch.isfinite(mse).all()))
+
+
+def run_baseline(name: str, k_shot: int, seed: int, tasks: int = TASKS, *,
+                 test: Optional[TaskBatch] = None) -> Record:
+    """``TrainFromScratch`` or ``Finetuning`` (pre-trained on ``tasks`` flat batches of 16)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = base_model(seed)
+    test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
+    t0 = time.perf_counter()
+    iterations = 0
+    if name == "TrainFromScratch":
+        method: Any = TrainFromScratch(model)
+    elif name == "Finetuning":
+        method = Finetuning.from_model(model)
+        # the merged meta-training data: all support and query points of `tasks` tasks
+        x, y = merge_tasks(sine(k_shot).sample(tasks, gen))
+        iterations = tasks
+        method.pretrain(x, y, tasks, gen)
+    else:
+        raise ValueError(f"run_baseline: unknown baseline {name!r}; choose TrainFromScratch or Finetuning")
+    t1 = time.perf_counter()
+    mse = torch.cat([method.evaluate(test[i:i + 500], gen) for i in range(0, test.n_tasks, 500)])
+    seconds = time.perf_counter() - t0
+    return Record(mse, seconds, 1000 * (t1 - t0) / max(iterations, 1), iterations,
+                  diverged=not bool(torch.isfinite(mse).all()))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Run lengths: meta-training tasks, test tasks, validation cadence (004: 70,000 / 2,000 / 2,500 / 1,000)."""
+
+    tasks: int = TASKS
+    test_tasks: int = TEST_TASKS
+    val_every: Optional[int] = VAL_EVERY
+    val_tasks: int = VAL_TASKS
+
+    @classmethod
+    def quick(cls) -> "Protocol":
+        return cls(tasks=300, test_tasks=100, val_every=None, val_tasks=0)
+
+
+def run_cell(out: Path, model: str, steps: Optional[int], k_shot: int, seed: int, proto: Protocol,
+             log: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+    """Train and test one (model, steps, shots, seed), caching the summary in ``out/cells/``.
+
+    A cached cell is reused when it was produced under the same protocol, so a long
+    reproduction can be resumed or extended seed by seed.
+    """
+    tag = f"{model}_T{steps if steps is not None else '-'}_k{k_shot}_s{seed}"
+    path = Path(out) / "cells" / f"{tag}.json"
+    want = {"tasks": proto.tasks, "test_tasks": proto.test_tasks, "val_every": proto.val_every,
+            "val_tasks": proto.val_tasks}
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("protocol") == want:
+            return cached
+    test = fixed_tasks(k_shot, proto.test_tasks, TEST_SEED)
+    if model in BASELINES:
+        rec = run_baseline(model, k_shot, seed, proto.tasks, test=test)
+    else:
+        rec = train_meta(spec(model, steps), k_shot, steps, seed, proto.tasks, val_every=proto.val_every,
+                         val_tasks=proto.val_tasks, test=test, log=log)
+    summary = {"model": model, "steps": steps, "k_shot": k_shot, "seed": seed, "protocol": want,
+               "ci95_tasks": mean_ci95(rec.test_mse)[1], **rec.summary()}
+    write_json(path, summary)
+    if log:
+        log(f"{tag}: mean MSE {summary['mean']:.4f} median {summary['median']:.4f} "
+            f"({summary['seconds']:.0f} s, {summary['ms_per_iteration']:.1f} ms/it)")
+    return summary
+
+
+def aggregate(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """004's across-run statistics of the per-seed mean test MSEs (``robust_summary``); with one
+    seed the 95% interval is over test tasks instead."""
+    means = [c["mean"] if not c["diverged"] else math.nan for c in cells]
+    stats = robust_summary(means)
+    if len(cells) == 1:
+        stats["ci95"] = cells[0]["ci95_tasks"]
+    stats["seeds"] = len(cells)
+    stats["diverged_runs"] = sum(1 for c in cells if c["diverged"])
+    stats["seconds"] = sum(c["seconds"] for c in cells)
+    stats["ms_per_iteration"] = sum(c["ms_per_iteration"] for c in cells) / len(cells)
+    return stats

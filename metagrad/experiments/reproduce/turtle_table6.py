@@ -1,0 +1,164 @@
+"""004 Table 6: sine regression MSE of TrainFromScratch, Finetuning, LSTM, so-MAML and so-TURTLE
+(1, 5, 10 inner steps; 5, 10, 15, 20 shots; query sets of 50; 2,000 test tasks; several runs
+summarised with 004's statistics). Protocol: ``turtle_common``.
+
+Run a part of the table (cells are cached under ``OUT/cells`` and merged)::
+
+    python -m metagrad.experiments.reproduce.turtle_table6 --out runs/t6 --models so-TURTLE so-MAML \\
+        --steps 5 --shots 5 10 --seeds 2 [--tasks 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .common import row, write_results
+from .turtle_common import BASELINES, TASKS, Protocol, aggregate, run_cell
+
+NAME = "turtle-table6"
+DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
+
+MODELS = ("TrainFromScratch", "Finetuning", "LSTM", "so-MAML", "so-TURTLE")
+STEPS = (1, 5, 10)
+SHOTS = (5, 10, 15, 20)
+# 004 Table 6: mean MSE ± 95% interval across 30 runs; keys (model, steps), values per shot 5/10/15/20.
+PAPER: dict[tuple[str, Optional[int]], tuple[tuple[float, float], ...]] = {
+    ("TrainFromScratch", None): ((7.38, 0.12), (4.61, 0.03), (4.24, 0.01), (3.85, 0.01)),
+    ("Finetuning", None): ((3.16, 0.01), (2.96, 0.01), (3.00, 0.01), (2.89, 0.01)),
+    ("LSTM", 1): ((0.98, 0.14), (0.76, 0.05), (0.94, 0.14), (1.06, 0.12)),
+    ("so-MAML", 1): ((0.68, 0.01), (0.39, 0.01), (0.31, 0.01), (0.24, 0.00)),
+    ("so-TURTLE", 1): ((0.47, 0.01), (0.26, 0.00), (0.20, 0.00), (0.15, 0.00)),
+    ("LSTM", 5): ((0.37, 0.03), (0.21, 0.03), (0.21, 0.04), (0.18, 0.04)),
+    ("so-MAML", 5): ((0.39, 0.01), (0.10, 0.00), (0.05, 0.00), (0.03, 0.00)),
+    ("so-TURTLE", 5): ((0.08, 0.01), (0.02, 0.00), (0.02, 0.00), (0.01, 0.00)),
+    ("LSTM", 10): ((0.30, 0.02), (0.22, 0.03), (0.25, 0.07), (0.40, 0.22)),
+    ("so-MAML", 10): ((0.30, 0.04), (0.07, 0.00), (0.03, 0.00), (0.02, 0.00)),
+    ("so-TURTLE", 10): ((0.10, 0.02), (0.08, 0.02), (0.07, 0.02), (0.34, 0.24)),
+}
+QUICK = dict(models=MODELS, steps=(1, 5), shots=(5,))
+
+
+def _paper(model: str, steps: Optional[int], k: int) -> tuple[Optional[float], Optional[float]]:
+    vals = PAPER.get((model, steps))
+    return vals[SHOTS.index(k)] if vals and k in SHOTS else (None, None)
+
+
+def _cells(models: Sequence[str], steps: Sequence[int], shots: Sequence[int]) -> list[tuple[str, Optional[int], int]]:
+    out = []
+    for k in shots:
+        for m in models:
+            if m in BASELINES:
+                out.append((m, None, k))
+            else:
+                out.extend((m, t, k) for t in steps)
+    return out
+
+
+def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: Sequence[str] = MODELS,
+        steps: Sequence[int] = STEPS, shots: Sequence[int] = SHOTS, tasks: Optional[int] = None,
+        test_tasks: Optional[int] = None, val_every: Optional[int] = -1, val_tasks: Optional[int] = None,
+        log: Any = None) -> list[dict[str, Any]]:
+    """Run the table (``seeds`` runs per cell; default 5, ``quick``: 1 seed, 5 shots, 1 and 5 steps,
+    300 tasks, 100 test tasks) and write ``table.md``/``results.json`` after every cell."""
+    out = Path(out)
+    if quick:
+        models, steps, shots = QUICK["models"], QUICK["steps"], QUICK["shots"]
+    base = Protocol.quick() if quick else Protocol()
+    proto = Protocol(tasks=tasks or base.tasks, test_tasks=test_tasks or base.test_tasks,
+                     val_every=base.val_every if val_every == -1 else val_every,
+                     val_tasks=val_tasks or base.val_tasks)
+    n_seeds = seeds or (1 if quick else 5)
+    bad = [m for m in models if m not in MODELS]
+    if bad:
+        raise ValueError(f"{NAME}: unknown model {bad[0]!r}; choose from {', '.join(MODELS)}")
+    torch.set_num_threads(1)    # per-task work is tiny; extra threads only contend on a shared CPU
+    t0 = time.perf_counter()
+    note = (f"Mean MSE on {proto.test_tasks} fixed test tasks (query sets of 50) per run; {n_seeds} run(s) per "
+            f"cell summarised as in 004 (mean, median and 95% interval across runs after IQR outlier "
+            f"removal; with one run the interval is over test tasks). Meta-training: {proto.tasks} tasks "
+            f"(protocol: {TASKS}), validation every {proto.val_every} tasks on {proto.val_tasks} tasks. "
+            f"Paper: 004 Table 6, mean over 30 runs.")
+    rows: list[dict[str, Any]] = []
+    for model, t, k in _cells(models, steps, shots):
+        cells = [run_cell(out, model, t, k, s, proto, log) for s in range(n_seeds)]
+        stats = aggregate(cells)
+        paper, paper_ci = _paper(model, t, k)
+        extra: dict[str, Any] = {"paper_ci95": paper_ci, "seeds": n_seeds, "tasks": proto.tasks,
+                                 "test_tasks": proto.test_tasks, "outliers": stats["outliers"],
+                                 "ms_per_iteration": round(stats["ms_per_iteration"], 2),
+                                 "train_seconds": round(stats["seconds"], 1),
+                                 "per_seed_mean": [c["mean"] for c in cells]}
+        if paper is not None and stats["mean"] == stats["mean"]:
+            extra["at_most_or_within_paper"] = bool(stats["mean"] <= paper + paper_ci)
+        rows.append(row(model, {"k_shot": k, "steps": t}, "mse", stats["mean"], stats["ci95"], paper=paper,
+                        median=stats["median"], diverged=stats["diverged_runs"] == n_seeds, **extra))
+        write_results(out, NAME, rows, note, claims=claims(rows), wall_clock_s=round(time.perf_counter() - t0, 1))
+    _plot(rows, out)
+    return rows
+
+
+def claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's checks, for the cells present: so-TURTLE below so-MAML at 5 steps (5, 10 shots),
+    every cell at most the paper's value or within its interval, baselines worse than every meta-learner."""
+    by = {(r["model"], r["setting"]["steps"], r["setting"]["k_shot"]): r["mean"] for r in rows}
+    out: dict[str, Any] = {}
+    for k in (5, 10):
+        a, b = by.get(("so-TURTLE", 5, k)), by.get(("so-MAML", 5, k))
+        if a is not None and b is not None:
+            out[f"turtle_beats_maml_5step_{k}shot"] = a < b
+    flags = [r["at_most_or_within_paper"] for r in rows if "at_most_or_within_paper" in r]
+    if flags:
+        out["all_at_most_or_within_paper"] = all(flags)
+    for k in sorted({r["setting"]["k_shot"] for r in rows}):
+        base = [v for (m, _, kk), v in by.items() if kk == k and m in BASELINES and v is not None]
+        meta = [v for (m, _, kk), v in by.items() if kk == k and m not in BASELINES and v is not None]
+        if base and meta:
+            out[f"baselines_worse_than_all_meta_learners_{k}shot"] = min(base) > max(meta)
+    return out
+
+
+def _plot(rows: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model in MODELS:
+        for t in (None, *STEPS):
+            pts = sorted((r["setting"]["k_shot"], r["mean"]) for r in rows
+                         if r["model"] == model and r["setting"]["steps"] == t and r["mean"] is not None)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=model + ("" if t is None else f" T={t}"))
+    ax.set_yscale("log")
+    ax.set_xlabel("shots k")
+    ax.set_ylabel("test MSE")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "table6.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=DESCRIPTION)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--steps", nargs="+", type=int, default=list(STEPS))
+    p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS))
+    p.add_argument("--tasks", type=int)
+    p.add_argument("--test-tasks", type=int)
+    p.add_argument("--val-every", type=int, default=-1)
+    p.add_argument("--val-tasks", type=int)
+    a = p.parse_args(argv)
+    run(a.out, a.quick, a.seeds, models=a.models, steps=a.steps, shots=a.shots, tasks=a.tasks,
+        test_tasks=a.test_tasks, val_every=a.val_every, val_tasks=a.val_tasks,
+        log=lambda s: print(time.strftime("%H:%M:%S"), s, file=sys.stderr, flush=True))
+
+
+if __name__ == "__main__":
+    main()

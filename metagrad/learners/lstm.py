@@ -1,0 +1,108 @@
+"""The LSTM meta-learner of Ravi & Larochelle (2017), as described in 004 section 2.3.3.
+
+A coordinate-wise two-layer LSTM whose second layer's cell state *is* the base-learner's
+weights (004 eq. (8)-(10))::
+
+    x_t         = [p(L_t), p(g_t)]                          (eq. (11) preprocessing: 4 features)
+    h_t, c_t    = LSTMCell(x_t, (h_{t-1}, c_{t-1}))         (layer 1, ``hidden_size`` units)
+    f_t         = sigmoid(W_F [h_t, theta_t, f_{t-1}] + b_F) (forget gate, eq. (10))
+    i_t         = sigmoid(W_I [h_t, theta_t, i_{t-1}] + b_I) (input gate = learning rate, eq. (9))
+    theta_{t+1} = f_t * theta_t - i_t * g_t                  (cell update, eq. (8), c_bar = -g)
+
+with ``g_t`` and ``L_t`` the support gradient and loss. The same weights serve every
+coordinate; the layer-1 state ``(h, c)`` and the previous gates ``(f, i)`` live in the learner
+``state`` (per task under ``vmap``), the initial cell state ``c_0 = theta_0`` is the model's
+own parameters. By default gradients and loss are treated as constants inside the rule (the
+first-order assumption of Ravi & Larochelle, following Andrychowicz et al. 2016);
+``second_order=True`` differentiates through them. Meta-gradient norm clipping (0.25 in the
+original) belongs to the outer optimiser.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..params import Params
+from .base import Learner
+from .coordinatewise import flat, preprocess, unflat
+
+__all__ = ["LSTMMetaLearner"]
+
+_P = "lstm."
+
+
+@dataclass(frozen=True)
+class LSTMMetaLearner(Learner):
+    """Ravi & Larochelle's LSTM meta-learner (004 eq. (8)-(11)) as an inner-loop rule.
+
+    Args:
+        hidden_size: units of the first LSTM layer (20 in the original).
+        second_order: differentiate through the gradient and loss inputs (default ``False``:
+            they are detached inside the rule, the original's first-order assumption).
+        p: the constant of the eq. (11) preprocessing (10).
+
+    Initialisation follows the original code: all weights ``U(-0.01, 0.01)``, forget-gate bias
+    ``U(4, 6)`` (gate near 1) and input-gate bias ``U(-5, -4)`` (rate near 0.01), so that the
+    rule starts close to gradient descent. Previous gates enter eq. (9)-(10) as gate values
+    (after the sigmoid), both zero at the first step.
+    """
+
+    hidden_size: int = 20
+    second_order: bool = False
+    p: float = 10.0
+    name: str = "lstm"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden_size, bool) or not isinstance(self.hidden_size, int) or self.hidden_size < 1:
+            raise ValueError(f"LSTMMetaLearner: hidden_size must be an integer >= 1, got {self.hidden_size!r}")
+        if not self.p > 0:
+            raise ValueError(f"LSTMMetaLearner: p must be positive, got {self.p}")
+
+    def init_meta(self, params: Params) -> Params:
+        ref = next(iter(params.values()))
+        kw = dict(dtype=ref.dtype, device=ref.device)
+        h = self.hidden_size
+
+        def u(*shape: int, lo: float = -0.01, hi: float = 0.01) -> Tensor:
+            return lo + (hi - lo) * torch.rand(*shape, **kw)
+
+        return {f"{_P}W_ih": u(4 * h, 4), f"{_P}W_hh": u(4 * h, h), f"{_P}b": u(4 * h),
+                f"{_P}W_F": u(h + 2), f"{_P}W_I": u(h + 2),
+                f"{_P}b_F": u(1, lo=4.0, hi=6.0), f"{_P}b_I": u(1, lo=-5.0, hi=-4.0)}
+
+    def init(self, params: Params, meta: Params) -> Any:
+        n = sum(v.numel() for v in params.values())
+        ref = next(iter(params.values()))
+        z = lambda *s: torch.zeros(*s, dtype=ref.dtype, device=ref.device)  # noqa: E731
+        return {"h": z(n, self.hidden_size), "c": z(n, self.hidden_size), "f": z(n), "i": z(n)}
+
+    def gates(self, grads: Params, params: Params, state: Any, meta: Params,
+              loss: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Forget gate ``f_t``, input gate ``i_t`` (flat ``[n]``) and the next layer-1 state."""
+        keys = list(grads)
+        g, theta = flat(grads, keys), flat(params, keys)
+        x = torch.cat([preprocess(loss, self.p).expand(g.shape[0], 2), preprocess(g, self.p)], dim=1)
+        z = x @ meta[f"{_P}W_ih"].T + state["h"] @ meta[f"{_P}W_hh"].T + meta[f"{_P}b"]
+        zi, zf, zg, zo = z.chunk(4, dim=1)
+        c = torch.sigmoid(zf) * state["c"] + torch.sigmoid(zi) * torch.tanh(zg)
+        h = torch.sigmoid(zo) * torch.tanh(c)
+        w_f, w_i = meta[f"{_P}W_F"], meta[f"{_P}W_I"]
+        hs = self.hidden_size
+        f = torch.sigmoid(h @ w_f[:hs] + theta * w_f[hs] + state["f"] * w_f[hs + 1] + meta[f"{_P}b_F"])
+        i = torch.sigmoid(h @ w_i[:hs] + theta * w_i[hs] + state["i"] * w_i[hs + 1] + meta[f"{_P}b_I"])
+        return f, i, {"h": h, "c": c, "f": f, "i": i}
+
+    def step(self, grads: Params, params: Params, state: Any, meta: Params, t: int,
+             loss: Tensor) -> tuple[Params, Any]:
+        if not self.second_order:
+            # Ravi & Larochelle's assumption: the inputs do not depend on the meta-parameters.
+            grads = {k: v.detach() for k, v in grads.items()}
+            loss = loss.detach()
+        keys = list(grads)
+        f, i, new_state = self.gates(grads, params, state, meta, loss)
+        theta = flat(params, keys)
+        new = f * theta - i * flat(grads, keys)
+        return unflat(new, grads, keys), new_state

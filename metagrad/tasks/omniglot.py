@@ -1,0 +1,199 @@
+"""Omniglot few-shot classification (Lake et al. 2015; protocol of Santoro et al. 2016 and Finn et al. 2017).
+
+All 1623 characters (20 drawings each) are pooled and shuffled with a fixed seed; the first
+1200 are the meta-training side (each also rotated by 90, 180 and 270 degrees as new classes,
+so 4800 training classes), the other 423 are the meta-test classes. Validation characters
+(``n_val``, default 100, no rotations) are carved out of the 1200 training characters.
+Images are resized from 105x105 to 28x28 (bilinear, antialiased); ink is 1.0 and paper 0.0.
+
+Out-of-distribution variants (Finn & Levine 2018, seed 000, Figure 3): ``shear`` (an angle in
+radians, ``x' = x + tan(shear) y``) and ``scale`` (a zoom factor about the centre) are applied
+to the 105x105 originals before resizing.
+
+Sources, in ``<root>/omniglot/`` (``root``: config ``task.root``, ``$METAGRAD_DATA`` or
+``../shared/data``): the NumPy archives ``images_background.npz`` / ``images_evaluation.npz``
+(bool ``[classes, 20, 105, 105]``, True = paper), else the official release
+``images_background.zip`` / ``images_evaluation.zip`` of PNGs or those folders unzipped
+(``<split>/<Alphabet>/characterNN/NNNN_DD.png``). ``SHA256SUMS`` is checked when present.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .datasets import cached_arrays, dataset_dir, resize_images, verify_sha256
+from .episodic import EpisodicImages
+
+__all__ = ["Omniglot", "load_omniglot", "omniglot_split", "affine_originals", "N_CHARACTERS"]
+
+N_CHARACTERS = 1623
+_PARTS = ("images_background", "images_evaluation")
+_LAYOUT = ("images_background.npz + images_evaluation.npz (bool [classes, 20, 105, 105]), or "
+           "images_background.zip + images_evaluation.zip of PNGs, or those folders unzipped")
+_PNG = re.compile(r"(\d{4})_(\d{2})\.png$")
+
+
+def affine_originals(ink: torch.Tensor, shear: float = 0.0, scale: float = 1.0) -> torch.Tensor:
+    """Shear by angle ``shear`` (radians) and zoom by ``scale`` images ``ink [K, 1, H, W]``.
+
+    The forward map is ``p' = scale * [[1, tan(shear)], [0, 1]] p`` about the centre; the image is
+    resampled bilinearly through its inverse, with paper (0) outside the original.
+    """
+    if not scale > 0:
+        raise ValueError(f"affine_originals: scale must be positive, got {scale}")
+    if not abs(shear) < math.pi / 2:
+        raise ValueError(f"affine_originals: shear must be an angle in (-pi/2, pi/2) radians, got {shear}")
+    if shear == 0.0 and scale == 1.0:
+        return ink
+    t = math.tan(shear)
+    inv = torch.tensor([[1.0, -t, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float32) / scale
+    grid = F.affine_grid(inv.expand(ink.shape[0], 2, 3), list(ink.shape), align_corners=False)
+    return F.grid_sample(ink.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _read_npz(folder: Path) -> tuple[np.ndarray, list[str]]:
+    parts = []
+    for p in _PARTS:
+        with np.load(folder / f"{p}.npz") as z:
+            parts.append(z["images"])
+    return np.concatenate(parts), []
+
+
+def _read_pngs(folder: Path) -> tuple[np.ndarray, list[str]]:
+    """Characters from the official zips or unzipped folders: ``[1623, 20, 105, 105]`` bool, alphabets."""
+    found: dict[int, dict[int, np.ndarray]] = {}
+    alphabet_of: dict[int, str] = {}
+
+    def add(name: str, data: bytes | Path) -> None:
+        m = _PNG.search(name)
+        if m is None:
+            return
+        char, drawer = int(m.group(1)), int(m.group(2))
+        src = data if isinstance(data, Path) else io.BytesIO(data)
+        with Image.open(src) as im:
+            found.setdefault(char, {})[drawer] = np.asarray(im.convert("1"), dtype=bool)
+        alphabet_of[char] = Path(name).parts[-3]
+
+    for p in _PARTS:
+        if (folder / p).is_dir():
+            for f in sorted((folder / p).rglob("*.png")):
+                add(str(f.relative_to(folder)), f)
+        elif (folder / f"{p}.zip").is_file():
+            with zipfile.ZipFile(folder / f"{p}.zip") as z:
+                for n in sorted(z.namelist()):
+                    if n.endswith(".png"):
+                        add(n, z.read(n))
+        else:
+            raise FileNotFoundError(f"load_omniglot: {folder} has no {p}.npz, {p}.zip or {p}/; expected {_LAYOUT}")
+    chars = sorted(found)
+    if chars != list(range(1, len(chars) + 1)) or any(len(found[c]) != 20 for c in chars):
+        bad = next((c for c in chars if len(found[c]) != 20), None)
+        raise ValueError(f"load_omniglot: {folder} holds {len(chars)} characters (character {bad} "
+                         f"incomplete or numbering broken); expected {_LAYOUT} with 20 drawings each")
+    images = np.stack([np.stack([found[c][d] for d in sorted(found[c])]) for c in chars])
+    return images, [alphabet_of[c] for c in chars]
+
+
+def _groups(folder: Path, n: int, alphabets: list[str]) -> np.ndarray:
+    """Alphabet id per character, from ``alphabets.csv`` or from the PNG folder names."""
+    groups = np.full(n, -1, dtype=np.int64)
+    if (folder / "alphabets.csv").is_file():
+        with open(folder / "alphabets.csv", newline="") as f:
+            for gid, row in enumerate(csv.DictReader(f)):
+                groups[int(row["first_character"]) - 1:int(row["last_character"])] = gid
+    elif alphabets:
+        names = {a: i for i, a in enumerate(dict.fromkeys(alphabets))}
+        groups[:] = [names[a] for a in alphabets]
+    return groups
+
+
+@lru_cache(maxsize=4)
+def _load(folder: str, image_size: int, shear: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    folder_p = Path(folder)
+    npz = all((folder_p / f"{p}.npz").is_file() for p in _PARTS)
+    names = [f"{p}.npz" for p in _PARTS] if npz else [f"{p}.zip" for p in _PARTS]
+    sources = [folder_p / n for n in names if (folder_p / n).is_file()]
+    sources += [folder_p / p for p in _PARTS if (folder_p / p).is_dir() and not npz]
+
+    def build() -> dict[str, np.ndarray]:
+        verify_sha256(folder_p, names)
+        # Both readers keep the release's convention: True = paper, False = ink.
+        raw, alphabets = _read_npz(folder_p) if npz else _read_pngs(folder_p)
+        c, d = raw.shape[:2]
+        out = np.empty((c * d, 1, image_size, image_size), np.uint8)
+        for i in range(0, c * d, 2000):  # chunks bound the float32 copy of the originals
+            ink = torch.from_numpy(~raw.reshape(c * d, 1, *raw.shape[2:])[i:i + 2000]).float()
+            out[i:i + 2000] = resize_images(affine_originals(ink, shear, scale), image_size)
+        return {"images": out.reshape(c, d, 1, image_size, image_size),
+                "groups": _groups(folder_p, c, alphabets)}
+
+    arrays = cached_arrays(folder_p, f"omniglot-{image_size}-sh{shear:g}-sc{scale:g}", sources,
+                           {"size": image_size, "shear": shear, "scale": scale}, build)
+    return arrays["images"], arrays["groups"]
+
+
+def load_omniglot(root: Optional[str | os.PathLike] = None, image_size: int = 28, shear: float = 0.0,
+                  scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """All characters as ``uint8 [1623, 20, 1, S, S]`` (255 = ink) and alphabet ids ``[1623]``.
+
+    Cached after the first call (see ``metagrad.tasks.datasets``); ``root`` as in the module doc.
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"load_omniglot: image_size must be a positive integer, got {image_size!r}")
+    folder = dataset_dir("omniglot", root, [f"{p}{e}" for p in _PARTS for e in (".npz", ".zip", "")], _LAYOUT)
+    images, groups = _load(str(folder.resolve()), image_size, float(shear), float(scale))
+    return torch.from_numpy(images), torch.from_numpy(groups)
+
+
+def omniglot_split(n_classes: int = N_CHARACTERS, n_train: int = 1200, n_val: int = 100,
+                   seed: int = 0) -> dict[str, torch.Tensor]:
+    """Character indices of ``train``, ``val`` and ``test`` (disjoint; a fixed-seed shuffle).
+
+    ``perm = randperm(n_classes, seed)``: ``val = perm[:n_val]``, ``train = perm[n_val:n_train]``,
+    ``test = perm[n_train:]``; validation is carved out of the training side.
+    """
+    if not 0 <= n_val < n_train < n_classes:
+        raise ValueError(f"omniglot_split: need 0 <= n_val < n_train < {n_classes}, got n_val={n_val}, n_train={n_train}")
+    perm = torch.randperm(n_classes, generator=torch.Generator().manual_seed(seed))
+    return {"train": perm[n_val:n_train], "val": perm[:n_val], "test": perm[n_train:]}
+
+
+class Omniglot(EpisodicImages):
+    """N-way k-shot Omniglot tasks of one split (see the module docstring for the protocol).
+
+    ``split``: ``train`` (rotations as new classes unless ``rotate=False``), ``val`` or ``test``.
+    ``within_alphabet``: all classes of a task from one alphabet (``alphabets.csv``).
+
+    Example::
+
+        tasks = Omniglot("train", n_way=5, k_shot=1, k_query=1)
+        batch = tasks.sample(32, torch.Generator().manual_seed(0))   # support_x [32, 5, 1, 28, 28]
+    """
+
+    def __init__(self, split: str = "train", n_way: int = 5, k_shot: int = 1, k_query: int = 1, *,
+                 root: Optional[str | os.PathLike] = None, image_size: int = 28, n_train: int = 1200,
+                 n_val: int = 100, split_seed: int = 0, rotate: bool = True,
+                 within_alphabet: bool = False, shear: float = 0.0, scale: float = 1.0) -> None:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"Omniglot: unknown split {split!r}; choose 'train', 'val' or 'test'")
+        if split == "val" and n_val == 0:
+            raise ValueError("Omniglot: split='val' needs n_val > 0 validation characters; set n_val")
+        images, groups = load_omniglot(root, image_size, shear, scale)
+        idx = omniglot_split(images.shape[0], n_train, n_val, split_seed)[split]
+        self.split, self.class_ids = split, idx
+        self.shear, self.scale = shear, scale
+        super().__init__(images[idx], n_way=n_way, k_shot=k_shot, k_query=k_query,
+                         rotations=(0, 1, 2, 3) if split == "train" and rotate else (0,),
+                         groups=groups[idx], within_group=within_alphabet, name=f"Omniglot[{split}]")

@@ -1,0 +1,45 @@
+"""Shared fixtures: small float64 problems for exact gradient checks."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tests read real data from ../shared/data unless METAGRAD_DATA says otherwise.
+_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if "METAGRAD_DATA" not in os.environ and _SHARED.is_dir():
+    os.environ["METAGRAD_DATA"] = str(_SHARED)
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def fd_grad(f, tensors: list[torch.Tensor], eps: float = 1e-6) -> list[torch.Tensor]:
+    """Central finite differences of the scalar ``f()`` with respect to each tensor (in place)."""
+    out = []
+    for t in tensors:
+        g = torch.zeros_like(t)
+        flat, gflat = t.data.view(-1), g.view(-1)
+        for i in range(flat.numel()):
+            old = flat[i].item()
+            flat[i] = old + eps
+            fp = f().item()
+            flat[i] = old - eps
+            fm = f().item()
+            flat[i] = old
+            gflat[i] = (fp - fm) / (2 * eps)
+        out.append(g)
+    return out
+
+
+def rel_err(a: list[torch.Tensor] | torch.Tensor, b: list[torch.Tensor] | torch.Tensor) -> float:
+    """``||a - b|| / ||b||`` over lists of tensors."""
+    if isinstance(a, torch.Tensor):
+        a, b = [a], [b]
+    num = torch.sqrt(sum(((x - y) ** 2).sum() for x, y in zip(a, b)))
+    den = torch.sqrt(sum((y ** 2).sum() for y in b))
+    return float(num / den)

@@ -1,0 +1,123 @@
+"""The LSTM meta-learner (004 section 2.3.3, eq. (8)-(11)): gradients, first-order assumption, Theorem 1."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import metagrad as mg
+from metagrad.learners.coordinatewise import preprocess
+from metagrad.learners.lstm import LSTMMetaLearner
+
+D = torch.float64
+
+
+def _batch(n: int = 3, k: int = 5, seed: int = 0) -> mg.TaskBatch:
+    return mg.tasks.Sinusoid(k_shot=k, k_query=6).sample(n, torch.Generator().manual_seed(seed), dtype=D)
+
+
+def _algo(second_order: bool, mode: str = "second_order", vectorize: bool | str = True, steps: int = 3) -> mg.MAML:
+    torch.manual_seed(0)
+    model = mg.models.MLP([1, 5, 1], activation="tanh").to(D)
+    algo = mg.MAML(model, learner=LSTMMetaLearner(hidden_size=4, second_order=second_order),
+                   inner_steps=steps, mode=mode, vectorize=vectorize)
+    with torch.no_grad():   # larger weights than the near-SGD initialisation, so every path matters
+        for k, v in algo.meta_params().items():
+            v.normal_(0, 0.5)
+    return algo
+
+
+def _grads(algo: mg.MAML, batch: mg.TaskBatch) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(algo.meta_loss(batch), list(algo.parameters())))
+
+
+def test_second_order_meta_gradient_matches_finite_differences() -> None:
+    algo, batch = _algo(second_order=True), _batch()
+    params = list(algo.parameters())
+    grads = _grads(algo, batch)
+    gen = torch.Generator().manual_seed(1)
+    vs = [torch.randn(p.shape, generator=gen, dtype=D) for p in params]
+    analytic = sum((g * v).sum() for g, v in zip(grads, vs))
+    eps = 1e-7   # small: the eq. (11) log features are strongly curved (see test_turtle)
+    with torch.no_grad():
+        for p, v in zip(params, vs):
+            p.add_(eps * v)
+        plus = algo.meta_loss(batch)
+        for p, v in zip(params, vs):
+            p.sub_(2 * eps * v)
+        minus = algo.meta_loss(batch)
+    numeric = (plus - minus) / (2 * eps)
+    assert float((analytic - numeric).abs() / numeric.abs()) < 1e-6
+
+
+def test_first_order_assumption_detaches_gradient_inputs_only() -> None:
+    batch = _batch()
+    default = _grads(_algo(second_order=False), batch)
+    # same as differentiating the full rule with the core's first-order mode (grads and loss constant)
+    via_core = _grads(_algo(second_order=True, mode="first_order"), batch)
+    full = _grads(_algo(second_order=True), batch)
+    for a, b in zip(default, via_core):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert max(float((a - b).abs().max()) for a, b in zip(default, full)) > 1e-6
+
+
+def test_vmapped_path_equals_per_task_loop() -> None:
+    batch = _batch(n=4)
+    vec = _grads(_algo(second_order=True, vectorize=True), batch)
+    loop = _grads(_algo(second_order=True, vectorize=False), batch)
+    for a, b in zip(vec, loop):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_theorem1_forget_gate_one_input_gate_a_is_maml() -> None:
+    a, steps = 0.01, 5
+    torch.manual_seed(4)
+    model = mg.models.MLP([1, 40, 40, 1]).to(D)
+    rule = LSTMMetaLearner()
+    lstm = mg.MAML(model, learner=rule, inner_steps=steps)
+    meta = lstm.meta_params()
+    with torch.no_grad():
+        meta["lstm.W_F"].zero_()
+        meta["lstm.b_F"].fill_(40.0)          # sigmoid(40) rounds to exactly 1 in float64
+        meta["lstm.W_I"].zero_()
+        meta["lstm.b_I"].fill_(math.log(a / (1 - a)))   # sigmoid(b_I) = a (Theorem 1 proof)
+    assert torch.sigmoid(torch.tensor(40.0, dtype=D)).item() == 1.0
+    batch = _batch(n=1, k=10)
+    ours = lstm.adapt(batch.support_x[0], batch.support_y[0])
+    ref = mg.MAML(model, inner_lr=a, inner_steps=steps).adapt(batch.support_x[0], batch.support_y[0])
+    for k in ref:
+        torch.testing.assert_close(ours[k], ref[k], rtol=1e-14, atol=1e-16)
+    assert not torch.equal(ref["net.0.weight"], model.net[0].weight)
+
+
+def test_initialisation_starts_near_gradient_descent() -> None:
+    rule = LSTMMetaLearner()
+    meta = rule.init_meta({"w": torch.zeros(7)})
+    assert 4 <= float(meta["lstm.b_F"]) <= 6 and -5 <= float(meta["lstm.b_I"]) <= -4
+    assert meta["lstm.W_ih"].shape == (80, 4) and meta["lstm.W_F"].shape == (22,)
+    state = rule.init({"w": torch.zeros(7)}, meta)
+    assert state["h"].shape == (7, 20) and state["f"].shape == (7,)
+
+
+def test_preprocessing_eq11() -> None:
+    x = torch.tensor([2.0, -3e-3, 1e-6, 0.0], dtype=D)
+    out = preprocess(x, 10.0)
+    torch.testing.assert_close(out[0], torch.tensor([math.log(2.0) / 10, 1.0], dtype=D))
+    torch.testing.assert_close(out[1], torch.tensor([math.log(3e-3) / 10, -1.0], dtype=D))
+    torch.testing.assert_close(out[2], torch.tensor([-1.0, math.exp(10) * 1e-6], dtype=D))
+    x.requires_grad_(True)
+    g, = torch.autograd.grad(preprocess(x).sum(), x)
+    assert torch.isfinite(g).all()    # no nan from the discarded log branch at 0
+
+
+@pytest.mark.parametrize("kwargs,needle", [(dict(hidden_size=0), "hidden_size"), (dict(p=-1.0), "-1.0")])
+def test_bad_options_raise(kwargs: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match="LSTMMetaLearner") as err:
+        LSTMMetaLearner(**kwargs)
+    assert needle in str(err.value)
+
+
+def test_preprocess_rejects_bad_p() -> None:
+    with pytest.raises(ValueError, match="preprocess: p must be positive, got 0"):
+        preprocess(torch.ones(2), 0.0)

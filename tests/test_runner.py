@@ -1,0 +1,113 @@
+"""Config, runner and command line: overrides, runs on disk, exact resumption, errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from metagrad.cli import main
+from metagrad.experiments.config import Config, ConfigError
+from metagrad.experiments.presets import PRESETS, get_preset
+from metagrad.experiments.runner import RunError, evaluate_run, train
+
+TINY = ["outer.iterations=20", "outer.meta_batch=4", "eval.tasks=30", "eval.batch=16",
+        "model.hidden=[16]", "log_every=5", "checkpoint_every=5"]
+
+
+def test_every_preset_is_a_valid_config():
+    for name in PRESETS:
+        assert get_preset(name).name == name
+
+
+def test_overrides_apply_and_unknown_keys_are_named():
+    cfg = get_preset("sine-maml").override(["inner.steps=5", "task.k_shot=5", "outer.lr=0.01", "compile=true"])
+    assert (cfg.inner["steps"], cfg.task["k_shot"], cfg.outer["lr"], cfg.compile) == (5, 5, 0.01, True)
+    with pytest.raises(ConfigError, match="unknown key inner.stepz"):
+        cfg.override(["inner.stepz=5"])
+    with pytest.raises(ConfigError, match="unknown key task.shots"):
+        cfg.override(["task.shots=5"])
+    with pytest.raises(ConfigError, match="unknown config key 'nope.x'"):
+        cfg.override(["nope.x=1"])
+    with pytest.raises(ConfigError, match=r"inner.steps must be an integer >= 0, got -1"):
+        cfg.override(["inner.steps=-1"])
+    with pytest.raises(ConfigError, match="inner.mode must be .* got 'fast'"):
+        cfg.override(["inner.mode=fast"])
+    with pytest.raises(ConfigError, match="unknown preset 'sine-mamll'"):
+        get_preset("sine-mamll")
+
+
+def test_config_roundtrip():
+    cfg = get_preset("sine-maml-5step")
+    assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_train_writes_a_complete_run(tmp_path):
+    run = train("sine-maml-quick", tmp_path / "r", overrides=TINY, progress=False)
+    for f in ("config.json", "metrics.jsonl", "checkpoint.pt", "eval.json"):
+        assert (run / f).is_file(), f
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [5, 10, 15, 20]
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["metric"] == "mse" and ev["n_tasks"] == 30 and ev["ci95"] > 0 and len(ev["curve"]) == 2
+    assert not list(run.glob(".*tmp"))  # no temporary files left behind
+    with pytest.raises(RunError, match="already holds a run"):
+        train("sine-maml-quick", run, overrides=TINY, progress=False)
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train("sine-maml-quick", tmp_path / "a", overrides=TINY + ["checkpoint_every=7"], progress=False,
+                     evaluate_at_end=False)
+    part = train("sine-maml-quick", tmp_path / "b", overrides=TINY + ["checkpoint_every=7"], progress=False,
+                 stop_after=8, evaluate_at_end=False)
+    assert torch.load(part / "checkpoint.pt", weights_only=False)["iteration"] == 8
+    train(out=part, resume=True, progress=False, evaluate_at_end=False)
+    a = torch.load(straight / "checkpoint.pt", weights_only=False)
+    b = torch.load(part / "checkpoint.pt", weights_only=False)
+    assert a["iteration"] == b["iteration"] == 20
+    for k in a["algo"]:
+        assert torch.equal(a["algo"][k], b["algo"][k]), k
+    assert torch.equal(a["task_generator"], b["task_generator"])
+    la = [json.loads(l)["loss"] for l in (straight / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(l)["loss"] for l in (part / "metrics.jsonl").read_text().splitlines()]
+    assert la[-1] == lb[-1] and len(la) == len(lb)
+
+
+def test_eval_with_overrides_and_more_steps(tmp_path):
+    run = train("sine-maml-quick", tmp_path / "r", overrides=TINY, progress=False)
+    res = evaluate_run(run, tasks=20, steps=4, overrides=["task.k_shot=5"], plot=True, progress=False)
+    assert res["k_shot"] == 5 and res["steps"] == 4 and len(res["curve"]) == 5 and res["n_tasks"] == 20
+    assert (run / "eval-k5-s4-n20.json").is_file()
+    assert (run / "adaptation.png").stat().st_size > 1000 and (run / "training.png").is_file()
+
+
+def test_eval_rejects_unreadable_run_dirs(tmp_path):
+    with pytest.raises(RunError, match="not a directory"):
+        evaluate_run(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="no config.json"):
+        evaluate_run(tmp_path / "empty")
+
+
+def test_cli_train_eval_list_and_errors(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "sine-maml-quick", "--out", str(out), "--no-progress"]
+    for a in TINY:
+        args += ["--set", a]
+    assert main(args) == 0
+    assert "mse" in capsys.readouterr().out
+    assert main(["eval", str(out), "--tasks", "10", "--steps", "3", "--no-progress"]) == 0
+    assert "(10 tasks, 3 steps" in capsys.readouterr().out
+    assert main(["list"]) == 0
+    assert "sine-maml-5step" in capsys.readouterr().out
+    assert main(["train", "no-such-preset"]) == 2
+    assert "unknown preset 'no-such-preset'" in capsys.readouterr().err
+    assert main(["train", "sine-maml", "--set", "inner.lrr=3"]) == 2
+    assert "inner.lrr" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    cfg = tmp_path / "bad.json"
+    cfg.write_text("{not json")
+    assert main(["train", str(cfg)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
