@@ -114,7 +114,10 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads for every contender")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     names = contenders(not args.no_compile)
     steps: dict[str, Callable[[], float]] = {}
     compile_s = None

@@ -105,7 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("metagrad: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, TypeError, KeyError, OSError, RuntimeError, ArithmeticError) as e:
         if os.environ.get("METAGRAD_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -13,7 +13,7 @@ from metagrad.learners.tnet import MTNet
 from metagrad.models.bias_transform import BiasTransform, bias_transformed_mlp
 from metagrad.models.conv4 import Conv4
 from metagrad.models.tnet import to_tnet
-from geometry_checks import check_modes, check_second_order_fd, check_vmap_equals_loop, sine_batch
+from geometry_checks import one_thread, check_modes, check_second_order_fd, check_vmap_equals_loop, sine_batch
 
 D = torch.float64
 
@@ -104,3 +104,13 @@ def test_bad_input_errors():
         BiasTransform(nn.Linear(3, 1), size=1, where="channels")(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="bias_transformed_mlp: size must be a positive integer, got -2"):
         bias_transformed_mlp([1, 4, 1], size=-2)
+
+
+def test_conv4_bias_transform_vmapped_meta_gradient():
+    torch.manual_seed(0)
+    model = BiasTransform(Conv4(n_way=2, channels=1 + 2, image_size=6, hidden=3, blocks=2), size=2,
+                          where="channels", init_std=0.3).double()
+    x = torch.randn(2, 4, 1, 6, 6, dtype=D)
+    y = torch.tensor([[0, 1, 0, 1], [1, 0, 1, 0]])
+    algo = mg.MAML(model, learner=mg.SGD(0.3), loss="cross_entropy", vectorize=True)
+    check_second_order_fd(algo, mg.TaskBatch(x, y, x.flip(-1), y))

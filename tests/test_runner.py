@@ -111,3 +111,16 @@ def test_cli_train_eval_list_and_errors(tmp_path, capsys):
     cfg.write_text("{not json")
     assert main(["train", str(cfg)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_cosine_schedule_and_threads_option():
+    from metagrad.experiments.runner import _scheduled_lr
+    cfg = get_preset("sine-maml").override(["outer.schedule=cosine", "outer.lr=0.002", "outer.iterations=100",
+                                            "threads=1"])
+    assert _scheduled_lr(cfg, 0) == pytest.approx(0.002)
+    assert _scheduled_lr(cfg, 50) == pytest.approx(0.001)
+    assert _scheduled_lr(cfg, 100) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ConfigError, match="outer.schedule must be .* got 'step'"):
+        cfg.override(["outer.schedule=step"])
+    with pytest.raises(ConfigError, match="threads must be an integer >= 1, got 0"):
+        cfg.override(["threads=0"])

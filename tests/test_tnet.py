@@ -14,7 +14,7 @@ from metagrad.experiments import registry
 from metagrad.learners.tnet import MASK_PREFIX, MTNet, TNet, relaxed_mask, update_fraction, update_fractions
 from metagrad.models.conv4 import Conv4
 from metagrad.models.tnet import TConv2d, TLinear, is_transform, to_tnet
-from geometry_checks import check_modes, check_second_order_fd, check_vmap_equals_loop, sine_batch
+from geometry_checks import one_thread, check_modes, check_second_order_fd, check_vmap_equals_loop, sine_batch
 
 D = torch.float64
 
@@ -280,3 +280,13 @@ def test_mtnet_training_lowers_loss_and_moves_logits():
     assert sum(losses[-20:]) / 20 < 0.8 * sum(losses[:20]) / 20
     assert update_fraction(algo.meta_params()) != 0.5
     assert all(not torch.equal(p, torch.eye(p.shape[0])) for k, p in algo.params().items() if is_transform(k))
+
+
+def test_conv4_mtnet_vmapped_meta_gradient():
+    torch.manual_seed(0)
+    model = to_tnet(Conv4(n_way=2, channels=1, image_size=6, hidden=3, blocks=2).double())
+    x = torch.randn(2, 4, 1, 6, 6, dtype=D)
+    y = torch.tensor([[0, 1, 0, 1], [1, 0, 1, 0]])
+    algo = mg.MAML(model, learner=MTNet(mg.SGD(0.3), hard=False, fixed_noise=fixed_noise(model)),
+                   loss="cross_entropy", vectorize=True)
+    check_second_order_fd(algo, mg.TaskBatch(x, y, x.flip(-1), y))

@@ -8,7 +8,11 @@ A config is plain data (nanoGPT / flax-examples style)::
      "inner": {"learner": "sgd", "lr": 0.01, "steps": 1, "mode": "second_order", ...},
      "outer": {"optimizer": "adam", "lr": 0.001, "meta_batch": 25, "iterations": 70000},
      "eval":  {"tasks": 600, "steps": None, "batch": 100, "seed": 12345},
-     "seed": 0, "dtype": "float32", "vectorize": "auto", "compile": False}
+     "seed": 0, "dtype": "float32", "vectorize": "auto", "compile": False, "threads": None}
+
+``threads`` sets ``torch.set_num_threads`` for the run (``None`` keeps torch's default). Small
+workloads such as sine regression run fastest on one thread, and much faster than with several
+when other processes compete for the cores (OpenMP threads then wait on each other).
 
 ``task``, ``model`` and the learner part of ``inner`` accept exactly the keyword parameters of
 the builder their ``name`` (or ``learner``) selects in ``registry``; every other section has a
@@ -36,7 +40,8 @@ INNER_KEYS: dict[str, Any] = {"learner": "sgd", "steps": 1, "mode": "second_orde
                               "hf_delta": None, "hf_rho": None}
 OUTER_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "meta_batch": 25, "iterations": 70000,
                                   "clip_norm": None, "hvp_batch": False,
-                                  "adaptive_L": None, "adaptive_rho": None, "adaptive_c": 1.0}
+                                  "adaptive_L": None, "adaptive_rho": None, "adaptive_c": 1.0,
+                                  "schedule": "constant"}
 EVAL_DEFAULTS: dict[str, Any] = {"tasks": 600, "steps": None, "batch": 100, "seed": 12345,
                                  "every": 0, "val_tasks": 100}
 _OPTIMIZERS = ("adam", "sgd")
@@ -67,6 +72,7 @@ class Config:
     compile: bool = False
     log_every: int = 100
     checkpoint_every: int = 1000
+    threads: Any = None
 
     # -- construction -----------------------------------------------------------------------
     @staticmethod
@@ -143,6 +149,8 @@ class Config:
         _int("outer.meta_batch", self.outer["meta_batch"], 1)
         _int("outer.iterations", self.outer["iterations"], 0)
         _pos("outer.clip_norm", self.outer["clip_norm"], optional=True)
+        if self.outer["schedule"] not in ("constant", "cosine"):
+            raise ConfigError(f"config: outer.schedule must be \"constant\" or \"cosine\", got {self.outer['schedule']!r}")
         for k in ("adaptive_L", "adaptive_rho", "adaptive_c"):
             _pos("outer." + k, self.outer[k], optional=True)
         if (self.outer["adaptive_L"] is None) != (self.outer["adaptive_rho"] is None):
@@ -163,6 +171,8 @@ class Config:
         _int("seed", self.seed, 0)
         _int("log_every", self.log_every, 1)
         _int("checkpoint_every", self.checkpoint_every, 1)
+        if self.threads is not None:
+            _int("threads", self.threads, 1)
 
     def learner_options(self) -> dict[str, Any]:
         """The ``inner`` keys that belong to the learner's builder."""

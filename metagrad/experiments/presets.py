@@ -26,14 +26,15 @@ _SINE_MAML: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {
     "sine-maml": _SINE_MAML,
     # 004 Table 6, 5-step second-order MAML: query sets of 50, gradient value clipping at 10
-    # (more than one inner step), evaluation on 2,000 test tasks. See the README for the
-    # meta-batch and iteration count chosen to fit the 10-minute budget.
+    # (more than one inner step), evaluation on 2,000 test tasks. To fit a 10-minute budget on
+    # 2 cores we train 30,000 meta-batches of 25 tasks (750,000 tasks) with Adam at 2e-3 and a
+    # cosine decay, instead of 004's 70,000 single-task iterations; one thread (small ops).
     "sine-maml-5step": {
         **_SINE_MAML, "name": "sine-maml-5step",
         "task": {"name": "sine", "k_shot": 10, "k_query": 50},
         "inner": {"learner": "sgd", "lr": 0.01, "steps": 5, "mode": "second_order", "grad_clip": 10.0},
-        "outer": {"optimizer": "adam", "lr": 1e-3, "meta_batch": 4, "iterations": 20000},
-        "eval": {"tasks": 2000},
+        "outer": {"optimizer": "adam", "lr": 2e-3, "meta_batch": 25, "iterations": 30000, "schedule": "cosine"},
+        "eval": {"tasks": 2000}, "threads": 1, "log_every": 500, "checkpoint_every": 2500,
     },
     "sine-fomaml": {**_SINE_MAML, "name": "sine-fomaml",
                     "inner": {**_SINE_MAML["inner"], "mode": "first_order"}},
@@ -61,3 +62,4 @@ def get_preset(name: str) -> Config:
 
 # --- presets contributed by other modules (one line each) --------------------------------
 from .presets_images import PRESETS as _p_images; PRESETS.update(_p_images)
+from .presets_geometry import PRESETS as _p_geometry; PRESETS.update(_p_geometry)

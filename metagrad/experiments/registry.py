@@ -150,16 +150,20 @@ register_learner("lstm", _lstm)
 
 
 # --- image benchmarks (Omniglot, miniImageNet, CUB) and conv4 ----------------------------
+from typing import Optional  # noqa: E402
+
 from ..models.conv4 import Conv4  # noqa: E402
 from ..tasks.images import CUB, MiniImageNet  # noqa: E402
 from ..tasks.omniglot import Omniglot  # noqa: E402
 
 
-def _conv4(task: Any, hidden: int = 64, pooling: str = "auto", blocks: int = 4, norm: str = "batch",
+def _conv4(task: Any, hidden: Optional[int] = None, pooling: str = "auto", blocks: int = 4, norm: str = "batch",
            eps: float = 1e-5) -> Conv4:
-    # "auto": stride-2 convs for grey 28x28 Omniglot, 2x2 max-pooling for RGB 84x84 images.
+    # "auto": stride-2 convs for grey 28x28 Omniglot, 2x2 max-pooling for RGB 84x84 images;
+    # hidden None: 64 filters with strides (Omniglot), 32 with max-pooling (MAML's miniImageNet).
     if pooling == "auto":
         pooling = "stride" if getattr(task, "channels", 1) == 1 else "max"
+    hidden = hidden if hidden is not None else (64 if pooling == "stride" else 32)
     return Conv4(n_way=getattr(task, "n_way", 5), channels=getattr(task, "channels", 1),
                  image_size=getattr(task, "image_size", 28), hidden=hidden, pooling=pooling,
                  blocks=blocks, norm=norm, eps=eps)

@@ -23,6 +23,7 @@ from ..metagrads import adaptive_meta_step_size
 from . import registry
 from .config import Config, ConfigError
 from .presets import get_preset
+from .system import tune_malloc
 
 __all__ = ["build", "train", "evaluate", "evaluate_run", "resolve_config", "RunError"]
 
@@ -62,6 +63,13 @@ def build(cfg: Config, split: str = "train") -> tuple[MAML, Any]:
 def _optimizer(cfg: Config, algo: MAML) -> torch.optim.Optimizer:
     cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[cfg.outer["optimizer"]]
     return cls(algo.parameters(), lr=cfg.outer["lr"])
+
+
+def _scheduled_lr(cfg: Config, it: int) -> float:
+    """Meta learning rate at iteration ``it``: constant, or cosine decay from ``outer.lr`` to 0."""
+    if cfg.outer["schedule"] == "cosine":
+        return 0.5 * cfg.outer["lr"] * (1 + math.cos(math.pi * it / max(cfg.outer["iterations"], 1)))
+    return cfg.outer["lr"]
 
 
 def evaluate(algo: MAML, task: Any, n_tasks: int, steps: Optional[int] = None, seed: int = 12345,
@@ -139,6 +147,9 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
         write_json(run / "config.json", cfg.to_dict())
         ckpt = None
 
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    tune_malloc()
     dtype = _DTYPES[cfg.dtype]
     algo, task = build(cfg, "train")
     opt = _optimizer(cfg, algo)
@@ -165,6 +176,9 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
         while it < total:
             batch = task.sample(mb, gen, dtype)
             hvp = task.sample(mb, gen, dtype) if cfg.outer["hvp_batch"] and algo.mode == "hessian_free" else None
+            if cfg.outer["schedule"] != "constant":
+                for group in opt.param_groups:
+                    group["lr"] = _scheduled_lr(cfg, it)
             if cfg.outer["adaptive_L"] is not None:
                 # 002 eq. (16)-(17): the step size from a separate batch of tasks, every iteration.
                 beta = adaptive_meta_step_size(algo, task.sample(mb, gen, dtype), cfg.outer["adaptive_L"],
@@ -243,6 +257,8 @@ def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[i
     run = Path(run)
     cfg = _load_config(run).override(list(overrides))
     ckpt = _load_checkpoint(run)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     algo, task = build(cfg, "test")
     algo.load_state_dict(ckpt["algo"])
     n = cfg.eval["tasks"] if tasks is None else tasks

@@ -62,7 +62,8 @@ class BatchNormStats(nn.Module):
 
     ``frozen`` (``None`` by default) may hold ``(mean, var)`` to normalise with fixed statistics
     instead of the batch's: tests use it to show that a query prediction depends on the other
-    query images only through these two vectors.
+    query images only through these two vectors. With ``record = True`` a call stores its batch
+    statistics in ``last`` (outside ``vmap`` only).
     """
 
     def __init__(self, channels: int, eps: float = 1e-5, affine: bool = True) -> None:

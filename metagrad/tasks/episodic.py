@@ -8,9 +8,12 @@ construction. Images are stacked per task::
     support_x [B, N k, C, H, W]  support_y [B, N k] (int64, class-blocked: 0..0 1..1 ...)
     query_x   [B, N q, C, H, W]  query_y   [B, N q]
 
+``task_params [B, N]`` holds the class id behind each label (for analysis; learners never see it).
+
 Options: ``rotations`` turns every stored class into one class per quarter turn (Santoro et
 al. 2016's Omniglot augmentation: rotated characters are new classes), and ``groups`` with
-``within_group=True`` draws all classes of a task from one group (one Omniglot alphabet).
+``within_group=True`` draws all classes of a task from one group (one Omniglot alphabet), the
+group uniformly among those with at least ``N`` classes.
 """
 from __future__ import annotations
 

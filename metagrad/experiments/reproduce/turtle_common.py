@@ -247,6 +247,7 @@ def run_cell(out: Path, model: str, steps: Optional[int], k_shot: int, seed: int
                          val_tasks=proto.val_tasks, test=test, log=log)
     summary = {"model": model, "steps": steps, "k_shot": k_shot, "seed": seed, "protocol": want,
                "ci95_tasks": mean_ci95(rec.test_mse)[1], **rec.summary()}
+    summary = json.loads(json.dumps(summary))   # the same plain-JSON form as a cached cell
     write_json(path, summary)
     if log:
         log(f"{tag}: mean MSE {summary['mean']:.4f} median {summary['median']:.4f} "

@@ -1,0 +1,215 @@
+"""Milliseconds per meta-iteration on the conv4 Omniglot 5-way 1-shot workload.
+
+Workload (Finn et al. 2017): conv4 (64 filters, stride 2, batch norm), 28x28 real Omniglot
+tasks, 5-way 1-shot with one query image per class, meta-batch 32, one inner SGD step of
+0.4, Adam; one meta-iteration = forward, backward and optimiser step.
+
+Contenders, timed in one process with rounds interleaved in shuffled order (the machine's
+speed swings by 30% within seconds), medians reported:
+
+* ``metagrad vmap``: ``mg.MAML`` (vmapped over tasks, exact transductive batch norm);
+* ``metagrad loop``: the same with ``vectorize=False`` (a Python loop over tasks);
+* ``learn2learn``: ``l2l.algorithms.MAML`` (module cloning, a loop over tasks, gradients
+  accumulated per task as in its examples) on the same architecture with ``nn.BatchNorm2d``;
+* ``vmap, nn.BatchNorm2d``: plain vmap through torch's batch norm (its second-order
+  meta-gradients are wrong under vmap in torch 2.13, DESIGN.md section 2: a speed reference only).
+
+The allocator setting of DESIGN.md section 2 is applied at start for every contender
+(``mallopt(M_MMAP_MAX, 0)`` and ``mallopt(M_TRIM_THRESHOLD, 1 GiB)`` via ctypes: glibc then
+keeps freed buffers instead of returning them to the system and faulting them in again).
+Peak memory: each contender runs again alone (3 iterations) in a fresh subprocess; its peak
+resident set size (``VmHWM``, reset after the data are loaded) and the growth over its resident
+size before the first iteration are reported.
+
+Run it with learn2learn's interpreter (metagrad is put on ``sys.path``)::
+
+    /opt/l2l-venv/bin/python benchmarks/bench_conv4.py [--rounds 7] [--threads N] [--no-malloc]
+
+With the project's interpreter (no learn2learn) the learn2learn rows are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from metagrad.experiments.system import tune_malloc  # noqa: E402
+
+
+def import_l2l():
+    try:
+        sys.path.insert(0, "/opt/l2l-venv")
+        from l2l_stub import import_learn2learn
+        return import_learn2learn()
+    except Exception:  # noqa: BLE001 - any failure just drops the learn2learn rows
+        return None
+
+
+def make_contenders(l2l) -> dict[str, Callable[[], Callable]]:
+    """name -> factory of a ``step(batch)`` closure (built lazily: one model per contender)."""
+    import torch
+    import torch.nn.functional as F
+
+    import metagrad as mg
+    from metagrad.models.conv4 import Conv4
+
+    def ours(mode: str, vectorize: bool, norm: str = "batch") -> Callable[[], Callable]:
+        def make() -> Callable:
+            torch.manual_seed(0)
+            algo = mg.MAML(Conv4(norm=norm), inner_lr=0.4, inner_steps=1, mode=mode,
+                           loss="cross_entropy", vectorize=vectorize)
+            opt = torch.optim.Adam(algo.parameters(), 1e-3)
+
+            def step(batch) -> float:
+                loss = algo.meta_loss(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                return loss.item()
+            return step
+        return make
+
+    def learn2learn(first_order: bool) -> Callable[[], Callable]:
+        def make() -> Callable:
+            torch.manual_seed(0)
+            maml = l2l.algorithms.MAML(Conv4(norm="torch"), lr=0.4, first_order=first_order)
+            opt = torch.optim.Adam(maml.parameters(), 1e-3)
+
+            def step(batch) -> float:  # learn2learn's maml_omniglot.py loop
+                opt.zero_grad(set_to_none=True)
+                total = 0.0
+                for i in range(batch.n_tasks):
+                    learner = maml.clone()
+                    learner.adapt(F.cross_entropy(learner(batch.support_x[i]), batch.support_y[i]))
+                    loss = F.cross_entropy(learner(batch.query_x[i]), batch.query_y[i])
+                    (loss / batch.n_tasks).backward()
+                    total += loss.item()
+                opt.step()
+                return total / batch.n_tasks
+            return step
+        return make
+
+    c = {"metagrad vmap second_order": ours("second_order", True),
+         "metagrad vmap first_order": ours("first_order", True),
+         "metagrad loop second_order": ours("second_order", False),
+         "metagrad loop first_order": ours("first_order", False)}
+    if l2l is not None:
+        c["learn2learn second_order"] = learn2learn(False)
+        c["learn2learn first_order"] = learn2learn(True)
+    c["vmap nn.BatchNorm2d second_order (wrong grads)"] = ours("second_order", True, "torch")
+    return c
+
+
+def batches(n: int, meta_batch: int):
+    import torch
+
+    from metagrad.tasks.omniglot import Omniglot
+    tasks = Omniglot("train", n_way=5, k_shot=1, k_query=1, root=ROOT.parent / "shared" / "data")
+    g = torch.Generator().manual_seed(0)
+    return [tasks.sample(meta_batch, g) for _ in range(n)]
+
+
+def memory_child(name: str, meta_batch: int, threads: int, malloc: bool) -> dict:
+    """Run in a fresh process: peak RSS of 3 iterations of one contender."""
+    import torch
+    if malloc:
+        tune_malloc()
+    torch.set_num_threads(threads)
+    l2l = import_l2l() if name.startswith("learn2learn") else None
+    data = batches(3, meta_batch)
+    step = make_contenders(l2l)[name]()
+    before = _rss_mib("VmRSS")
+    _reset_peak()  # so that loading the data does not count as the contender's peak
+    for b in data:
+        step(b)
+    peak = _rss_mib("VmHWM")
+    return {"peak_mib": peak, "growth_mib": peak - before}
+
+
+def _rss_mib(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak() -> None:
+    try:  # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--meta-batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's default)")
+    ap.add_argument("--no-malloc", action="store_true", help="leave glibc's allocator settings alone")
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-contender memory subprocesses")
+    ap.add_argument("--no-timing", action="store_true", help="only the memory subprocesses")
+    ap.add_argument("--only", default="", help="comma-separated substrings selecting contenders")
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--_memory-child", dest="child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    import torch
+    threads = args.threads or torch.get_num_threads()
+    if args.child:
+        print(json.dumps(memory_child(args.child, args.meta_batch, threads, not args.no_malloc)))
+        return
+    malloc = tune_malloc() if not args.no_malloc else False
+    torch.set_num_threads(threads)
+    l2l = import_l2l()
+    contenders = make_contenders(l2l)
+    if args.only:
+        keys = [k.strip() for k in args.only.split(",")]
+        contenders = {n: f for n, f in contenders.items() if any(k in n for k in keys)}
+    steps = {n: make() for n, make in contenders.items()}
+    data = [] if args.no_timing else batches(args.warmup + args.rounds, args.meta_batch)
+    times: dict[str, list[float]] = {n: [] for n in steps}
+    rng = random.Random(0)
+    for r, batch in enumerate(data):
+        order = list(steps)
+        rng.shuffle(order)
+        for n in order:
+            t = time.perf_counter()
+            steps[n](batch)
+            if r >= args.warmup:
+                times[n].append(time.perf_counter() - t)
+        print(f"round {r + 1}/{len(data)} done", file=sys.stderr, flush=True)
+    rows = []
+    for n in steps:
+        row = {"contender": n}
+        if times[n]:
+            row.update({"median_ms": 1000 * statistics.median(times[n]), "min_ms": 1000 * min(times[n]),
+                        "max_ms": 1000 * max(times[n])})
+        if not args.no_memory:
+            cmd = [sys.executable, __file__, "--_memory-child", n, "--meta-batch", str(args.meta_batch),
+                   "--threads", str(threads)] + (["--no-malloc"] if args.no_malloc else [])
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            row.update(json.loads(out.strip().splitlines()[-1]))
+        rows.append(row)
+    print(f"\nconv4 Omniglot 5-way 1-shot, meta-batch {args.meta_batch}, 1 inner step; torch {torch.__version__}, "
+          f"{threads} threads, malloc tuned: {malloc}; {args.rounds} interleaved rounds, medians")
+    print(f"| contender | median ms | min ms | max ms | peak RSS MiB | growth MiB |\n|---|---|---|---|---|---|")
+    for row in rows:
+        mem = (f"{row['peak_mib']:.0f} | {row['growth_mib']:.0f}" if "peak_mib" in row else "- | -")
+        ms = " | ".join(f"{row[k]:.0f}" if k in row else "-" for k in ("median_ms", "min_ms", "max_ms"))
+        print(f"| {row['contender']} | {ms} | {mem} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""004 sine reproductions (``turtle-table6``, ``turtle-order``): protocol pieces and the quick runs."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from metagrad.experiments.reproduce import EXPERIMENTS, load
+from metagrad.experiments.reproduce import turtle_order, turtle_table6
+from metagrad.experiments.reproduce.turtle_common import Protocol, aggregate, run_cell, spec
+
+
+def test_registered() -> None:
+    assert EXPERIMENTS["turtle-table6"] == "turtle_table6" and EXPERIMENTS["turtle-order"] == "turtle_order"
+    assert load("turtle-table6").NAME == "turtle-table6"
+
+
+def test_specs_follow_appendix_a1() -> None:
+    maml = spec("so-MAML", 5)
+    assert maml.meta_batch == 1 and maml.grad_clip == 10.0 and maml.mode == "second_order"
+    assert spec("so-MAML", 1).grad_clip is None
+    t5 = spec("so-TURTLE", 5)
+    rule = t5.learner()
+    assert t5.meta_batch == 2 and rule.inputs == ("grad", "ema_grad", "time") and rule.beta == 0.9
+    assert rule.hidden_layers == 5 and rule.width == 20 and rule.learn_lr
+    assert spec("so-TURTLE", 10).meta_batch == 4 and spec("fo-TURTLE-raw", 5).mode == "first_order"
+    lstm = spec("LSTM", 5)
+    assert lstm.clip_norm == 0.25 and not lstm.learner().second_order
+    with pytest.raises(ValueError, match="unknown model 'iMAML'"):
+        spec("iMAML", 1)
+
+
+def test_run_cell_trains_validates_caches(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    proto = Protocol(tasks=6, test_tasks=8, val_every=2, val_tasks=4)
+    a = run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto)
+    assert a["iterations"] == 3 and len(a["val_curve"]) == 3 and math.isfinite(a["mean"])
+    path = tmp_path / "cells" / "so-TURTLE_T5_k5_s0.json"
+    assert json.loads(path.read_text())["mean"] == a["mean"]
+    assert run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto) == a        # served from the cache
+    b = run_cell(tmp_path, "Finetuning", None, 5, 0, Protocol(tasks=5, test_tasks=8, val_every=None, val_tasks=0))
+    assert b["iterations"] == 5 and math.isfinite(b["mean"])
+
+
+def test_aggregate_uses_robust_statistics() -> None:
+    cells = [{"mean": m, "diverged": False, "ci95_tasks": 0.1, "seconds": 1.0, "ms_per_iteration": 2.0}
+             for m in (1.0, 1.1, 0.9, 1.0, 50.0)]
+    stats = aggregate(cells)
+    assert stats["outliers"] == 1 and stats["mean"] == pytest.approx(1.0) and stats["seeds"] == 5
+
+
+def test_table6_claims_logic() -> None:
+    def r(model: str, t, k: int, mean: float, paper=None, ok=None) -> dict:
+        d = {"model": model, "setting": {"k_shot": k, "steps": t}, "mean": mean}
+        if ok is not None:
+            d["at_most_or_within_paper"] = ok
+        return d
+    rows = [r("so-TURTLE", 5, 5, 0.1, ok=True), r("so-MAML", 5, 5, 0.3, ok=True), r("Finetuning", None, 5, 3.0, ok=False)]
+    c = turtle_table6.claims(rows)
+    assert c["turtle_beats_maml_5step_5shot"] and not c["all_at_most_or_within_paper"]
+    assert c["baselines_worse_than_all_meta_learners_5shot"]
+    with pytest.raises(ValueError, match="unknown model 'MAML'"):
+        turtle_table6.run(Path("/nonexistent"), models=("MAML",))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", [turtle_table6, turtle_order])
+def test_quick_run_writes_table(module, tmp_path: Path) -> None:
+    rows = module.run(tmp_path, quick=True)
+    assert (tmp_path / "table.md").exists() and (tmp_path / "results.json").exists()
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["experiment"] == module.NAME and len(data["rows"]) == len(rows) > 0
+    assert all(r["mean"] is not None for r in rows)
