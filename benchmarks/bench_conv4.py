@@ -202,7 +202,7 @@ def main() -> None:
         rows.append(row)
     print(f"\nconv4 Omniglot 5-way 1-shot, meta-batch {args.meta_batch}, 1 inner step; torch {torch.__version__}, "
           f"{threads} threads, malloc tuned: {malloc}; {args.rounds} interleaved rounds, medians")
-    print(f"| contender | median ms | min ms | max ms | peak RSS MiB | growth MiB |\n|---|---|---|---|---|---|")
+    print("| contender | median ms | min ms | max ms | peak RSS MiB | growth MiB |\n|---|---|---|---|---|---|")
     for row in rows:
         mem = (f"{row['peak_mib']:.0f} | {row['growth_mib']:.0f}" if "peak_mib" in row else "- | -")
         ms = " | ".join(f"{row[k]:.0f}" if k in row else "-" for k in ("median_ms", "min_ms", "max_ms"))

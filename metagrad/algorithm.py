@@ -14,7 +14,7 @@ and the default ``"auto"`` loops only for a single task, where it is measured fa
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn

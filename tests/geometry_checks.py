@@ -4,23 +4,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import pytest
 import torch
 from torch.func import functional_call
 
 import metagrad as mg
 from metagrad.inner import split_params
 from conftest import fd_grad, rel_err
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run these tiny problems on one thread: on a loaded 2-core machine, torch's intra-op
-    threads spin against other processes and make a 3x3 convolution take milliseconds."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def sine_batch(n_tasks: int = 3, k_shot: int = 5, k_query: int = 4, seed: int = 0) -> mg.TaskBatch:

@@ -1,7 +1,6 @@
 """The bias transformation of 000: a learned input vector, adapted in the inner loop."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from metagrad.learners.tnet import MTNet
 from metagrad.models.bias_transform import BiasTransform, bias_transformed_mlp
 from metagrad.models.conv4 import Conv4
 from metagrad.models.tnet import to_tnet
-from geometry_checks import one_thread, check_modes, check_second_order_fd, check_vmap_equals_loop, sine_batch
+from geometry_checks import check_modes, check_second_order_fd, check_vmap_equals_loop, sine_batch
 
 D = torch.float64
 

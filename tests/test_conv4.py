@@ -7,16 +7,6 @@ import torch
 import metagrad as mg
 from metagrad.models.conv4 import BatchNormStats, Conv4, batch_norm
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On this shared 2-core machine one intra-op thread is 5-10x faster than two when the
-    # cores are busy (measured); restore the setting afterwards for other test files.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 N, K, B, SIZE = 3, 2, 2, 16
 
 

@@ -21,10 +21,6 @@ COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), 
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("METAGRAD_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("METAGRAD_DATA", raising=False)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # much faster than two threads on the busy shared machine
-    yield
-    torch.set_num_threads(n)
 
 
 def _jpeg(path: Path, colour: tuple[int, int, int], size: tuple[int, int]) -> None:

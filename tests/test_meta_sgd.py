@@ -9,7 +9,7 @@ import torch
 import metagrad as mg
 from metagrad.experiments import registry
 from metagrad.learners.meta_sgd import LR_PREFIX, MetaSGD
-from geometry_checks import one_thread, check_modes, check_vmap_equals_loop, sine_batch
+from geometry_checks import check_modes, check_vmap_equals_loop, sine_batch
 
 
 def small_mlp(seed: int = 0) -> mg.models.MLP:

@@ -5,11 +5,9 @@ import json
 import math
 
 import pytest
-import torch
 
 from metagrad.experiments.reproduce import EXPERIMENTS, load
 from metagrad.experiments.reproduce.mtnet_common import build, train, sine_task
-from geometry_checks import one_thread  # noqa: F401  (autouse fixture)
 
 
 def test_registered():

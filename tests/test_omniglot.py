@@ -22,16 +22,6 @@ pytestmark = pytest.mark.skipif(not (SHARED / "omniglot").is_dir(), reason="no .
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # On this shared 2-core machine one intra-op thread is 5-10x faster than two when the
-    # cores are busy (measured); restore the setting afterwards for other test files.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(autouse=True)
 def _shared_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METAGRAD_DATA", str(SHARED))
 

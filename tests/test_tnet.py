@@ -7,14 +7,13 @@ import math
 import pytest
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 import metagrad as mg
 from metagrad.experiments import registry
 from metagrad.learners.tnet import MASK_PREFIX, MTNet, TNet, relaxed_mask, update_fraction, update_fractions
 from metagrad.models.conv4 import Conv4
 from metagrad.models.tnet import TConv2d, TLinear, is_transform, to_tnet
-from geometry_checks import one_thread, check_modes, check_second_order_fd, check_vmap_equals_loop, sine_batch
+from geometry_checks import check_modes, check_second_order_fd, check_vmap_equals_loop, sine_batch
 
 D = torch.float64
 

@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from metagrad.experiments.reproduce import EXPERIMENTS, load
 from metagrad.experiments.reproduce import turtle_order, turtle_table6
@@ -34,7 +33,6 @@ def test_specs_follow_appendix_a1() -> None:
 
 
 def test_run_cell_trains_validates_caches(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     proto = Protocol(tasks=6, test_tasks=8, val_every=2, val_tasks=4)
     a = run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto)
     assert a["iterations"] == 3 and len(a["val_curve"]) == 3 and math.isfinite(a["mean"])

@@ -7,7 +7,6 @@ Each row is one table cell::
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Optional

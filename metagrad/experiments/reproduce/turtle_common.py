@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import copy
 import json
+import argparse
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -40,7 +42,7 @@ from ...learners.turtle import Turtle
 from ...models.mlp import MLP
 from ...tasks.sine import Sinusoid
 
-__all__ = ["TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine", "fixed_tasks",
+__all__ = ["protocol_arguments", "stderr_log", "TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine", "fixed_tasks",
            "base_model", "train_meta", "evaluate_meta", "run_baseline", "Record", "Protocol", "run_cell",
            "aggregate", "BASELINES"]
 
@@ -267,3 +269,20 @@ def aggregate(cells: list[dict[str, Any]]) -> dict[str, Any]:
     stats["seconds"] = sum(c["seconds"] for c in cells)
     stats["ms_per_iteration"] = sum(c["ms_per_iteration"] for c in cells) / len(cells)
     return stats
+
+
+def protocol_arguments(p: "argparse.ArgumentParser", steps: Sequence[int]) -> None:
+    """The command-line options every TURTLE experiment shares (output, length, seeds, sizes)."""
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--steps", nargs="+", type=int, default=list(steps))
+    p.add_argument("--tasks", type=int)
+    p.add_argument("--test-tasks", type=int)
+    p.add_argument("--val-every", type=int, default=-1)
+    p.add_argument("--val-tasks", type=int)
+
+
+def stderr_log(message: str) -> None:
+    """Progress lines with a wall-clock stamp on stderr (stdout stays for tables)."""
+    print(time.strftime("%H:%M:%S"), message, file=sys.stderr, flush=True)

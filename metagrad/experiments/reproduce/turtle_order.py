@@ -10,7 +10,6 @@ gap. Protocol and cell caching: ``turtle_common``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -18,7 +17,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .common import row, write_results
-from .turtle_common import TASKS, Protocol, aggregate, run_cell
+from .turtle_common import TASKS, Protocol, aggregate, protocol_arguments, run_cell, stderr_log
 
 NAME = "turtle-order"
 DESCRIPTION = "004 Fig. 11: first- vs second-order TURTLE and MAML on 5-shot sine, T = 1, 5, 10"
@@ -95,17 +94,10 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=DESCRIPTION)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--seeds", type=int)
-    p.add_argument("--steps", nargs="+", type=int, default=list(STEPS))
-    p.add_argument("--tasks", type=int)
-    p.add_argument("--test-tasks", type=int)
-    p.add_argument("--val-every", type=int, default=-1)
-    p.add_argument("--val-tasks", type=int)
+    protocol_arguments(p, STEPS)
     a = p.parse_args(argv)
     run(a.out, a.quick, a.seeds, steps=a.steps, tasks=a.tasks, test_tasks=a.test_tasks, val_every=a.val_every,
-        val_tasks=a.val_tasks, log=lambda s: print(time.strftime("%H:%M:%S"), s, file=sys.stderr, flush=True))
+        val_tasks=a.val_tasks, log=stderr_log)
 
 
 if __name__ == "__main__":
