@@ -43,7 +43,7 @@ def _learn2learn():
         return None
 
 
-def make(name: str) -> Callable[[], float]:
+def make(name: str, meta_batch: int = META_BATCH) -> Callable[[], float]:
     """A closure running one meta-iteration of contender ``name``; returns the loss."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -55,14 +55,14 @@ def make(name: str) -> Callable[[], float]:
         opt = torch.optim.Adam(maml.parameters(), 1e-3)
 
         def step() -> float:
-            b = task.sample(META_BATCH, g)
+            b = task.sample(meta_batch, g)
             opt.zero_grad()
             total = 0.0
-            for i in range(META_BATCH):
+            for i in range(meta_batch):
                 learner = maml.clone()
                 for _ in range(STEPS):
                     learner.adapt(((learner(b.support_x[i]) - b.support_y[i]) ** 2).mean())
-                q = ((learner(b.query_x[i]) - b.query_y[i]) ** 2).mean() / META_BATCH
+                q = ((learner(b.query_x[i]) - b.query_y[i]) ** 2).mean() / meta_batch
                 q.backward()
                 total += q.item()
             opt.step()
@@ -74,7 +74,7 @@ def make(name: str) -> Callable[[], float]:
     opt = torch.optim.Adam(algo.parameters(), 1e-3)
 
     def step() -> float:
-        loss = algo.meta_loss(task.sample(META_BATCH, g))
+        loss = algo.meta_loss(task.sample(meta_batch, g))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -91,14 +91,37 @@ def contenders(with_compile: bool) -> list[str]:
     return names
 
 
-def peak_memory(name: str) -> float:
-    """MiB of peak RSS growth during three iterations after a warm-up, in a fresh process."""
+def peak_memory(name: str, meta_batch: int) -> float:
+    """MiB of peak RSS above the starting RSS during three meta-iterations (after two warm-up
+    iterations and a ``malloc_trim``), sampled every 0.2 ms by a thread, in a fresh process."""
     code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"import bench_sine as b, resource, json; s=b.make({name!r}); s(); "
-            "import gc; gc.collect(); r0=b.rss_mib(); [s() for _ in range(3)]; "
-            "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024 - r0))")
+            f"import bench_sine as b, json; s=b.make({name!r}, {meta_batch}); "
+            "print(json.dumps(b.sampled_peak(s)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def sampled_peak(step: Callable[[], float]) -> float:
+    import ctypes
+    import gc
+    import threading
+    for _ in range(2):
+        step()
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # return freed pages so the baseline is the live set
+    base, peak, done = rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib())
+            time.sleep(0.0002)
+    th = threading.Thread(target=sample)
+    th.start()
+    for _ in range(3):
+        step()
+    done.set()
+    th.join()
+    return max(peak[0] - base, 0.0)
 
 
 def rss_mib() -> float:
@@ -112,6 +135,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=10, help="timed iterations per contender per round")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--memory-batch", type=int, default=500,
+                    help="meta-batch of the memory runs (at 25 the graph is far below RSS noise)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads for every contender")
     args = ap.parse_args()
@@ -138,11 +163,12 @@ def main() -> None:
                 steps[n]()
                 times[n].append(time.perf_counter() - t)
     med = {n: 1000 * statistics.median(v) for n, v in times.items()}
-    mem = {} if args.no_memory else {n: peak_memory(n) for n in names}
+    mem = {} if args.no_memory else {n: peak_memory(n, args.memory_batch) for n in names if not n.startswith("compiled")}
     ref = {m: med.get(f"l2l:{m}") for m in ("second_order", "first_order")}
     print(f"sine, meta-batch {META_BATCH}, {STEPS} inner steps, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; medians of {args.rounds}x{args.iters} interleaved iterations")
-    print(f"{'contender':28s} {'ms/iter':>9s} {'vs l2l (same order)':>20s} {'peak MiB':>9s}")
+    print(f"{'contender':28s} {'ms/iter':>9s} {'vs l2l (same order)':>20s} {'peak MiB':>9s}"
+          + (f"  (peak: meta-batch {args.memory_batch})" if not args.no_memory else ""))
     for n in names:
         mode = n.split(":")[1]
         base = ref.get(mode) or ref.get("second_order")

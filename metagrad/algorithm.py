@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from .batch import TaskBatch
-from .inner import Loss, adapt
+from .inner import Loss, adapt, adapt_tasks
 from .learners.base import Clipped, Learner
 from .learners.sgd import SGD
 from .losses import get_loss, metric_for
@@ -127,6 +127,17 @@ class MAML(nn.Module):
         return vmap(self._task_loss, in_dims=(None, None, 0, 0, 0, 0, h, h),
                     randomness="different")(params, meta, sx, sy, qx, qy, hx, hy)
 
+    def _batched_hf_loss(self, params: Params, meta: Params, sx: Tensor, sy: Tensor, qx: Tensor,
+                         qy: Tensor, hx: Optional[Tensor], hy: Optional[Tensor]) -> Tensor:
+        # hessian_free runs its gradient op once per step for the whole batch (see adapt_tasks).
+        hvp = None if hx is None else (hx, hy)
+        fast, frozen = adapt_tasks(self.learner, self.model, self.loss, params, meta, sx, sy,
+                                   self.inner_steps, self.mode, hvp_data=hvp, hf=self.hf)
+
+        def query(p: Params, x: Tensor, y: Tensor) -> Tensor:
+            return self.loss(functional_call(self.model, {**p, **frozen}, (x,)), y)
+        return vmap(query)(fast, qx, qy)
+
     def _check_batch(self, batch: TaskBatch, where: str) -> None:
         if not isinstance(batch, TaskBatch):
             raise TypeError(f"{where}: expected a TaskBatch, got {type(batch).__name__}")
@@ -150,10 +161,10 @@ class MAML(nn.Module):
         params, meta = self.params(), self.meta_params()
         args = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
         if self._use_vmap(batch.n_tasks):
-            fn = self._vmapped_loss
+            fn = self._batched_hf_loss if self.mode == "hessian_free" else self._vmapped_loss
             if self.compile:
                 if self._compiled is None:
-                    self._compiled = torch.compile(self._vmapped_loss)
+                    self._compiled = torch.compile(fn)
                 fn = self._compiled
             return fn(params, meta, *args, hx, hy)
         return torch.stack([

@@ -11,16 +11,17 @@ task; ``metagrad.algorithm`` vmaps them over the task dimension.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from torch import Tensor, nn
-from torch.func import functional_call
+from torch.func import functional_call, vmap
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .learners.base import Learner
 from .metagrads import HessianFree, check_mode, make_grad_op
 from .params import Params
 
-__all__ = ["adapt", "split_params", "Loss"]
+__all__ = ["adapt", "adapt_tasks", "split_params", "Loss"]
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 
@@ -62,3 +63,80 @@ def adapt(learner: Learner, model: nn.Module, loss: Loss, params: Params, meta: 
         if on_step is not None:
             on_step(t + 1, {**adapted, **frozen})
     return {**adapted, **frozen}
+
+
+def adapt_tasks(learner: Learner, model: nn.Module, loss: Loss, params: Params, meta: Params,
+                x: Tensor, y: Tensor, steps: int, mode: str = "hessian_free", *,
+                hvp_data: Optional[tuple[Tensor, Tensor]] = None,
+                hf: Optional[HessianFree] = None) -> tuple[Params, Params]:
+    """``adapt`` for ``B`` tasks at once: ``x``, ``y`` (and ``hvp_data``) carry a leading task
+    dimension, ``params`` are shared. Returns ``(adapted, frozen)``: the adapted parameters
+    with a leading task dimension, and the parameters the rule leaves unchanged.
+
+    The gradient op runs once per step for the whole batch, and the update rule directly on
+    the batch (``elementwise`` rules) or vmapped. This is the path of ``hessian_free``: its
+    finite-difference gradient op is a custom ``autograd.Function``, and functorch wraps every
+    call of one under ``vmap`` at a cost of about 0.9 ms (measured), which made a 5-step sine
+    meta-iteration 3.9x first-order's (about 2.9x this way).
+    """
+    check_mode(mode, "adapt_tasks")
+    n_tasks = x.shape[0]
+    if y.shape[0] != n_tasks:
+        raise ValueError(f"adapt_tasks: x has {n_tasks} tasks but y has {y.shape[0]}")
+
+    def objective(adapted: Params, frozen: Params, xb: Tensor, yb: Tensor) -> Tensor:
+        return loss(functional_call(model, {**adapted, **frozen}, (xb,)), yb)
+
+    grad_op = make_grad_op(objective, mode, hf, hvp_data, batched=True)
+    shared, frozen = split_params(learner, params)
+    # The first step runs on the shared parameters (no task dimension yet: cheaper matrix
+    # products); autograd sums the tasks' gradients for them.
+    rule = _TaskVmap(learner)
+    state = rule.init({k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in shared.items()}, meta)
+    adapted = shared
+    for t in range(steps):
+        g, value = grad_op(adapted, frozen, x, y, shared=t == 0)
+        adapted, state = rule.step(g, adapted, state, meta, t, value, batched=t > 0)
+    if steps == 0:
+        adapted = {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in shared.items()}
+    return adapted, frozen
+
+
+class _TaskVmap:
+    """A learner's ``init`` and ``step`` over a batch of tasks: called directly for
+    ``elementwise`` rules, else vmapped, with states that may hold non-tensor leaves (``None``,
+    Python numbers): only the tensor leaves cross the ``vmap`` boundary; the rest is kept
+    aside with the state's structure."""
+
+    def __init__(self, learner: Learner) -> None:
+        self.learner = learner
+        self.spec: Any = None
+        self.consts: dict[int, Any] = {}
+
+    def _split(self, state: Any) -> list[Tensor]:
+        leaves, self.spec = tree_flatten(state)
+        self.consts = {i: v for i, v in enumerate(leaves) if not isinstance(v, Tensor)}
+        return [v for v in leaves if isinstance(v, Tensor)]
+
+    def _join(self, tensors: list[Tensor]) -> Any:
+        it = iter(tensors)
+        n = len(tensors) + len(self.consts)
+        return tree_unflatten([self.consts[i] if i in self.consts else next(it) for i in range(n)], self.spec)
+
+    def init(self, params: Params, meta: Params) -> Any:
+        if self.learner.elementwise:
+            return self.learner.init(params, meta)
+        out = vmap(lambda p: self._split(self.learner.init(p, meta)), randomness="different")(params)
+        return self._join(out)
+
+    def step(self, g: Params, params: Params, state: Any, meta: Params, t: int, value: Tensor,
+             batched: bool = True) -> tuple[Params, Any]:
+        if self.learner.elementwise:  # shared (unbatched) params broadcast against batched grads
+            return self.learner.step(g, params, state, meta, t, value)
+        tensors = self._split(state)
+
+        def one(g: Params, p: Params, s: list[Tensor], v: Tensor) -> tuple[Params, list[Tensor]]:
+            new, new_state = self.learner.step(g, p, self._join(s), meta, t, v)
+            return new, self._split(new_state)
+        new, out = vmap(one, in_dims=(0, 0 if batched else None, 0, 0), randomness="different")(g, params, tensors, value)
+        return new, self._join(out)

@@ -67,7 +67,12 @@ class HessianFree:
                 raise ValueError("HessianFree: rho needs the inner step size alpha > 0 "
                                  f"(got alpha={self.alpha}); or pass a fixed delta")
 
-    def step(self, u_norm: Tensor) -> Tensor | float:
+    @property
+    def adaptive(self) -> bool:
+        """Whether ``d`` depends on ``||u||`` (002's rule) rather than being fixed."""
+        return self.delta is None and self.rho is not None
+
+    def step(self, u_norm: Optional[Tensor]) -> Tensor | float:
         if self.delta is not None or self.rho is None:
             return 1e-3 if self.delta is None else self.delta
         # Guard u = 0 (nothing to propagate): any finite d then gives H u = 0.
@@ -75,12 +80,16 @@ class HessianFree:
 
 
 def make_grad_op(objective: Objective, mode: str, hf: HessianFree | None = None,
-                 hvp_data: tuple[Tensor, Tensor] | None = None) -> GradOp:
+                 hvp_data: tuple[Tensor, Tensor] | None = None, batched: bool = False) -> GradOp:
     """Build ``(adapted, frozen, x, y) -> (grad_adapted L, L)`` for a meta-gradient mode.
 
-    ``objective(adapted, frozen, x, y)`` is the support loss of one task.
+    ``objective(adapted, frozen, x, y)`` is the support loss of one task. ``batched=True``
+    (``hessian_free`` only): ``adapted``, ``x``, ``y`` and ``hvp_data`` carry a leading task
+    dimension and ``frozen`` is shared by the tasks.
     """
     check_mode(mode)
+    if batched and mode != "hessian_free":
+        raise ValueError(f"make_grad_op: batched=True is for mode='hessian_free', not {mode!r}")
     gv = grad_and_value(objective)
     if mode == "second_order":
         return gv
@@ -91,51 +100,97 @@ def make_grad_op(objective: Objective, mode: str, hf: HessianFree | None = None,
         return first
     hf = hf or HessianFree()
 
-    def hessian_free(adapted: Params, frozen: Params, x: Tensor, y: Tensor) -> tuple[Params, Tensor]:
+    def hessian_free(adapted: Params, frozen: Params, x: Tensor, y: Tensor,
+                     shared: bool = False) -> tuple[Params, Tensor]:
+        # shared (batched only): ``adapted`` has no task dimension yet (the first inner step).
         hx, hy = (x, y) if hvp_data is None else hvp_data
         ak, fk = tuple(adapted), tuple(frozen)
-        out = _FDGrad.apply(objective, hf, ak, fk, x, y, hx, hy,
+        levels = (((True,) * 4 + (not shared,) * len(ak) + (False,) * len(fk)),) if batched else ()
+        out = _FDGrad.apply(objective, hf, ak, fk, levels, x, y, hx, hy,
                             *[adapted[k] for k in ak], *[frozen[k] for k in fk])
         # The loss value is handed to the update rule as a constant in this mode.
         return dict(zip(ak, out[:-1])), out[-1].detach()
     return hessian_free
 
 
-class _FDGrad(torch.autograd.Function):
-    """Forward: ``grad_w L(w, T)`` and ``L``. Backward: finite-difference ``H u`` (see module doc)."""
+Levels = tuple[tuple[bool, ...], ...]
 
-    generate_vmap_rule = True
+
+def _batched(fn: Callable, levels: Levels, lead: int = 0) -> Callable:
+    """``fn`` vmapped over the task dimensions of ``levels`` (outermost first); ``levels[i][j]``
+    says whether tensor argument ``lead + j`` has a leading dimension at level ``i`` (the first
+    ``lead`` arguments have one at every level)."""
+    for mask in reversed(levels):
+        fn = torch.func.vmap(fn, in_dims=(0,) * lead + tuple(0 if b else None for b in mask))
+    return fn
+
+
+class _FDGrad(torch.autograd.Function):
+    """Forward: ``grad_w L(w, T)`` and ``L``. Backward: finite-difference ``H u`` (see module doc).
+
+    Under ``vmap`` the custom ``vmap`` rule below re-applies the function to the whole batch,
+    recording in ``levels`` which inputs carry a task dimension (parameters shared by all tasks
+    do not, and are not expanded), so autograd records one node per inner step for all tasks
+    and forward and backward each make one vmapped call. ``generate_vmap_rule`` instead
+    traces forward and backward through functorch per step: measured 3.9x first-order on the
+    sine workload (meta-batch 25, 5 steps) against about 2.5x this way.
+    """
 
     @staticmethod
-    def forward(objective: Objective, hf: HessianFree, ak: Sequence[str], fk: Sequence[str],
-                x: Tensor, y: Tensor, hx: Tensor, hy: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
-        adapted = dict(zip(ak, flat[:len(ak)]))
-        frozen = dict(zip(fk, flat[len(ak):]))
-        g, v = grad_and_value(objective)(adapted, frozen, x, y)
-        return (*[g[k] for k in ak], v)
+    def forward(objective: Objective, hf: HessianFree, ak: Sequence[str], fk: Sequence[str], levels: Levels,
+                *tensors: Tensor) -> tuple[Tensor, ...]:
+        def task(x: Tensor, y: Tensor, hx: Tensor, hy: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
+            adapted, frozen = dict(zip(ak, flat[:len(ak)])), dict(zip(fk, flat[len(ak):]))
+            g, v = grad_and_value(objective)(adapted, frozen, x, y)
+            return (*[g[k] for k in ak], v)
+        return _batched(task, levels)(*tensors)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        objective, hf, ak, fk, x, y, hx, hy, *flat = inputs
-        ctx.objective, ctx.hf, ctx.ak, ctx.fk = objective, hf, ak, fk
-        ctx.save_for_backward(hx, hy, *flat)
+        objective, hf, ak, fk, levels, *tensors = inputs
+        ctx.objective, ctx.hf, ctx.ak, ctx.fk, ctx.levels = objective, hf, ak, fk, levels
+        ctx.save_for_backward(*tensors)
 
     @staticmethod
     def backward(ctx, *cot: Tensor):  # type: ignore[override]
-        hx, hy, *flat = ctx.saved_tensors
-        ak, fk = ctx.ak, ctx.fk
-        u = cot[:len(ak)]  # the loss value's cotangent is ignored: it is a constant here
-        w = flat[:len(ak)]
-        frozen = dict(zip(fk, flat[len(ak):]))
-        u_norm = torch.sqrt(sum((ui * ui).sum() for ui in u))
-        d = ctx.hf.step(u_norm)
-        both = torch.func.grad(lambda a, f: ctx.objective(a, f, hx, hy), argnums=(0, 1))
-        # Both gradients of the central difference in one vmapped call over (w + d u, w - d u).
-        pm = {k: torch.stack([wi + d * ui, wi - d * ui]) for k, wi, ui in zip(ak, w, u)}
-        ga, gf = torch.func.vmap(both, in_dims=(0, None))(pm, frozen)
-        grads_w = [(ga[k][0] - ga[k][1]) / (2 * d) for k in ak]
-        grads_f = [(gf[k][0] - gf[k][1]) / (2 * d) for k in fk]
-        return (None, None, None, None, None, None, None, None, *grads_w, *grads_f)
+        tensors = ctx.saved_tensors
+        ak, fk, objective, hf, levels = ctx.ak, ctx.fk, ctx.objective, ctx.hf, ctx.levels
+        n = len(ak)
+
+        def task(*args: Tensor) -> tuple[Tensor, ...]:
+            u, (_, _, hx, hy, *flat) = args[:n], args[n:]
+            w, frozen = dict(zip(ak, flat[:n])), dict(zip(fk, flat[n:]))
+            d = hf.step(torch.sqrt(sum((ui * ui).sum() for ui in u)) if hf.adaptive else None)
+            at = torch.func.grad(lambda a, f: objective(a, f, hx, hy), argnums=(0, 1))
+
+            def shifted(sign: float) -> Params:
+                return {k: torch.add(wi, ui, alpha=sign * d) if isinstance(d, float)
+                        else torch.addcmul(wi, d, ui, value=sign) for k, wi, ui in zip(ak, flat[:n], u)}
+
+            # The two gradients one after the other, so that each graph and shifted copy of
+            # the weights is freed before the next is built: peak live memory in the backward
+            # pass measured 3 weight-sized buffers below one graph for both (at equal speed).
+            plus_a, plus_f = at(shifted(1.0), frozen)
+            minus_a, minus_f = at(shifted(-1.0), frozen)
+            return (*[(plus_a[k] - minus_a[k]) / (2 * d) for k in ak],
+                    *[(plus_f[k] - minus_f[k]) / (2 * d) for k in fk])
+
+        # The loss value's cotangent (last) is ignored: the value is a constant in this mode.
+        grads = list(_batched(task, levels, lead=n)(*cot[:n], *tensors))
+        for j, g in enumerate(grads):
+            # A parameter shared across the tasks of a level gets the sum of their gradients.
+            for i in reversed(range(len(levels))):
+                if not levels[i][4 + j]:
+                    g = g.sum(i)
+            grads[j] = g
+        return (None, None, None, None, None, None, None, None, None, *grads)
+
+    @staticmethod
+    def vmap(info, in_dims, objective, hf, ak, fk, levels, *tensors):  # type: ignore[override]
+        moved = [t if d is None else t.movedim(d, 0) for t, d in zip(tensors, in_dims[5:])]
+        mask = tuple(d is not None for d in in_dims[5:])
+        out = _FDGrad.apply(objective, hf, ak, fk, (mask, *levels), *moved)
+        return out, (0,) * len(out)
 
 
 def adaptive_meta_step_size(algo: "torch.nn.Module", batch, L: float, rho: float, c: float = 1.0) -> float:

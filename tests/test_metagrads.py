@@ -115,3 +115,57 @@ def test_float32_works_and_matches_float64():
     l32 = mg.MAML(m32, inner_steps=2).meta_loss(b.to(torch.float32))
     assert l32.dtype == torch.float32
     assert abs(l32.item() - l64.item()) < 1e-4 * abs(l64.item())
+
+
+def _learner_case(name: str):
+    """A small float64 model and a learner whose step is not element-wise (vmapped state)."""
+    torch.manual_seed(3)
+    if name == "turtle":
+        return mg.models.MLP([1, 5, 1], activation="tanh").double(), mg.Turtle(
+            inputs=("grad", "ema_grad", "time", "loss"), hidden_layers=1, width=4, activation="tanh")
+    if name == "lstm":
+        return mg.models.MLP([1, 5, 1], activation="tanh").double(), mg.LSTMMetaLearner(hidden_size=3)
+    from metagrad.models.tnet import to_tnet
+    model = to_tnet(mg.models.MLP([1, 5, 1], activation="tanh").double())
+    noise = {k[: -len(".weight")]: torch.randn(v.shape[0], dtype=torch.float64)
+             for k, v in model.named_parameters() if k.endswith(".weight") and not k.split(".")[-2].startswith("t")}
+    return model, mg.MTNet(mg.SGD(0.1), fixed_noise=noise, hard=False)
+
+
+@pytest.mark.parametrize("name", ["turtle", "lstm", "mtnet"])
+def test_hessian_free_batched_path_equals_loop_for_stateful_learners(name):
+    # hessian_free runs its gradient op on the whole batch (adapt_tasks) and the rule vmapped.
+    batch = mg.tasks.Sinusoid(k_shot=4, k_query=5).sample(3, torch.Generator().manual_seed(2), torch.float64)
+    out = []
+    for vec in (True, False):
+        model, rule = _learner_case(name)
+        algo = mg.MAML(model, learner=rule, inner_steps=2, mode="hessian_free", hf_delta=1e-4, vectorize=vec)
+        loss = algo.meta_loss(batch)
+        grads = torch.autograd.grad(loss, list(algo.parameters()), allow_unused=True)
+        out.append((loss.detach(), grads))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-12, atol=0)
+    for a, b in zip(out[0][1], out[1][1]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-13)
+
+
+def test_hessian_free_under_user_vmap_equals_loop():
+    # A user who vmaps the per-task inner loop (mg.adapt) reaches _FDGrad's own vmap rule,
+    # with the shared parameters unbatched (their gradients summed over tasks).
+    model, algo, batch = _setup(2, "hessian_free", hf_delta=1e-5)
+    params = algo.params()
+
+    def task_loss(sx, sy, qx, qy):
+        fast = mg.adapt(algo.learner, model, algo.loss, params, {}, sx, sy, 2, "hessian_free", hf=algo.hf)
+        return algo.loss(functional_call(model, fast, (qx,)), qy)
+
+    args = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+    vm = torch.func.vmap(task_loss)(*args).mean()
+    lp = torch.stack([task_loss(*(a[i] for a in args)) for i in range(batch.n_tasks)]).mean()
+    gv = torch.autograd.grad(vm, list(params.values()))
+    gl = torch.autograd.grad(lp, list(params.values()))
+    assert rel_err(list(gv), list(gl)) < 1e-10
+    # and it is the Hessian-free gradient, close to the exact one but not equal to first order
+    _, so, _ = _setup(2)
+    assert rel_err(list(gv), _grads(so, batch)) < 1e-4

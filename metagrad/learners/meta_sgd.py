@@ -52,6 +52,10 @@ class MetaSGD(Learner):
         object.__setattr__(self, "lr_range", tuple(float(v) for v in self.lr_range))
 
     @property
+    def elementwise(self) -> bool:
+        return True  # theta - lr * g, with lr a scalar or broadcast per parameter
+
+    @property
     def nominal_lr(self) -> Optional[float]:
         # HF-MAML's d = 1/(6 rho a ||u||) needs one step size: the initial mean rate.
         return self.lr if self.lr_init == "constant" else 0.5 * sum(self.lr_range)

@@ -27,6 +27,10 @@ class SGD(Learner):
     name: str = "sgd"
 
     @property
+    def elementwise(self) -> bool:
+        return True  # theta - lr * g, with lr a scalar or broadcast per parameter
+
+    @property
     def nominal_lr(self) -> Optional[float]:
         return self.lr
 
