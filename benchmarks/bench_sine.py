@@ -7,8 +7,8 @@ Contenders, timed side by side in one process with rounds interleaved in shuffle
 * metagrad's own per-task loop (``vectorize=False``);
 * learn2learn 0.2.0's ``MAML`` (second and first order), when importable.
 
-Peak memory is measured per contender in a fresh subprocess (peak RSS growth over one warm
-iteration's starting RSS).
+Peak memory is measured per contender in a fresh subprocess: the peak live heap (glibc's
+``mallinfo2``) above its level at the start of three warm meta-iterations.
 
     python benchmarks/bench_sine.py                      # metagrad only
     /opt/l2l-venv/bin/python benchmarks/bench_sine.py    # with learn2learn (see benchmarks/README.md)
@@ -92,8 +92,9 @@ def contenders(with_compile: bool) -> list[str]:
 
 
 def peak_memory(name: str, meta_batch: int) -> float:
-    """MiB of peak RSS above the starting RSS during three meta-iterations (after two warm-up
-    iterations and a ``malloc_trim``), sampled every 0.2 ms by a thread, in a fresh process."""
+    """MiB of peak live heap above the starting level during three meta-iterations (after two
+    warm-up iterations), sampled every 0.1 ms by a thread, in a fresh process (see
+    ``bench_memory.py`` for why live heap rather than RSS)."""
     code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import bench_sine as b, json; s=b.make({name!r}, {meta_batch}); "
             "print(json.dumps(b.sampled_peak(s)))")
@@ -102,31 +103,15 @@ def peak_memory(name: str, meta_batch: int) -> float:
 
 
 def sampled_peak(step: Callable[[], float]) -> float:
-    import ctypes
     import gc
-    import threading
+    from bench_memory import PeakSampler
     for _ in range(2):
         step()
     gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # return freed pages so the baseline is the live set
-    base, peak, done = rss_mib(), [0.0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_mib())
-            time.sleep(0.0002)
-    th = threading.Thread(target=sample)
-    th.start()
-    for _ in range(3):
-        step()
-    done.set()
-    th.join()
-    return max(peak[0] - base, 0.0)
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    with PeakSampler() as sampler:
+        for _ in range(3):
+            step()
+    return sampler.peak
 
 
 def main() -> None:
@@ -135,8 +120,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=10, help="timed iterations per contender per round")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--memory-batch", type=int, default=500,
-                    help="meta-batch of the memory runs (at 25 the graph is far below RSS noise)")
+    ap.add_argument("--memory-batch", type=int, default=META_BATCH, help="meta-batch of the memory runs")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads for every contender")
     args = ap.parse_args()

@@ -18,3 +18,8 @@ def test_compiled_meta_loss_matches_eager():
     ge = torch.autograd.grad(eager.meta_loss(b), list(model.parameters()))
     gc = torch.autograd.grad(comp.meta_loss(b), list(model.parameters()))
     assert rel_err(list(gc), list(ge)) < 1e-4
+
+
+def test_compile_with_hessian_free_is_refused_at_construction():
+    with pytest.raises(ValueError, match="compile=True supports mode='second_order' and 'first_order', not 'hessian_free'"):
+        mg.MAML(mg.models.MLP([1, 4, 1]), mode="hessian_free", compile=True)
