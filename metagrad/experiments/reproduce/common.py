@@ -34,17 +34,23 @@ def _fmt(x: Optional[float], metric: str) -> str:
 
 
 def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
-    """Markdown table: model, setting, ours (mean +- 95% CI), median, paper, diverged."""
-    lines = [f"# {name}", "", note, "" if note else "",
-             "| model | setting | ours (mean ± 95% CI) | median | paper |", "| --- | --- | --- | --- | --- |"]
+    """Markdown table: model, setting, ours (mean +- 95% CI), median, paper (+- its interval
+    where known) and, where rows carry one, the verdict ``vs_paper`` (better/within/worse)."""
+    verdict = any("vs_paper" in r for r in rows)
+    lines = [f"# {name}", ""] + ([note, ""] if note else []) + [
+             "| model | setting | ours (mean ± 95% CI) | median | paper |" + (" vs paper |" if verdict else ""),
+             "| --- | --- | --- | --- | --- |" + (" --- |" if verdict else "")]
     for r in rows:
         setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items())
         if r["diverged"]:
             ours = "diverged"
         else:
             ours = f"{_fmt(r['mean'], r['metric'])} ± {_fmt(r['ci95'], r['metric'])}"
-        lines.append(f"| {r['model']} | {setting} | {ours} | {_fmt(r.get('median'), r['metric'])} | "
-                     f"{_fmt(r.get('paper'), r['metric'])} |")
+        paper = _fmt(r.get("paper"), r["metric"])
+        if r.get("paper") is not None and r.get("paper_ci95") is not None:
+            paper += f" ± {_fmt(r['paper_ci95'], r['metric'])}"
+        lines.append(f"| {r['model']} | {setting} | {ours} | {_fmt(r.get('median'), r['metric'])} | {paper} |"
+                     + (f" {r.get('vs_paper', '-')} |" if verdict else ""))
     unit = "accuracy in %" if any(r["metric"] == "accuracy" for r in rows) else "metric: " + (rows[0]["metric"] if rows else "")
     lines += ["", f"({unit}; '-' where the paper gives no number)", ""]
     return "\n".join(lines)
