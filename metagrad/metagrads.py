@@ -114,6 +114,8 @@ def make_grad_op(objective: Objective, mode: str, hf: HessianFree | None = None,
 
 
 Levels = tuple[tuple[bool, ...], ...]
+# Cotangent elements (all tasks) up to which the two finite-difference gradients run paired.
+_PAIR_MAX = 1 << 17
 
 
 def _batched(fn: Callable, levels: Levels, lead: int = 0) -> Callable:
@@ -159,21 +161,35 @@ class _FDGrad(torch.autograd.Function):
 
         def task(*args: Tensor) -> tuple[Tensor, ...]:
             u, (_, _, hx, hy, *flat) = args[:n], args[n:]
-            w, frozen = dict(zip(ak, flat[:n])), dict(zip(fk, flat[n:]))
+            frozen = dict(zip(fk, flat[n:]))
             d = hf.step(torch.sqrt(sum((ui * ui).sum() for ui in u)) if hf.adaptive else None)
             at = torch.func.grad(lambda a, f: objective(a, f, hx, hy), argnums=(0, 1))
 
-            def shifted(sign: float) -> Params:
-                return {k: torch.add(wi, ui, alpha=sign * d) if isinstance(d, float)
-                        else torch.addcmul(wi, d, ui, value=sign) for k, wi, ui in zip(ak, flat[:n], u)}
+            if pair:
+                # Both gradients in one vmapped call over the sign (+d, -d): small ops are
+                # dispatch-bound, so one call of twice the size costs far less than two.
+                signed = torch.tensor([1.0, -1.0], dtype=flat[0].dtype, device=flat[0].device) * d
+                shifted = {k: torch.addcmul(wi, signed.reshape(2, *([1] * wi.dim())), ui)
+                           for k, wi, ui in zip(ak, flat[:n], u)}
+                both_a, both_f = torch.func.vmap(at, in_dims=(0, None))(shifted, frozen)
+                plus_a, minus_a = {k: v[0] for k, v in both_a.items()}, {k: v[1] for k, v in both_a.items()}
+                plus_f, minus_f = {k: v[0] for k, v in both_f.items()}, {k: v[1] for k, v in both_f.items()}
+            else:
+                # One after the other, so that each graph and shifted copy of the weights is
+                # freed before the next is built (large batches are memory-bound).
+                plus_a, plus_f = at(shifted_by(1.0, d, u, flat), frozen)
+                minus_a, minus_f = at(shifted_by(-1.0, d, u, flat), frozen)
+            return (*[torch.sub(plus_a[k], minus_a[k]).div_(2 * d) for k in ak],
+                    *[torch.sub(plus_f[k], minus_f[k]).div_(2 * d) for k in fk])
 
-            # The two gradients one after the other, so that each graph and shifted copy of
-            # the weights is freed before the next is built: peak live memory in the backward
-            # pass measured 3 weight-sized buffers below one graph for both (at equal speed).
-            plus_a, plus_f = at(shifted(1.0), frozen)
-            minus_a, minus_f = at(shifted(-1.0), frozen)
-            return (*[(plus_a[k] - minus_a[k]) / (2 * d) for k in ak],
-                    *[(plus_f[k] - minus_f[k]) / (2 * d) for k in fk])
+        # Paired (+d, -d) gradients while the cotangents are small: sine, meta-batch 25, 5 steps,
+        # 2.7x first-order's time against 3.0x sequential; above _PAIR_MAX elements the sequential
+        # form's lower peak memory wins (meta-batch 500: 34 MiB against 41 MiB).
+        pair = sum(c.numel() for c in cot[:n]) <= _PAIR_MAX
+
+        def shifted_by(sign: float, d: Tensor | float, u: Sequence[Tensor], flat: Sequence[Tensor]) -> Params:
+            return {k: torch.add(wi, ui, alpha=sign * d) if isinstance(d, float)
+                    else torch.addcmul(wi, d, ui, value=sign) for k, wi, ui in zip(ak, flat[:n], u)}
 
         # The loss value's cotangent (last) is ignored: the value is a constant in this mode.
         grads = list(_batched(task, levels, lead=n)(*cot[:n], *tensors))

@@ -64,6 +64,18 @@ def test_hessian_free_matches_second_order(steps):
     assert rel_err(_grads(hf, batch), _grads(so, batch)) < 1e-4
 
 
+def test_hessian_free_paired_and_sequential_differences_agree(monkeypatch):
+    # Small cotangents take the paired (+d, -d) path; large ones the sequential one.
+    from metagrad import metagrads
+    _, hf, batch = _setup(3, "hessian_free", hf_delta=1e-5)
+    paired = _grads(hf, batch)
+    monkeypatch.setattr(metagrads, "_PAIR_MAX", 0)
+    sequential = _grads(hf, batch)
+    assert rel_err(paired, sequential) < 1e-10
+    _, so, _ = _setup(3)
+    assert rel_err(sequential, _grads(so, batch)) < 1e-4
+
+
 def test_hessian_free_rho_rule_and_separate_batch():
     # d = 1 / (6 rho a ||u||) with a large rho is a small step: close to exact.
     _, so, batch = _setup(1)
