@@ -157,7 +157,7 @@ def main() -> None:
         mode = n.split(":")[1]
         base = ref.get(mode) or ref.get("second_order")
         speed = f"{base / med[n]:.1f}x" if base and not n.startswith("l2l") else ("1.0x" if n.startswith("l2l") else "-")
-        print(f"{n:28s} {med[n]:9.2f} {speed:>20s} {mem.get(n, float("nan")):9.2f}")
+        print(f"{n:28s} {med[n]:9.2f} {speed:>20s} {mem.get(n, float('nan')):9.2f}")
     if compile_s is not None:
         print(f"compile=True: {compile_s:.1f} s of one-time compilation (incl. 3 warm-up iterations)")
     hf, fo = med["vmap:hessian_free"], med["vmap:first_order"]
