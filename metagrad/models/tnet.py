@@ -14,6 +14,7 @@ Parameter keys: a layer at ``net.0`` has ``net.0.weight``, ``net.0.bias`` and ``
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,18 @@ def _identity(n: int, like: Tensor) -> nn.Parameter:
     return nn.Parameter(torch.eye(n, dtype=like.dtype, device=like.device))
 
 
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _copy_from(new: _M, layer: nn.Module) -> _M:
+    """Copy ``layer``'s weight, bias and train/eval mode into its T-net twin ``new``."""
+    with torch.no_grad():
+        new.weight.copy_(layer.weight)
+        if layer.bias is not None:
+            new.bias.copy_(layer.bias)
+    return new.train(layer.training)
+
+
 class TLinear(nn.Linear):
     """``y = T (W x + b)`` with ``T`` of shape ``[out, out]`` (001 eq. (3)).
 
@@ -62,12 +75,7 @@ class TLinear(nn.Linear):
         with torch.random.fork_rng(devices=[]):  # constructing must not move the global RNG
             new = cls(layer.in_features, layer.out_features, layer.bias is not None,
                       device=layer.weight.device, dtype=layer.weight.dtype)
-        with torch.no_grad():
-            new.weight.copy_(layer.weight)
-            if layer.bias is not None:
-                new.bias.copy_(layer.bias)
-        new.train(layer.training)
-        return new
+        return _copy_from(new, layer)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(F.linear(x, self.weight, self.bias), self.T)
@@ -93,12 +101,7 @@ class TConv2d(nn.Conv2d):
                       padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
                       bias=layer.bias is not None, padding_mode=layer.padding_mode,
                       device=layer.weight.device, dtype=layer.weight.dtype)
-        with torch.no_grad():
-            new.weight.copy_(layer.weight)
-            if layer.bias is not None:
-                new.bias.copy_(layer.bias)
-        new.train(layer.training)
-        return new
+        return _copy_from(new, layer)
 
     def forward(self, x: Tensor) -> Tensor:
         z = self._conv_forward(x, self.weight, self.bias)
