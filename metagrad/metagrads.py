@@ -181,8 +181,8 @@ class _FDGrad(torch.autograd.Function):
                 shifted = {k: torch.addcmul(wi, signed.reshape(2, *([1] * wi.dim())), ui)
                            for k, wi, ui in zip(ak, flat[:n], u)}
                 both_a, both_f = torch.func.vmap(at, in_dims=(0, None))(shifted, frozen)
-                plus_a, minus_a = {k: v[0] for k, v in both_a.items()}, {k: v[1] for k, v in both_a.items()}
-                plus_f, minus_f = {k: v[0] for k, v in both_f.items()}, {k: v[1] for k, v in both_f.items()}
+                plus_a, minus_a = ({k: v[i] for k, v in both_a.items()} for i in (0, 1))
+                plus_f, minus_f = ({k: v[i] for k, v in both_f.items()} for i in (0, 1))
             else:
                 # One after the other, so that each graph and shifted copy of the weights is
                 # freed before the next is built (large batches are memory-bound).

@@ -34,7 +34,8 @@ def poly_task(order: int) -> Polynomial:
 def run(out: Path, quick: bool = False, seeds: Optional[int] = None, iterations: Optional[int] = None,
         test_tasks: Optional[int] = None, orders: tuple[int, ...] = ORDERS,
         first_seed: int = 0) -> list[dict[str, Any]]:
-    """Train MT-nets per order (``seeds`` each, default 3, ``first_seed`` on); write rows,
+    """Train ``seeds`` MT-nets per order (default 3; seeds ``first_seed, first_seed + 1, ...``, each
+    seeded on its own, so runs split over processes give the same numbers); write rows,
     ``fraction.png`` and the claim."""
     out = Path(out)
     seeds = seeds or (1 if quick else 3)   # one seed is too noisy to order the four fractions
