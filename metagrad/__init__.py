@@ -9,6 +9,7 @@ from .learners import LSTMMetaLearner, Turtle
 from . import baselines
 from .metagrads import MODES, HessianFree
 from .params import Params
+from .population import Population
 
 __version__ = "0.1.0"
 
@@ -16,3 +17,4 @@ __all__ = ["MAML", "TaskBatch", "adapt", "Learner", "SGD", "Clipped", "MODES", "
            "Params", "learners", "models", "tasks", "__version__"]
 __all__ += ["MetaSGD", "TNet", "MTNet"]
 __all__ += ["Turtle", "LSTMMetaLearner", "baselines"]
+__all__ += ["Population"]

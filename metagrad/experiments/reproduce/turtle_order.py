@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .common import row, write_results
-from .turtle_common import TASKS, Protocol, aggregate, protocol_arguments, run_cell, stderr_log
+from .turtle_common import TASKS, Protocol, aggregate, protocol_arguments, run_cells, stderr_log
 
 NAME = "turtle-order"
 DESCRIPTION = "004 Fig. 11: first- vs second-order TURTLE and MAML on 5-shot sine, T = 1, 5, 10"
@@ -49,7 +49,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, steps: S
     rows: list[dict[str, Any]] = []
     for t in steps:
         for model in MODELS:
-            cells = [run_cell(out, model, t, K_SHOT, s, proto, log) for s in range(n_seeds)]
+            cells = run_cells(out, model, t, K_SHOT, range(n_seeds), proto, log)
             stats = aggregate(cells)
             rows.append(row(model, {"k_shot": K_SHOT, "steps": t}, "mse", stats["mean"], stats["ci95"],
                             median=stats["median"], diverged=stats["diverged_runs"] == n_seeds,

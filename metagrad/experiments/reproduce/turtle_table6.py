@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .common import row, write_results
-from .turtle_common import BASELINES, TASKS, Protocol, aggregate, protocol_arguments, run_cell, stderr_log
+from .turtle_common import BASELINES, TASKS, Protocol, aggregate, protocol_arguments, run_cells, stderr_log
 
 NAME = "turtle-table6"
 DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
@@ -84,7 +84,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
             f"Paper: 004 Table 6, mean over 30 runs.")
     rows: list[dict[str, Any]] = []
     for model, t, k in _cells(models, steps, shots):
-        cells = [run_cell(out, model, t, k, s, proto, log) for s in range(n_seeds)]
+        cells = run_cells(out, model, t, k, range(n_seeds), proto, log)
         stats = aggregate(cells)
         paper, paper_ci = _paper(model, t, k)
         extra: dict[str, Any] = {"paper_ci95": paper_ci, "seeds": n_seeds, "tasks": proto.tasks,

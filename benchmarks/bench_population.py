@@ -1,0 +1,115 @@
+"""Seeds as one vmapped ``Population`` against the same seeds run one after the other (004's sine).
+
+For each of so-MAML, so-TURTLE and the LSTM meta-learner (004 appendix A.1 settings, 5 shots),
+times one meta-iteration (sampling, meta-loss, backward, clipping, Adam) of:
+
+* ``single``: one run (``MAML.meta_loss``; its meta-batch of 1 or 2 tasks);
+* ``population``: ``P`` runs as one ``Population`` (eager);
+* ``population compiled``: the same under ``torch.compile`` (compilation time reported apart).
+
+Rounds are interleaved, medians reported; the speed-up is ``P * single / population``: how much
+faster ``P`` seeds finish together than one after the other.
+
+    python benchmarks/bench_population.py --steps 5 --members 5 --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+
+from metagrad.batch import TaskBatch  # noqa: E402
+from metagrad.experiments.reproduce.turtle_common import Spec, build_meta, sine, spec  # noqa: E402
+from metagrad.population import Population  # noqa: E402
+
+
+def _clip(params: list[torch.nn.Parameter], sp: Spec, pop: Population | None = None) -> None:
+    if sp.clip_value is not None:
+        torch.nn.utils.clip_grad_value_(params, sp.clip_value)
+    if sp.clip_norm is not None:
+        if pop is not None:
+            pop.clip_grad_norm_(sp.clip_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, sp.clip_norm)
+
+
+def single(model: str, steps: int) -> Callable[[], None]:
+    sp = spec(model, steps)
+    algo = build_meta(sp, steps, 0)
+    opt = torch.optim.Adam(algo.parameters(), lr=1e-3)
+    gen, dist = torch.Generator().manual_seed(0), sine(5)
+
+    def step() -> None:
+        loss = algo.meta_loss(dist.sample(sp.meta_batch, gen))
+        opt.zero_grad()
+        loss.backward()
+        _clip(list(algo.parameters()), sp)
+        opt.step()
+    return step
+
+
+def population(model: str, steps: int, members: int, compile: bool) -> Callable[[], None]:
+    sp = spec(model, steps)
+    pop = Population([build_meta(sp, steps, s) for s in range(members)], compile=compile)
+    opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
+    gens, dist = [torch.Generator().manual_seed(s) for s in range(members)], sine(5)
+
+    def step() -> None:
+        losses = pop.meta_losses(TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens]))
+        opt.zero_grad()
+        losses.sum().backward()
+        _clip(list(pop.parameters()), sp, pop)
+        opt.step()
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["so-MAML", "so-TURTLE", "LSTM"])
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--members", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    results = {}
+    for model in a.models:
+        fns = {"single": single(model, a.steps), "population": population(model, a.steps, a.members, False)}
+        compile_s = None
+        if not a.no_compile:
+            fns["population compiled"] = population(model, a.steps, a.members, True)
+            t = time.perf_counter()
+            fns["population compiled"]()
+            compile_s = time.perf_counter() - t
+        for f in fns.values():
+            for _ in range(3):
+                f()
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for _ in range(a.rounds):
+            for k, f in fns.items():
+                t = time.perf_counter()
+                for _ in range(a.iters):
+                    f()
+                times[k].append(1000 * (time.perf_counter() - t) / a.iters)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results[model] = {"ms_per_iteration": med, "compile_s": compile_s, "members": a.members, "steps": a.steps}
+        line = ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
+        ups = ", ".join(f"{k} {a.members * med['single'] / v:.2f}x" for k, v in med.items() if k != "single")
+        print(f"{model} T={a.steps}, {a.members} seeds: {line}; speed-up over {a.members} single runs: {ups}"
+              + (f"; compile {compile_s:.0f} s" if compile_s else ""), flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

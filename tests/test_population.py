@@ -1,0 +1,117 @@
+"""``Population``: P runs trained as one vmapped computation equal the P runs trained alone."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import metagrad as mg
+from metagrad.experiments.reproduce.turtle_common import build_meta, sine, spec, train_meta
+from metagrad.population import Population
+
+
+def _members(model: str, steps: int, seeds: list[int]) -> list[mg.MAML]:
+    return [build_meta(spec(model, steps), steps, s).double() for s in seeds]
+
+
+def _train_alone(algo: mg.MAML, model: str, steps: int, seed: int, iters: int) -> mg.MAML:
+    """The reference: one run with ``MAML.meta_loss``, Adam and the spec's clipping."""
+    sp = spec(model, steps)
+    opt = torch.optim.Adam(algo.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(iters):
+        loss = algo.meta_loss(sine(5).sample(sp.meta_batch, gen).to(torch.float64))
+        opt.zero_grad()
+        loss.backward()
+        if sp.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(algo.parameters(), sp.clip_value)
+        if sp.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(algo.parameters(), sp.clip_norm)
+        opt.step()
+    return algo
+
+
+@pytest.mark.parametrize("model,steps", [("so-MAML", 2), ("so-TURTLE", 2), ("LSTM", 2)])
+def test_population_training_equals_separate_runs(model: str, steps: int) -> None:
+    seeds, iters = [0, 1, 2], 3
+    sp = spec(model, steps)
+    pop = Population(_members(model, steps, seeds))
+    opt = torch.optim.Adam(pop.parameters(), lr=1e-2)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    for _ in range(iters):
+        batch = mg.TaskBatch.cat([sine(5).sample(sp.meta_batch, g) for g in gens]).to(torch.float64)
+        losses = pop.meta_losses(batch)
+        assert losses.shape == (3,)
+        opt.zero_grad()
+        losses.sum().backward()
+        if sp.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(pop.parameters(), sp.clip_value)
+        if sp.clip_norm is not None:
+            pop.clip_grad_norm_(sp.clip_norm)
+        opt.step()
+    for p, s in enumerate(seeds):
+        alone = _train_alone(_members(model, steps, [s])[0], model, steps, s, iters)
+        mine = pop.member(p)
+        for (name, a), b in zip(alone.named_parameters(), mine.parameters()):
+            torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11, msg=f"{model} seed {s}: {name}")
+
+
+def test_members_start_from_their_own_initialisation_and_differ() -> None:
+    members = _members("so-MAML", 1, [0, 1])
+    pop = Population(members)
+    for p, m in enumerate(members):
+        for a, b in zip(m.parameters(), pop.member(p).parameters()):
+            assert torch.equal(a, b)
+    assert not torch.equal(pop.stacked[0][0], pop.stacked[0][1])
+    assert len(list(pop.parameters())) == len(list(members[0].parameters()))   # the template is not a child
+
+
+def test_clip_grad_norm_is_per_member() -> None:
+    pop = Population(_members("so-MAML", 1, [0, 1]))
+    for v in pop.parameters():
+        v.grad = torch.randn_like(v) * torch.tensor([10.0, 0.01], dtype=v.dtype).view(2, *([1] * (v.dim() - 1)))
+    expected = []
+    for p in range(2):
+        alone = [torch.nn.Parameter(v[p].detach().clone()) for v in pop.parameters()]
+        for a, v in zip(alone, pop.parameters()):
+            a.grad = v.grad[p].clone()
+        norm = torch.nn.utils.clip_grad_norm_(alone, 1.0)      # what one run alone would do
+        expected.append((float(norm), [a.grad for a in alone]))
+    norms = pop.clip_grad_norm_(1.0)
+    for p in range(2):
+        assert float(norms[p]) == pytest.approx(expected[p][0])
+        for v, g in zip(pop.parameters(), expected[p][1]):
+            torch.testing.assert_close(v.grad[p], g)
+    assert float(norms[1]) < 1.0    # the small member is left as it was
+
+
+def test_member_state_round_trip() -> None:
+    pop = Population(_members("so-MAML", 1, [0, 1]))
+    saved = pop.member_state(1)
+    with torch.no_grad():
+        for v in pop.parameters():
+            v.add_(1.0)
+    pop.load_member_state(1, saved)
+    for n, v in zip(pop.names, pop.parameters()):
+        assert torch.equal(v[1], saved[n])
+    with pytest.raises(IndexError, match="index 2 out of range for 2 members"):
+        pop.member(2)
+
+
+def test_bad_populations_raise() -> None:
+    with pytest.raises(ValueError, match="at least one member"):
+        Population([])
+    with pytest.raises(ValueError, match="member 1 differs"):
+        Population([build_meta(spec("so-MAML", 1), 1, 0), build_meta(spec("so-MAML", 2), 2, 0)])
+    hf = mg.MAML(mg.models.MLP([1, 8, 1]), mode="hessian_free")
+    with pytest.raises(ValueError, match="hessian_free"):
+        Population([hf])
+    pop = Population(_members("so-MAML", 1, [0, 1]))
+    with pytest.raises(ValueError, match="3 tasks do not split evenly over 2 members"):
+        pop.meta_losses(sine(5).sample(3, torch.Generator().manual_seed(0)).to(torch.float64))
+
+
+def test_train_meta_population_gives_one_record_per_seed() -> None:
+    recs = train_meta(spec("so-MAML", 1), 5, 1, [3, 4], tasks=4, val_every=2, val_tasks=4)
+    assert [r.population for r in recs] == [2, 2] and all(len(r.val_curve) == 2 for r in recs)
+    alone = train_meta(spec("so-MAML", 1), 5, 1, [4], tasks=4, val_every=2, val_tasks=4)[0]
+    torch.testing.assert_close(recs[1].test_mse, alone.test_mse, rtol=1e-4, atol=1e-6)
