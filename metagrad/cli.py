@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="dotted override, e.g. --set inner.steps=5 (repeatable)")
     t.add_argument("--out", help="run directory (default runs/<name>-<time>)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    t.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for this process (also on --resume: e.g. more once other jobs end)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out tasks")
@@ -54,11 +56,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.resume:
             if args.config or args.overrides:
                 raise ValueError("train: --resume reads the config from the run directory; drop the preset and --set")
-            run = runner.train(out=args.resume, resume=True, progress=not args.no_progress)
+            run = runner.train(out=args.resume, resume=True, progress=not args.no_progress, threads=args.threads)
         else:
             if not args.config:
                 raise ValueError("train: give a preset name or a JSON config (see `metagrad list`)")
-            run = runner.train(args.config, args.out, overrides=args.overrides, progress=not args.no_progress)
+            run = runner.train(args.config, args.out, overrides=args.overrides, progress=not args.no_progress,
+                               threads=args.threads)
         _print_eval(run / "eval.json")
         print(f"run written to {run}")
     elif args.command == "eval":

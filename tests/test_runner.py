@@ -73,6 +73,21 @@ def test_resume_continues_exactly(tmp_path):
     assert la[-1] == lb[-1] and len(la) == len(lb)
 
 
+def test_resume_may_change_threads_only(tmp_path):
+    part = train("sine-maml-quick", tmp_path / "b", overrides=TINY + ["checkpoint_every=7"], progress=False,
+                 stop_after=8, evaluate_at_end=False)
+    before = torch.get_num_threads()
+    try:
+        train(out=part, resume=True, progress=False, evaluate_at_end=False, threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert torch.load(part / "checkpoint.pt", weights_only=False)["iteration"] == 20
+    assert json.loads((part / "config.json").read_text())["threads"] is None    # the config is unchanged
+    with pytest.raises(RunError, match="threads must be an integer >= 1, got 0"):
+        train(out=part, resume=True, progress=False, threads=0)
+
+
 def test_eval_with_overrides_and_more_steps(tmp_path):
     run = train("sine-maml-quick", tmp_path / "r", overrides=TINY, progress=False)
     res = evaluate_run(run, tasks=20, steps=4, overrides=["task.k_shot=5"], plot=True, progress=False)

@@ -122,14 +122,18 @@ def _load_config(run: Path) -> Config:
 
 def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: str | Path | None = None, *,
           overrides: Iterable[str] = (), resume: bool = False, progress: bool = True,
-          stop_after: Optional[int] = None, evaluate_at_end: bool = True) -> Path:
+          stop_after: Optional[int] = None, evaluate_at_end: bool = True, threads: Optional[int] = None) -> Path:
     """Meta-train an experiment and write its run folder; returns the folder.
 
     ``config`` is a ``Config``, dict, preset name or JSON path. ``resume=True`` continues the run
     in ``out`` from its checkpoint (``config`` is then ignored and read from the folder).
     ``stop_after`` stops after that many iterations of this call (a checkpoint is written),
-    as a crash would; used to test exact resumption.
+    as a crash would; used to test exact resumption. ``threads`` overrides the config's
+    ``threads`` for this call only (how fast, not what is computed; a resumed run may take more
+    cores than it started with).
     """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise RunError(f"train: threads must be an integer >= 1, got {threads!r}")
     if resume:
         if out is None:
             raise RunError("train: resume needs the run directory")
@@ -147,8 +151,8 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
         write_json(run / "config.json", cfg.to_dict())
         ckpt = None
 
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    if (threads or cfg.threads) is not None:
+        torch.set_num_threads(threads or cfg.threads)
     tune_malloc()
     dtype = _DTYPES[cfg.dtype]
     algo, task = build(cfg, "train")
@@ -257,8 +261,8 @@ def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[i
     run = Path(run)
     cfg = _load_config(run).override(list(overrides))
     ckpt = _load_checkpoint(run)
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    if (threads or cfg.threads) is not None:
+        torch.set_num_threads(threads or cfg.threads)
     algo, task = build(cfg, "test")
     algo.load_state_dict(ckpt["algo"])
     n = cfg.eval["tasks"] if tasks is None else tasks
