@@ -115,3 +115,24 @@ def test_train_meta_population_gives_one_record_per_seed() -> None:
     assert [r.population for r in recs] == [2, 2] and all(len(r.val_curve) == 2 for r in recs)
     alone = train_meta(spec("so-MAML", 1), 5, 1, [4], tasks=4, val_every=2, val_tasks=4)[0]
     torch.testing.assert_close(recs[1].test_mse, alone.test_mse, rtol=1e-4, atol=1e-6)
+
+
+def test_train_meta_resumes_exactly_from_its_checkpoint(tmp_path) -> None:
+    sp, ck = spec("so-TURTLE", 2), tmp_path / "cell.partial.pt"
+    straight = train_meta(sp, 5, 2, [0, 1], tasks=12, val_every=4, val_tasks=4)
+
+    calls = []
+
+    def crash(message: str) -> None:
+        calls.append(message)
+        if len(calls) == 2:         # dies at the second validation, as a killed process would
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_meta(sp, 5, 2, [0, 1], tasks=12, val_every=4, val_tasks=4, log=crash, checkpoint=ck,
+                   checkpoint_every_s=0.0)
+    assert ck.exists()
+    resumed = train_meta(sp, 5, 2, [0, 1], tasks=12, val_every=4, val_tasks=4, log=calls.append, checkpoint=ck)
+    assert any("resumed at iteration 3" in c for c in calls)
+    assert not ck.exists()          # removed once the run has ended
+    for a, b in zip(straight, resumed):
+        assert torch.equal(a.test_mse, b.test_mse) and a.val_curve == b.val_curve and a.best_val == b.best_val

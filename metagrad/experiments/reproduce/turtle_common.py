@@ -34,7 +34,7 @@ from ...population import Population
 from ...baselines import Finetuning, TrainFromScratch, merge_tasks
 from ...batch import TaskBatch
 from ...evaluation import mean_ci95, robust_summary
-from ...io import write_json
+from ...io import save_torch, write_json
 from ...learners.base import Learner
 from ...learners.lstm import LSTMMetaLearner
 from ...learners.sgd import SGD
@@ -150,7 +150,8 @@ def build_meta(sp: Spec, steps: int, seed: int) -> MAML:
 
 def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: int = TASKS, *,
                val_every: Optional[int] = VAL_EVERY, val_tasks: int = VAL_TASKS, test: Optional[TaskBatch] = None,
-               log: Optional[Callable[[str], None]] = None, compile: bool = False) -> list[Record]:
+               log: Optional[Callable[[str], None]] = None, compile: bool = False,
+               checkpoint: Optional[Path] = None, checkpoint_every_s: float = 300.0) -> list[Record]:
     """Meta-train ``sp`` once per seed on ``tasks`` sine tasks, keep each run's best validated
     state, test it; one ``Record`` per seed.
 
@@ -160,6 +161,11 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     from ``Generator().manual_seed(seed)``). ``compile``: ``torch.compile`` the population's
     meta-loss (one-time compilation of about a minute; measured faster for MAML and the LSTM,
     slower for TURTLE; see ``COMPILE``).
+
+    ``checkpoint``: a file where the whole training state (members, Adam, task generators, best
+    states, curves) is saved atomically every ``checkpoint_every_s`` seconds; a run started
+    again with the same arguments continues from it exactly, so one long cell can span several
+    sessions. The file is removed when the run ends.
     """
     seeds = list(seeds)
     pop = Population([build_meta(sp, steps, s) for s in seeds], compile=compile)
@@ -170,9 +176,23 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     best_val, curves = [math.inf] * len(seeds), [[] for _ in seeds]
     iterations = max(1, tasks // sp.meta_batch)
     every = max(1, (val_every or tasks) // sp.meta_batch)
+    key = {"model": sp.name, "steps": steps, "k_shot": k_shot, "seeds": seeds, "tasks": tasks,
+           "val_every": val_every, "val_tasks": val_tasks}
     t0 = time.perf_counter()
-    train_time = 0.0
-    for it in range(1, iterations + 1):
+    train_time, first, earlier = 0.0, 1, 0.0
+    if checkpoint is not None and Path(checkpoint).exists():
+        ck = torch.load(checkpoint, weights_only=False)
+        if ck["key"] == key:
+            pop.load_state_dict(ck["population"])
+            opt.load_state_dict(ck["optimizer"])
+            for g, state in zip(gens, ck["generators"]):
+                g.set_state(state)
+            best, best_val, curves = ck["best"], ck["best_val"], ck["curves"]
+            train_time, first, earlier = ck["train_time"], ck["iteration"] + 1, ck["elapsed"]
+            if log:
+                log(f"{sp.name} T={steps} k={k_shot} seeds={seeds}: resumed at iteration {ck['iteration']}")
+    last_save = time.perf_counter()
+    for it in range(first, iterations + 1):
         t1 = time.perf_counter()
         losses = pop.meta_losses(TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens]))
         opt.zero_grad()
@@ -193,13 +213,21 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
                 vals = ", ".join(f"{c[-1][1]:.3f}" for c in curves)
                 log(f"{sp.name} T={steps} k={k_shot} seeds={seeds}: {it * sp.meta_batch} tasks, val MSE {vals}, "
                     f"{1000 * train_time / it:.1f} ms/it")
+        if checkpoint is not None and it < iterations and time.perf_counter() - last_save > checkpoint_every_s:
+            save_torch(checkpoint, {"key": key, "iteration": it, "population": pop.state_dict(),
+                                    "optimizer": opt.state_dict(), "generators": [g.get_state() for g in gens],
+                                    "best": best, "best_val": best_val, "curves": curves, "train_time": train_time,
+                                    "elapsed": earlier + time.perf_counter() - t0})
+            last_save = time.perf_counter()
     test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
     mses = []
     for p in range(len(seeds)):
         if best[p] is not None:
             pop.load_member_state(p, best[p])
         mses.append(evaluate_meta(pop.member(p), test, steps))
-    share = (time.perf_counter() - t0) / len(seeds)     # each run's share of the wall clock
+    share = (earlier + time.perf_counter() - t0) / len(seeds)     # each run's share of the wall clock
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     return [Record(mse, share, 1000 * train_time / iterations, iterations, best_val[p], curves[p],
                    diverged=not bool(torch.isfinite(mse).all()), population=len(seeds))
             for p, mse in enumerate(mses)]
@@ -285,7 +313,8 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
             # compiling pays off only over long runs (about a minute to compile)
             use = COMPILE.get(model, False) and proto.tasks >= 10_000 if compile is None else compile
             recs = train_meta(spec(model, steps), k_shot, steps, todo, proto.tasks, val_every=proto.val_every,
-                              val_tasks=proto.val_tasks, test=test, log=log, compile=use)
+                              val_tasks=proto.val_tasks, test=test, log=log, compile=use,
+                              checkpoint=_cell_path(out, model, steps, k_shot, todo[0]).with_suffix(".partial.pt"))
         for s, rec in zip(todo, recs):
             summary = {"model": model, "steps": steps, "k_shot": k_shot, "seed": s, "protocol": _protocol_key(proto),
                        "ci95_tasks": mean_ci95(rec.test_mse)[1], **rec.summary()}
