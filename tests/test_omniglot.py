@@ -185,3 +185,16 @@ def test_meta_loss_falls_on_real_omniglot_tasks() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("fast,base,overrides", [
+    ("omniglot-5w1s-fomaml-90min", "omniglot-5w1s-fomaml", ["outer.iterations=30000", "outer.schedule=cosine"]),
+    ("omniglot-20w1s-fomaml-90min", "omniglot-20w1s-fomaml",
+     ["outer.iterations=10000", "outer.schedule=cosine", "inner.steps=2", "inner.lr=0.2"]),
+])
+def test_90min_presets_are_the_measured_overrides(fast: str, base: str, overrides: list[str]) -> None:
+    from metagrad.experiments.presets import get_preset
+    a = get_preset(fast).to_dict()
+    b = get_preset(base).override(overrides).to_dict()
+    assert a.pop("name") == fast and b.pop("name") == base
+    assert a == b

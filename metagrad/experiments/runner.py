@@ -261,8 +261,8 @@ def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[i
     run = Path(run)
     cfg = _load_config(run).override(list(overrides))
     ckpt = _load_checkpoint(run)
-    if (threads or cfg.threads) is not None:
-        torch.set_num_threads(threads or cfg.threads)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     algo, task = build(cfg, "test")
     algo.load_state_dict(ckpt["algo"])
     n = cfg.eval["tasks"] if tasks is None else tasks
