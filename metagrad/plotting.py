@@ -55,6 +55,14 @@ def plot_training(metrics: str | Path, path: str | Path, title: str = "") -> Non
         ax2 = ax.twinx()
         ax2.plot(*zip(*val), color="C1", marker="o", ms=3, label="validation")
         ax2.set_ylabel("validation metric")
+    timed = [(r["iteration"], r["elapsed_s"] / 60) for r in rows if "elapsed_s" in r]
+    if len(timed) >= 2:
+        # wall clock on the top axis: people ask "how good after N minutes", not only "after N iterations"
+        import numpy as np
+        its, mins = (np.asarray(v, dtype=float) for v in zip(*timed))
+        top = ax.secondary_xaxis("top", functions=(lambda i: np.interp(i, its, mins),
+                                                   lambda m: np.interp(m, mins, its)))
+        top.set_xlabel("wall clock (min)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     _save(fig, Path(path))
