@@ -72,3 +72,15 @@ def test_quick_run_writes_table(module, tmp_path: Path) -> None:
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["experiment"] == module.NAME and len(data["rows"]) == len(rows) > 0
     assert all(r["mean"] is not None for r in rows)
+
+
+def test_table6_report_tabulates_cached_runs_only(tmp_path: Path) -> None:
+    from metagrad.experiments.reproduce.turtle_common import run_cells
+    proto = Protocol(tasks=4, test_tasks=8, val_every=None, val_tasks=0)
+    run_cells(tmp_path, "so-MAML", 1, 5, [0, 1], proto)
+    before = sorted(p.name for p in (tmp_path / "cells").iterdir())
+    rows = turtle_table6.run(tmp_path, seeds=2, models=["so-MAML", "so-TURTLE"], steps=[1], shots=[5], tasks=4,
+                             test_tasks=8, val_every=None, val_tasks=0, report=True)
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == before      # nothing trained
+    assert [(r["model"], r["seeds"]) for r in rows] == [("so-MAML", 2)]
+    assert "so-MAML" in (tmp_path / "table.md").read_text()

@@ -44,7 +44,7 @@ from ...tasks.sine import Sinusoid
 
 __all__ = ["protocol_arguments", "stderr_log", "TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine", "fixed_tasks",
            "base_model", "train_meta", "evaluate_meta", "run_baseline", "Record", "Protocol", "run_cell",
-           "run_cells", "aggregate", "BASELINES", "COMPILE"]
+           "run_cells", "cached_cells", "aggregate", "BASELINES", "COMPILE"]
 
 BASELINES = ("TrainFromScratch", "Finetuning")
 
@@ -271,6 +271,15 @@ class Protocol:
     def quick(cls) -> "Protocol":
         return cls(tasks=300, test_tasks=100, val_every=None, val_tasks=0)
 
+    def replace(self, tasks: Optional[int] = None, test_tasks: Optional[int] = None, val_every: Optional[int] = -1,
+                val_tasks: Optional[int] = None) -> "Protocol":
+        """This protocol with the given fields changed (``None``, or ``-1`` for ``val_every``: keep;
+        ``val_every=None``: no validation)."""
+        return Protocol(tasks=self.tasks if tasks is None else tasks,
+                        test_tasks=self.test_tasks if test_tasks is None else test_tasks,
+                        val_every=self.val_every if val_every == -1 else val_every,
+                        val_tasks=self.val_tasks if val_tasks is None else val_tasks)
+
 
 # Whether to torch.compile a model's population meta-loss (measured, 5 seeds, T=5, 1 thread:
 # so-MAML 19.7 -> 7.2 ms/it, LSTM 102 -> 39 ms/it, so-TURTLE 99 -> 233 ms/it).
@@ -325,6 +334,13 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
                     f"median {rec.test_mse.median():.4f} ({rec.seconds:.0f} s, {rec.ms_per_iteration:.1f} ms/it "
                     f"for {rec.population} run(s))")
     return [found[s] for s in seeds]
+
+
+def cached_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: Sequence[int],
+                 proto: Protocol) -> list[dict[str, Any]]:
+    """The runs of (model, steps, shots) already cached under ``out/cells`` for ``proto`` (no training)."""
+    found = (_cached(_cell_path(out, model, steps, k_shot, s), proto) for s in seeds)
+    return [c for c in found if c is not None]
 
 
 def run_cell(out: Path, model: str, steps: Optional[int], k_shot: int, seed: int, proto: Protocol,

@@ -35,10 +35,8 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, steps: S
     out = Path(out)
     if quick:
         steps = (1, 5)
-    base = Protocol(tasks=300, test_tasks=100, val_every=None, val_tasks=0) if quick else Protocol()
-    proto = Protocol(tasks=tasks or base.tasks, test_tasks=test_tasks or base.test_tasks,
-                     val_every=base.val_every if val_every == -1 else val_every,
-                     val_tasks=val_tasks or base.val_tasks)
+    base = Protocol.quick() if quick else Protocol()
+    proto = base.replace(tasks, test_tasks, val_every, val_tasks)
     n_seeds = seeds or (1 if quick else 5)
     torch.set_num_threads(1)
     t0 = time.perf_counter()

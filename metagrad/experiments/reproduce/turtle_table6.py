@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .common import row, write_results
-from .turtle_common import BASELINES, TASKS, Protocol, aggregate, protocol_arguments, run_cells, stderr_log
+from .turtle_common import BASELINES, TASKS, Protocol, aggregate, cached_cells, protocol_arguments, run_cells, stderr_log
 
 NAME = "turtle-table6"
 DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
@@ -61,16 +61,20 @@ def _cells(models: Sequence[str], steps: Sequence[int], shots: Sequence[int]) ->
 def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: Sequence[str] = MODELS,
         steps: Sequence[int] = STEPS, shots: Sequence[int] = SHOTS, tasks: Optional[int] = None,
         test_tasks: Optional[int] = None, val_every: Optional[int] = -1, val_tasks: Optional[int] = None,
-        log: Any = None) -> list[dict[str, Any]]:
+        log: Any = None, report: bool = False) -> list[dict[str, Any]]:
     """Run the table (``seeds`` runs per cell; default 5, ``quick``: 1 seed, 5 shots, 1 and 5 steps,
-    300 tasks, 100 test tasks) and write ``table.md``/``results.json`` after every cell."""
+    300 tasks, 100 test tasks) and write ``table.md``/``results.json`` after every cell.
+
+    ``report``: train nothing; build the table from the runs cached under ``OUT/cells`` (cells
+    with no cached run are left out; a row's ``seeds`` says how many runs it has). This is how a
+    table trained by several processes or over several sessions is put together.
+    A cell is "at most the paper's value or within its interval" when our mean, rounded to the
+    thesis's two decimals, is at most the thesis's mean plus its interval."""
     out = Path(out)
     if quick:
         models, steps, shots = QUICK["models"], QUICK["steps"], QUICK["shots"]
     base = Protocol.quick() if quick else Protocol()
-    proto = Protocol(tasks=tasks or base.tasks, test_tasks=test_tasks or base.test_tasks,
-                     val_every=base.val_every if val_every == -1 else val_every,
-                     val_tasks=val_tasks or base.val_tasks)
+    proto = base.replace(tasks, test_tasks, val_every, val_tasks)
     n_seeds = seeds or (1 if quick else 5)
     bad = [m for m in models if m not in MODELS]
     if bad:
@@ -84,20 +88,26 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
             f"Paper: 004 Table 6, mean over 30 runs.")
     rows: list[dict[str, Any]] = []
     for model, t, k in _cells(models, steps, shots):
-        cells = run_cells(out, model, t, k, range(n_seeds), proto, log)
+        if report:
+            cells = cached_cells(out, model, t, k, range(n_seeds), proto)
+            if not cells:
+                continue
+        else:
+            cells = run_cells(out, model, t, k, range(n_seeds), proto, log)
         stats = aggregate(cells)
         paper, paper_ci = _paper(model, t, k)
-        extra: dict[str, Any] = {"paper_ci95": paper_ci, "seeds": n_seeds, "tasks": proto.tasks,
+        extra: dict[str, Any] = {"paper_ci95": paper_ci, "seeds": len(cells), "tasks": proto.tasks,
                                  "test_tasks": proto.test_tasks, "outliers": stats["outliers"],
                                  "ms_per_iteration": round(stats["ms_per_iteration"], 2),
                                  "train_seconds": round(stats["seconds"], 1),
                                  "per_seed_mean": [c["mean"] for c in cells]}
         if paper is not None and stats["mean"] == stats["mean"]:
-            extra["at_most_or_within_paper"] = bool(stats["mean"] <= paper + paper_ci)
+            extra["at_most_or_within_paper"] = bool(round(stats["mean"], 2) <= paper + paper_ci)
         rows.append(row(model, {"k_shot": k, "steps": t}, "mse", stats["mean"], stats["ci95"], paper=paper,
-                        median=stats["median"], diverged=stats["diverged_runs"] == n_seeds, **extra))
+                        median=stats["median"], diverged=stats["diverged_runs"] == len(cells), **extra))
         write_results(out, NAME, rows, note, claims=claims(rows), wall_clock_s=round(time.perf_counter() - t0, 1))
-    _plot(rows, out)
+    if rows:
+        _plot(rows, out)
     return rows
 
 
@@ -146,10 +156,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     protocol_arguments(p, STEPS)
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS))
+    p.add_argument("--report", action="store_true", help="train nothing; tabulate the runs cached under OUT/cells")
     a = p.parse_args(argv)
     run(a.out, a.quick, a.seeds, models=a.models, steps=a.steps, shots=a.shots, tasks=a.tasks,
         test_tasks=a.test_tasks, val_every=a.val_every, val_tasks=a.val_tasks,
-        log=stderr_log)
+        log=stderr_log, report=a.report)
 
 
 if __name__ == "__main__":
