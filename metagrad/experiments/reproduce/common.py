@@ -62,3 +62,12 @@ def write_results(out: str | Path, name: str, rows: list[dict[str, Any]], note: 
     out = Path(out)
     write_json(out / "results.json", {"experiment": name, "rows": rows, **extra})
     write_text(out / "table.md", format_table(name, rows, note))
+
+
+def versus_paper(mean: float, paper: float, paper_ci: float) -> str:
+    """``better`` (below the paper's interval), ``within`` it, ``worse`` (above) or ``diverged``."""
+    if mean != mean:
+        return "diverged"
+    if mean < paper - paper_ci:
+        return "better"
+    return "within" if mean <= paper + paper_ci else "worse"

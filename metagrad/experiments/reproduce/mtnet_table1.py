@@ -9,7 +9,7 @@ from typing import Any, Optional
 import torch
 
 from ...learners.tnet import update_fraction, update_fractions
-from .common import row, write_results
+from .common import row, versus_paper, write_results
 from .mtnet_common import (ITERATIONS, KINDS, QUICK_ITERATIONS, QUICK_TEST_TASKS, TEST_TASKS, build,
                            evaluate, sine_task, summarise, train)
 
@@ -24,15 +24,6 @@ PAPER: dict[str, tuple[tuple[float, float], ...]] = {
     "T-net": ((0.83, 0.08), (0.56, 0.06), (0.38, 0.04)),
     "MT-net": ((0.76, 0.09), (0.49, 0.05), (0.33, 0.04)),
 }
-
-
-def versus_paper(mean: float, paper: float, paper_ci: float) -> str:
-    """``better`` (below the paper's interval), ``within`` it, ``worse`` (above) or ``diverged``."""
-    if mean != mean:
-        return "diverged"
-    if mean < paper - paper_ci:
-        return "better"
-    return "within" if mean <= paper + paper_ci else "worse"
 
 
 def run(out: Path, quick: bool = False, seeds: Optional[int] = None, iterations: Optional[int] = None,
