@@ -209,7 +209,10 @@ class MAML(nn.Module):
         steps = self.inner_steps if steps is None else steps
         params = {k: v.detach() for k, v in self.params().items()}
         meta = {k: v.detach() for k, v in self.meta_params().items()}
+        return self._curves(params, meta, batch, steps, self._use_vmap(batch.n_tasks))
 
+    def _curves(self, params: Params, meta: Params, batch: TaskBatch, steps: int, vectorize: bool = True) -> Tensor:
+        """``adaptation_curve`` for explicit ``params``/``meta`` (a pure function: ``Population`` vmaps it)."""
         def curve(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
             out = [self.metric(self.predict(params, qx), qy)]
             self._adapt(params, meta, sx, sy, steps, "first_order",
@@ -217,7 +220,7 @@ class MAML(nn.Module):
             return torch.stack(out)
 
         args = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
-        if self._use_vmap(batch.n_tasks):
+        if vectorize:
             return vmap(curve, randomness="different")(*args)
         return torch.stack([curve(*(a[i] for a in args)) for i in range(batch.n_tasks)])
 

@@ -108,6 +108,18 @@ class Population(nn.Module):
         return self._fn(params, meta, *args)
 
     @torch.no_grad()
+    def adaptation_curves(self, batch: TaskBatch, steps: Optional[int] = None) -> Tensor:
+        """Every member's ``MAML.adaptation_curve`` on the same tasks, in one vmapped call:
+        ``[P, B, steps + 1]`` (query metric after ``0..steps`` inner steps)."""
+        algo = self.template
+        algo._check_batch(batch, "Population.adaptation_curves")
+        steps = algo.inner_steps if steps is None else steps
+        params, meta = self._split()
+        params = {k: v.detach() for k, v in params.items()}
+        meta = {k: v.detach() for k, v in meta.items()}
+        return vmap(lambda p, m: algo._curves(p, m, batch, steps), randomness="different")(params, meta)
+
+    @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> Tensor:
         """Scale each member's gradient to global norm at most ``max_norm`` (as
         ``torch.nn.utils.clip_grad_norm_`` would on that member alone); returns the ``[P]`` norms."""

@@ -136,3 +136,17 @@ def test_train_meta_resumes_exactly_from_its_checkpoint(tmp_path) -> None:
     assert not ck.exists()          # removed once the run has ended
     for a, b in zip(straight, resumed):
         assert torch.equal(a.test_mse, b.test_mse) and a.val_curve == b.val_curve and a.best_val == b.best_val
+
+
+@pytest.mark.parametrize("model", ["so-MAML", "so-TURTLE", "LSTM"])
+def test_population_adaptation_curves_equal_each_members(model: str) -> None:
+    from metagrad.experiments.reproduce.turtle_common import evaluate_meta, evaluate_population
+    members = _members(model, 2, [0, 1, 2])
+    pop = Population(members)
+    tasks = sine(5).sample(7, torch.Generator().manual_seed(3)).to(torch.float64)
+    curves = pop.adaptation_curves(tasks, 3)
+    assert curves.shape == (3, 7, 4)
+    mse = evaluate_population(pop, tasks, 2, chunk=3)
+    for p, m in enumerate(members):
+        torch.testing.assert_close(curves[p], m.adaptation_curve(tasks, 3), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(mse[p], evaluate_meta(m, tasks, 2), rtol=1e-10, atol=1e-12)
