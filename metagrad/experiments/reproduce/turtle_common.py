@@ -226,11 +226,10 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
                                     "elapsed": earlier + time.perf_counter() - t0})
             last_save = time.perf_counter()
     test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
-    mses = []
-    for p in range(len(seeds)):
-        if best[p] is not None:
-            pop.load_member_state(p, best[p])
-        mses.append(evaluate_meta(pop.member(p), test, steps))
+    for p, state in enumerate(best):
+        if state is not None:
+            pop.load_member_state(p, state)
+    mses = evaluate_population(pop, test, steps)       # [P, n_tasks], one vmapped call
     share = (earlier + time.perf_counter() - t0) / len(seeds)     # each run's share of the wall clock
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
