@@ -44,9 +44,15 @@ class Population(nn.Module):
         members: ``MAML`` objects with the same model structure, learner and settings (their
             initial values may differ); ``hessian_free`` is not supported (its finite-difference
             op is a custom autograd function, which would be wrapped once per member).
+        compile: ``torch.compile`` the population's meta-loss (pays off for overhead-bound
+            rules; about a minute to compile).
+        compile_curves: ``torch.compile`` ``adaptation_curves`` (evaluation without gradients is
+            dominated by element-wise ops that inductor fuses: measured 2.5x-4x faster for 5
+            members of so-MAML, so-TURTLE and the LSTM on 004's sine setting; about a minute to
+            compile per task-chunk shape).
     """
 
-    def __init__(self, members: Sequence[MAML], *, compile: bool = False) -> None:
+    def __init__(self, members: Sequence[MAML], *, compile: bool = False, compile_curves: bool = False) -> None:
         super().__init__()
         if len(members) == 0:
             raise ValueError("Population: needs at least one member, got an empty sequence")
@@ -64,8 +70,9 @@ class Population(nn.Module):
         # Kept out of the module tree, so that ``parameters()`` is exactly the stacked tensors.
         self.__dict__["template"] = copy.deepcopy(first)
         self.names = names
-        self.compile = compile
+        self.compile, self.compile_curves = compile, compile_curves
         self._fn: Optional[Callable[..., Tensor]] = None
+        self._curves_fn: Optional[Callable[..., Tensor]] = None
         self.stacked = nn.ParameterList(
             nn.Parameter(torch.stack([dict(m.named_parameters())[n].detach() for m in members]).clone())
             for n in names)
@@ -117,7 +124,13 @@ class Population(nn.Module):
         params, meta = self._split()
         params = {k: v.detach() for k, v in params.items()}
         meta = {k: v.detach() for k, v in meta.items()}
-        return vmap(lambda p, m: algo._curves(p, m, batch, steps), randomness="different")(params, meta)
+        if self._curves_fn is None:
+            def curves(p: dict[str, Tensor], m: dict[str, Tensor], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor,
+                       steps: int) -> Tensor:
+                b = TaskBatch(sx, sy, qx, qy)
+                return vmap(lambda pp, mm: algo._curves(pp, mm, b, steps), randomness="different")(p, m)
+            self._curves_fn = torch.compile(curves) if self.compile_curves else curves
+        return self._curves_fn(params, meta, batch.support_x, batch.support_y, batch.query_x, batch.query_y, steps)
 
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> Tensor:

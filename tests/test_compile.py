@@ -23,3 +23,16 @@ def test_compiled_meta_loss_matches_eager():
 def test_compile_with_hessian_free_is_refused_at_construction():
     with pytest.raises(ValueError, match="compile=True supports mode='second_order' and 'first_order', not 'hessian_free'"):
         mg.MAML(mg.models.MLP([1, 4, 1]), mode="hessian_free", compile=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["lstm", "turtle"])
+def test_compiled_population_curves_match_eager(rule):
+    torch.manual_seed(0)
+    learner = mg.learners.LSTMMetaLearner() if rule == "lstm" else mg.learners.Turtle(inputs=("grad", "ema_grad", "time"))
+    members = [mg.MAML(mg.models.MLP([1, 8, 8, 1]), learner=learner, inner_steps=3) for _ in range(3)]
+    b = mg.tasks.Sinusoid(k_shot=5, k_query=10).sample(6, torch.Generator().manual_seed(0))
+    eager = mg.Population(members).adaptation_curves(b)
+    comp = mg.Population(members, compile_curves=True).adaptation_curves(b)
+    assert comp.shape == (3, 6, 4)
+    assert rel_err([comp], [eager]) < 1e-5
