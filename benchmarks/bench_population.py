@@ -7,6 +7,9 @@ times one meta-iteration (sampling, meta-loss, backward, clipping, Adam) of:
 * ``population``: ``P`` runs as one ``Population`` (eager);
 * ``population compiled``: the same under ``torch.compile`` (compilation time reported apart).
 
+``--eval``: instead, time the validation pass of ``turtle-table6`` (every member's query MSE
+after T steps on 250 tasks, in chunks of 50), eager against ``Population(compile_curves=True)``.
+
 Rounds are interleaved, medians reported; the speed-up is ``P * single / population``: how much
 faster ``P`` seeds finish together than one after the other.
 
@@ -26,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from metagrad.batch import TaskBatch  # noqa: E402
-from metagrad.experiments.reproduce.turtle_common import Spec, build_meta, sine, spec  # noqa: E402
+from metagrad.experiments.reproduce.turtle_common import (Spec, build_meta, evaluate_population,  # noqa: E402
+                                                          fixed_tasks, sine, spec)
 from metagrad.population import Population  # noqa: E402
 
 
@@ -70,6 +74,34 @@ def population(model: str, steps: int, members: int, compile: bool) -> Callable[
     return step
 
 
+def evaluation(model: str, steps: int, members: int, compile: bool) -> Callable[[], None]:
+    sp = spec(model, steps)
+    pop = Population([build_meta(sp, steps, s) for s in range(members)], compile_curves=compile)
+    tasks = fixed_tasks(5, 250, 0)
+    return lambda: evaluate_population(pop, tasks, steps, chunk=50)
+
+
+def bench_eval(a: argparse.Namespace) -> dict:
+    results = {}
+    for model in a.models:
+        eager, comp = evaluation(model, a.steps, a.members, False), evaluation(model, a.steps, a.members, True)
+        t = time.perf_counter()
+        comp()
+        compile_s = time.perf_counter() - t
+        eager()
+        times: dict[str, list[float]] = {"eager": [], "compiled": []}
+        for _ in range(a.rounds):
+            for k, f in (("eager", eager), ("compiled", comp)):
+                t = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results[model] = {"seconds_per_250_tasks": med, "compile_s": compile_s}
+        print(f"{model} T={a.steps}, {a.members} members, 250 tasks: eager {med['eager']:.2f} s, compiled "
+              f"{med['compiled']:.2f} s ({med['eager'] / med['compiled']:.2f}x); compile {compile_s:.0f} s", flush=True)
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["so-MAML", "so-TURTLE", "LSTM"])
@@ -79,9 +111,15 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--eval", action="store_true", help="time the compiled evaluation instead of training")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.eval:
+        results = bench_eval(a)
+        if a.json:
+            a.json.write_text(json.dumps(results, indent=1))
+        return
     results = {}
     for model in a.models:
         fns = {"single": single(model, a.steps), "population": population(model, a.steps, a.members, False)}
