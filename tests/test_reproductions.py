@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from metagrad.experiments.reproduce import turtle_table6
-from metagrad.experiments.reproduce.turtle_common import Protocol, _protocol_key
+from metagrad.experiments.reproduce.turtle_common import Protocol, _cell_path, _protocol_key
 
 RECORD = Path(__file__).resolve().parents[1] / "reproductions" / "turtle-table6"
 CELLS = sorted((RECORD / "cells").glob("*.json")) if RECORD.exists() else []
@@ -22,7 +22,7 @@ def test_kept_runs_use_the_full_protocol() -> None:
     for path in CELLS:
         cell = json.loads(path.read_text())
         assert cell["protocol"] == full, f"{path.name} was not produced under 004's full protocol"
-        assert path.name == f"{cell['model']}_T{cell['steps'] if cell['steps'] is not None else '-'}_k{cell['k_shot']}_s{cell['seed']}.json"
+        assert path.name == _cell_path(RECORD, cell["model"], cell["steps"], cell["k_shot"], cell["seed"]).name
 
 
 def test_committed_table_is_the_report_of_the_kept_runs(tmp_path: Path) -> None:
