@@ -29,19 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from metagrad.batch import TaskBatch  # noqa: E402
-from metagrad.experiments.reproduce.turtle_common import (Spec, build_meta, evaluate_population,  # noqa: E402
+from metagrad.experiments.reproduce.turtle_common import (build_meta, clip_grads, evaluate_population,  # noqa: E402
                                                           fixed_tasks, sine, spec)
 from metagrad.population import Population  # noqa: E402
-
-
-def _clip(params: list[torch.nn.Parameter], sp: Spec, pop: Population | None = None) -> None:
-    if sp.clip_value is not None:
-        torch.nn.utils.clip_grad_value_(params, sp.clip_value)
-    if sp.clip_norm is not None:
-        if pop is not None:
-            pop.clip_grad_norm_(sp.clip_norm)
-        else:
-            torch.nn.utils.clip_grad_norm_(params, sp.clip_norm)
 
 
 def single(model: str, steps: int) -> Callable[[], None]:
@@ -54,7 +44,7 @@ def single(model: str, steps: int) -> Callable[[], None]:
         loss = algo.meta_loss(dist.sample(sp.meta_batch, gen))
         opt.zero_grad()
         loss.backward()
-        _clip(list(algo.parameters()), sp)
+        clip_grads(sp, algo)
         opt.step()
     return step
 
@@ -69,7 +59,7 @@ def population(model: str, steps: int, members: int, compile: bool) -> Callable[
         losses = pop.meta_losses(TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens]))
         opt.zero_grad()
         losses.sum().backward()
-        _clip(list(pop.parameters()), sp, pop)
+        clip_grads(sp, pop)
         opt.step()
     return step
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import metagrad as mg
-from metagrad.experiments.reproduce.turtle_common import build_meta, sine, spec, train_meta
+from metagrad.experiments.reproduce.turtle_common import build_meta, clip_grads, sine, spec, train_meta
 from metagrad.population import Population
 
 
@@ -22,10 +22,7 @@ def _train_alone(algo: mg.MAML, model: str, steps: int, seed: int, iters: int) -
         loss = algo.meta_loss(sine(5).sample(sp.meta_batch, gen).to(torch.float64))
         opt.zero_grad()
         loss.backward()
-        if sp.clip_value is not None:
-            torch.nn.utils.clip_grad_value_(algo.parameters(), sp.clip_value)
-        if sp.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(algo.parameters(), sp.clip_norm)
+        clip_grads(sp, algo)
         opt.step()
     return algo
 
@@ -43,10 +40,7 @@ def test_population_training_equals_separate_runs(model: str, steps: int) -> Non
         assert losses.shape == (3,)
         opt.zero_grad()
         losses.sum().backward()
-        if sp.clip_value is not None:
-            torch.nn.utils.clip_grad_value_(pop.parameters(), sp.clip_value)
-        if sp.clip_norm is not None:
-            pop.clip_grad_norm_(sp.clip_norm)
+        clip_grads(sp, pop)
         opt.step()
     for p, s in enumerate(seeds):
         alone = _train_alone(_members(model, steps, [s])[0], model, steps, s, iters)

@@ -6,10 +6,13 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from metagrad.experiments.reproduce import EXPERIMENTS, load
 from metagrad.experiments.reproduce import turtle_order, turtle_table6
-from metagrad.experiments.reproduce.turtle_common import Protocol, aggregate, run_cell, spec
+from metagrad.experiments.reproduce.turtle_common import (Protocol, aggregate, build_meta, clip_grads, run_cell,
+                                                          spec)
+from metagrad.population import Population
 
 
 def test_registered() -> None:
@@ -39,8 +42,29 @@ def test_run_cell_trains_validates_caches(tmp_path: Path) -> None:
     path = tmp_path / "cells" / "so-TURTLE_T5_k5_s0.json"
     assert json.loads(path.read_text())["mean"] == a["mean"]
     assert run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto) == a        # served from the cache
+    assert json.loads(path.read_text())["spec"] == spec("so-TURTLE", 5).describe()
+    other = dict(a, spec=dict(a["spec"], clip_value_scope="all"), mean=-1.0)   # trained under other settings
+    path.write_text(json.dumps(other))
+    assert run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto)["mean"] == a["mean"]   # not reused: trained again
     b = run_cell(tmp_path, "Finetuning", None, 5, 0, Protocol(tasks=5, test_tasks=8, val_every=None, val_tasks=0))
     assert b["iterations"] == 5 and math.isfinite(b["mean"])
+
+
+def test_turtle_value_clipping_spares_the_meta_network_as_the_thesis_code() -> None:
+    # 004's turtle.py clamps only the initialisation's meta-gradient; MAML's is all initialisation
+    sp = spec("so-TURTLE", 5)
+    assert sp.clip_value == 10.0 and sp.clip_value_scope == "init" and spec("so-MAML", 5).clip_value_scope == "all"
+    algo = build_meta(sp, 5, 0)
+    for p in algo.parameters():
+        p.grad = torch.full_like(p, -50.0)
+    clip_grads(sp, algo)
+    for name, p in algo.named_parameters():
+        assert float(p.grad.min()) == (-10.0 if name.startswith("model.") else -50.0), name
+    pop = Population([build_meta(sp, 5, s) for s in (0, 1)])
+    for p in pop.stacked:
+        p.grad = torch.full_like(p, 50.0)
+    clip_grads(sp, pop)
+    assert {n.split(".")[0]: float(p.grad.max()) for n, p in zip(pop.names, pop.stacked)} == {"model": 10.0, "meta": 50.0}
 
 
 def test_aggregate_uses_robust_statistics() -> None:

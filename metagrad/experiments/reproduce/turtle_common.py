@@ -9,7 +9,9 @@
   (``grad_clip=10``) and, as in the thesis's code, the meta-gradient too (value clipping).
 * so-TURTLE: 5 hidden layers of 20 ReLU units, per-parameter learning rates; T = 1: raw
   gradient, meta-batch 1; T = 5: gradient + EMA(0.9) of gradients + time step, meta-batch 2;
-  T = 10: gradient + EMA(0.3), meta-batch 4 (004 section 4.2.5); clipping as MAML.
+  T = 10: gradient + EMA(0.3), meta-batch 4 (004 section 4.2.5); inner clipping as MAML, but
+  meta-gradient value clipping of the base-learner initialisation only (the thesis's
+  ``turtle.py`` clamps ``self.initialization``'s gradients, not the meta-network's).
 * LSTM meta-learner: hidden 20, first-order assumption, meta-batch 1, meta-gradient norm
   clipped to 0.25 (``outer.clip_norm``).
 * Transfer baselines: Adam 1e-3; Finetuning pre-trains on 70,000 flat batches of 16 from the
@@ -88,6 +90,30 @@ class Spec:
     grad_clip: Optional[float] = None     # inner gradient value clipping
     clip_value: Optional[float] = None    # meta-gradient value clipping
     clip_norm: Optional[float] = None     # meta-gradient norm clipping (outer.clip_norm)
+    clip_value_scope: str = "all"         # value-clip "all" meta-parameters or only the "init"
+
+    def describe(self) -> dict[str, Any]:
+        """The settings a run was trained with, as plain JSON (kept in every run summary, so a
+        cached run is reused only under the same settings)."""
+        return {"learner": repr(self.learner()), "mode": self.mode, "meta_batch": self.meta_batch,
+                "grad_clip": self.grad_clip, "clip_value": self.clip_value,
+                "clip_value_scope": self.clip_value_scope, "clip_norm": self.clip_norm}
+
+
+def clip_grads(sp: Spec, module: MAML | Population) -> None:
+    """``sp``'s meta-gradient clipping of a ``MAML`` or a ``Population``, after ``backward``:
+    values to ``[-clip_value, clip_value]`` (of every meta-parameter, or with scope ``"init"``
+    of the base-learner initialisation only), then each run's norm to ``clip_norm``."""
+    named = list(zip(module.names, module.stacked)) if isinstance(module, Population) else \
+        list(module.named_parameters())
+    if sp.clip_value is not None:
+        torch.nn.utils.clip_grad_value_([p for n, p in named if sp.clip_value_scope == "all"
+                                         or n.startswith("model.")], sp.clip_value)
+    if sp.clip_norm is not None:
+        if isinstance(module, Population):
+            module.clip_grad_norm_(sp.clip_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), sp.clip_norm)
 
 
 def spec(model: str, steps: int) -> Spec:
@@ -104,7 +130,7 @@ def spec(model: str, steps: int) -> Spec:
             rule, mb = (lambda: Turtle(inputs=("grad", "ema_grad", "time"), beta=0.9)), 2
         else:
             rule, mb = (lambda: Turtle(inputs=("grad", "ema_grad"), beta=0.3)), 4
-        return Spec(model, rule, order, mb, clip, clip)
+        return Spec(model, rule, order, mb, clip, clip, clip_value_scope="init")
     if model in ("so-TURTLE-raw", "fo-TURTLE-raw"):   # 004 section 4.2.2 / Fig. 11
         return Spec(model, lambda: Turtle(inputs=("grad",), learn_lr=False), order, 1, clip, clip)
     if model == "LSTM":
@@ -208,10 +234,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
         losses = pop.meta_losses(TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens]))
         opt.zero_grad()
         losses.sum().backward()       # members share nothing: each slice gets its own gradient
-        if sp.clip_value is not None:
-            torch.nn.utils.clip_grad_value_(pop.parameters(), sp.clip_value)
-        if sp.clip_norm is not None:
-            pop.clip_grad_norm_(sp.clip_norm)
+        clip_grads(sp, pop)
         opt.step()
         train_time += time.perf_counter() - t1
         if val is not None and (it % every == 0 or it == iterations):
@@ -306,10 +329,16 @@ def _protocol_key(proto: Protocol) -> dict[str, Any]:
             "val_tasks": proto.val_tasks}
 
 
-def _cached(path: Path, proto: Protocol) -> Optional[dict[str, Any]]:
+def _settings(model: str, steps: Optional[int]) -> Optional[dict[str, Any]]:
+    return None if model in BASELINES else spec(model, steps).describe()
+
+
+def _cached(path: Path, proto: Protocol, settings: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
+    """The run summary at ``path`` if it was produced under ``proto`` and, where it records
+    them, the same training ``settings`` (``Spec.describe``)."""
     if path.exists():
         cached = json.loads(path.read_text())
-        if cached.get("protocol") == _protocol_key(proto):
+        if cached.get("protocol") == _protocol_key(proto) and cached.get("spec", settings) == settings:
             return cached
     return None
 
@@ -323,7 +352,8 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
     reproduction can be resumed or extended seed by seed. ``compile``: default ``COMPILE``.
     """
     seeds = list(seeds)
-    found = {s: _cached(_cell_path(out, model, steps, k_shot, s), proto) for s in seeds}
+    settings = _settings(model, steps)
+    found = {s: _cached(_cell_path(out, model, steps, k_shot, s), proto, settings) for s in seeds}
     todo = [s for s in seeds if found[s] is None]
     if todo:
         test = fixed_tasks(k_shot, proto.test_tasks, TEST_SEED)
@@ -339,6 +369,7 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
                               checkpoint=_cell_path(out, model, steps, k_shot, todo[0]).with_suffix(".partial.pt"))
         for s, rec in zip(todo, recs):
             summary = {"model": model, "steps": steps, "k_shot": k_shot, "seed": s, "protocol": _protocol_key(proto),
+                       **({"spec": settings} if settings else {}),
                        "ci95_tasks": mean_ci95(rec.test_mse)[1], **rec.summary()}
             found[s] = json.loads(json.dumps(summary))   # the same plain-JSON form as a cached cell
             write_json(_cell_path(out, model, steps, k_shot, s), found[s])
@@ -352,7 +383,7 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
 def cached_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: Sequence[int],
                  proto: Protocol) -> list[dict[str, Any]]:
     """The runs of (model, steps, shots) already cached under ``out/cells`` for ``proto`` (no training)."""
-    found = (_cached(_cell_path(out, model, steps, k_shot, s), proto) for s in seeds)
+    found = (_cached(_cell_path(out, model, steps, k_shot, s), proto, _settings(model, steps)) for s in seeds)
     return [c for c in found if c is not None]
 
 
