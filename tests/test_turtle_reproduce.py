@@ -1,6 +1,7 @@
 """004 sine reproductions (``turtle-table6``, ``turtle-order``): protocol pieces and the quick runs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -43,17 +44,17 @@ def test_run_cell_trains_validates_caches(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["mean"] == a["mean"]
     assert run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto) == a        # served from the cache
     assert json.loads(path.read_text())["spec"] == spec("so-TURTLE", 5).describe()
-    other = dict(a, spec=dict(a["spec"], clip_value_scope="all"), mean=-1.0)   # trained under other settings
+    other = dict(a, spec=dict(a["spec"], clip_value_scope="init"), mean=-1.0)   # trained under other settings
     path.write_text(json.dumps(other))
     assert run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto)["mean"] == a["mean"]   # not reused: trained again
     b = run_cell(tmp_path, "Finetuning", None, 5, 0, Protocol(tasks=5, test_tasks=8, val_every=None, val_tasks=0))
     assert b["iterations"] == 5 and math.isfinite(b["mean"])
 
 
-def test_turtle_value_clipping_spares_the_meta_network_as_the_thesis_code() -> None:
-    # 004's turtle.py clamps only the initialisation's meta-gradient; MAML's is all initialisation
-    sp = spec("so-TURTLE", 5)
-    assert sp.clip_value == 10.0 and sp.clip_value_scope == "init" and spec("so-MAML", 5).clip_value_scope == "all"
+def test_value_clipping_scope_init_spares_the_meta_network() -> None:
+    # scope "init" is the thesis's turtle.py (it clamps only the initialisation's meta-gradient)
+    sp = dataclasses.replace(spec("so-TURTLE", 5), clip_value_scope="init")
+    assert spec("so-TURTLE", 5).clip_value_scope == "all" and sp.describe()["clip_value_scope"] == "init"
     algo = build_meta(sp, 5, 0)
     for p in algo.parameters():
         p.grad = torch.full_like(p, -50.0)
@@ -65,6 +66,8 @@ def test_turtle_value_clipping_spares_the_meta_network_as_the_thesis_code() -> N
         p.grad = torch.full_like(p, 50.0)
     clip_grads(sp, pop)
     assert {n.split(".")[0]: float(p.grad.max()) for n, p in zip(pop.names, pop.stacked)} == {"model": 10.0, "meta": 50.0}
+    clip_grads(spec("so-TURTLE", 5), pop)       # default: every meta-parameter
+    assert max(float(p.grad.max()) for p in pop.stacked) == 10.0
 
 
 def test_aggregate_uses_robust_statistics() -> None:
