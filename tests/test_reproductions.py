@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from metagrad.experiments.reproduce import turtle_table6
-from metagrad.experiments.reproduce.turtle_common import Protocol, _cell_path, _protocol_key
+from metagrad.experiments.reproduce.turtle_cells import _cell_path, _protocol_key
+from metagrad.experiments.reproduce.turtle_common import Protocol
 
 RECORD = Path(__file__).resolve().parents[1] / "reproductions" / "turtle-table6"
 CELLS = sorted((RECORD / "cells").glob("*.json")) if RECORD.exists() else []

@@ -11,8 +11,8 @@ import torch
 
 from metagrad.experiments.reproduce import EXPERIMENTS, load
 from metagrad.experiments.reproduce import turtle_order, turtle_table6
-from metagrad.experiments.reproduce.turtle_common import (Protocol, aggregate, build_meta, clip_grads, run_cell,
-                                                          spec)
+from metagrad.experiments.reproduce.turtle_cells import aggregate, run_cell
+from metagrad.experiments.reproduce.turtle_common import Protocol, build_meta, clip_grads, spec
 from metagrad.population import Population
 
 
@@ -68,6 +68,8 @@ def test_value_clipping_scope_init_spares_the_meta_network() -> None:
     assert {n.split(".")[0]: float(p.grad.max()) for n, p in zip(pop.names, pop.stacked)} == {"model": 10.0, "meta": 50.0}
     clip_grads(spec("so-TURTLE", 5), pop)       # default: every meta-parameter
     assert max(float(p.grad.max()) for p in pop.stacked) == 10.0
+    with pytest.raises(ValueError, match="clip_value_scope must be 'all' or 'init', got 'initialisation'"):
+        dataclasses.replace(sp, clip_value_scope="initialisation")
 
 
 def test_aggregate_uses_robust_statistics() -> None:
@@ -102,7 +104,7 @@ def test_quick_run_writes_table(module, tmp_path: Path) -> None:
 
 
 def test_table6_report_tabulates_cached_runs_only(tmp_path: Path) -> None:
-    from metagrad.experiments.reproduce.turtle_common import run_cells
+    from metagrad.experiments.reproduce.turtle_cells import run_cells
     proto = Protocol(tasks=4, test_tasks=8, val_every=None, val_tasks=0)
     run_cells(tmp_path, "so-MAML", 1, 5, [0, 1], proto)
     before = sorted(p.name for p in (tmp_path / "cells").iterdir())

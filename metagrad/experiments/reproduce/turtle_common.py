@@ -19,7 +19,6 @@
 """
 from __future__ import annotations
 
-import json
 import argparse
 import math
 import sys
@@ -35,8 +34,7 @@ from ...algorithm import MAML
 from ...population import Population
 from ...baselines import Finetuning, TrainFromScratch, merge_tasks
 from ...batch import TaskBatch
-from ...evaluation import mean_ci95, robust_summary
-from ...io import save_torch, write_json
+from ...io import save_torch
 from ...learners.base import Learner
 from ...learners.lstm import LSTMMetaLearner
 from ...learners.sgd import SGD
@@ -44,9 +42,9 @@ from ...learners.turtle import Turtle
 from ...models.mlp import MLP
 from ...tasks.sine import Sinusoid
 
-__all__ = ["protocol_arguments", "stderr_log", "TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine", "fixed_tasks",
-           "base_model", "train_meta", "evaluate_meta", "evaluate_population", "run_baseline", "Record", "Protocol", "run_cell",
-           "run_cells", "cached_cells", "aggregate", "BASELINES", "COMPILE"]
+__all__ = ["protocol_arguments", "stderr_log", "TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine",
+           "fixed_tasks", "base_model", "train_meta", "evaluate_meta", "evaluate_population", "run_baseline", "Record",
+           "Protocol", "BASELINES", "clip_grads"]
 
 BASELINES = ("TrainFromScratch", "Finetuning")
 
@@ -91,6 +89,10 @@ class Spec:
     clip_value: Optional[float] = None    # meta-gradient value clipping
     clip_norm: Optional[float] = None     # meta-gradient norm clipping (outer.clip_norm)
     clip_value_scope: str = "all"         # value-clip "all" meta-parameters or only the "init"
+
+    def __post_init__(self) -> None:
+        if self.clip_value_scope not in ("all", "init"):
+            raise ValueError(f"Spec: clip_value_scope must be 'all' or 'init', got {self.clip_value_scope!r}")
 
     def describe(self) -> dict[str, Any]:
         """The settings a run was trained with, as plain JSON (kept in every run summary, so a
@@ -197,7 +199,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     would be alone: its own initialisation from ``build_meta(seed)`` and its own task stream
     from ``Generator().manual_seed(seed)``). ``compile``: ``torch.compile`` the population's
     meta-loss (one-time compilation of about a minute; measured faster for MAML and the LSTM,
-    slower for TURTLE; see ``COMPILE``). ``compile_eval``: compile the validation and test
+    slower for TURTLE; see ``turtle_cells.COMPILE``). ``compile_eval``: compile the validation and test
     evaluation (``Population(compile_curves=True)``; measured 2.5-4x faster for every model).
 
     ``checkpoint``: a file where the whole training state (members, Adam, task generators, best
@@ -312,100 +314,6 @@ class Protocol:
                         test_tasks=self.test_tasks if test_tasks is None else test_tasks,
                         val_every=self.val_every if val_every == -1 else val_every,
                         val_tasks=self.val_tasks if val_tasks is None else val_tasks)
-
-
-# Whether to torch.compile a model's population meta-loss (measured, 5 seeds, T=5, 1 thread:
-# so-MAML 19.7 -> 7.2 ms/it, LSTM 102 -> 39 ms/it, so-TURTLE 99 -> 233 ms/it). The evaluation
-# (no gradients) is compiled for every model on long runs: 250 validation tasks, 5 members, T = 5,
-# 1 thread: LSTM 15.4 -> 4.4 s, so-TURTLE 9.3 -> 3.6 s, so-MAML 0.18 -> 0.07 s.
-COMPILE = {"so-MAML": True, "fo-MAML": True, "LSTM": True}
-
-
-def _cell_path(out: Path, model: str, steps: Optional[int], k_shot: int, seed: int) -> Path:
-    return Path(out) / "cells" / f"{model}_T{steps if steps is not None else '-'}_k{k_shot}_s{seed}.json"
-
-
-def _protocol_key(proto: Protocol) -> dict[str, Any]:
-    return {"tasks": proto.tasks, "test_tasks": proto.test_tasks, "val_every": proto.val_every,
-            "val_tasks": proto.val_tasks}
-
-
-def _settings(model: str, steps: Optional[int]) -> Optional[dict[str, Any]]:
-    return None if model in BASELINES else spec(model, steps).describe()
-
-
-def _cached(path: Path, proto: Protocol, settings: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
-    """The run summary at ``path`` if it was produced under ``proto`` and, where it records
-    them, the same training ``settings`` (``Spec.describe``)."""
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if cached.get("protocol") == _protocol_key(proto) and cached.get("spec", settings) == settings:
-            return cached
-    return None
-
-
-def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: Sequence[int], proto: Protocol,
-              log: Optional[Callable[[str], None]] = None, compile: Optional[bool] = None) -> list[dict[str, Any]]:
-    """Train and test (model, steps, shots) once per seed, caching each run's summary in
-    ``out/cells/``; the seeds not yet cached train together as one population.
-
-    A cached run is reused when it was produced under the same protocol, so a long
-    reproduction can be resumed or extended seed by seed. ``compile``: default ``COMPILE``.
-    """
-    seeds = list(seeds)
-    settings = _settings(model, steps)
-    found = {s: _cached(_cell_path(out, model, steps, k_shot, s), proto, settings) for s in seeds}
-    todo = [s for s in seeds if found[s] is None]
-    if todo:
-        test = fixed_tasks(k_shot, proto.test_tasks, TEST_SEED)
-        if model in BASELINES:
-            recs = [run_baseline(model, k_shot, s, proto.tasks, test=test) for s in todo]
-        else:
-            # compiling pays off only over long runs (about a minute to compile)
-            long = proto.tasks >= 10_000
-            use = COMPILE.get(model, False) and long if compile is None else compile
-            recs = train_meta(spec(model, steps), k_shot, steps, todo, proto.tasks, val_every=proto.val_every,
-                              val_tasks=proto.val_tasks, test=test, log=log, compile=use,
-                              compile_eval=long if compile is None else compile,
-                              checkpoint=_cell_path(out, model, steps, k_shot, todo[0]).with_suffix(".partial.pt"))
-        for s, rec in zip(todo, recs):
-            summary = {"model": model, "steps": steps, "k_shot": k_shot, "seed": s, "protocol": _protocol_key(proto),
-                       **({"spec": settings} if settings else {}),
-                       "ci95_tasks": mean_ci95(rec.test_mse)[1], **rec.summary()}
-            found[s] = json.loads(json.dumps(summary))   # the same plain-JSON form as a cached cell
-            write_json(_cell_path(out, model, steps, k_shot, s), found[s])
-            if log:
-                log(f"{model} T={steps} k={k_shot} seed={s}: mean MSE {rec.test_mse.mean():.4f} "
-                    f"median {rec.test_mse.median():.4f} ({rec.seconds:.0f} s, {rec.ms_per_iteration:.1f} ms/it "
-                    f"for {rec.population} run(s))")
-    return [found[s] for s in seeds]
-
-
-def cached_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: Sequence[int],
-                 proto: Protocol) -> list[dict[str, Any]]:
-    """The runs of (model, steps, shots) already cached under ``out/cells`` for ``proto`` (no training)."""
-    found = (_cached(_cell_path(out, model, steps, k_shot, s), proto, _settings(model, steps)) for s in seeds)
-    return [c for c in found if c is not None]
-
-
-def run_cell(out: Path, model: str, steps: Optional[int], k_shot: int, seed: int, proto: Protocol,
-             log: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
-    """``run_cells`` for one seed."""
-    return run_cells(out, model, steps, k_shot, [seed], proto, log)[0]
-
-
-def aggregate(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """004's across-run statistics of the per-seed mean test MSEs (``robust_summary``); with one
-    seed the 95% interval is over test tasks instead."""
-    means = [c["mean"] if not c["diverged"] else math.nan for c in cells]
-    stats = robust_summary(means)
-    if len(cells) == 1:
-        stats["ci95"] = cells[0]["ci95_tasks"]
-    stats["seeds"] = len(cells)
-    stats["diverged_runs"] = sum(1 for c in cells if c["diverged"])
-    stats["seconds"] = sum(c["seconds"] for c in cells)
-    stats["ms_per_iteration"] = sum(c["ms_per_iteration"] for c in cells) / len(cells)
-    return stats
 
 
 def protocol_arguments(p: "argparse.ArgumentParser", steps: Sequence[int]) -> None:

@@ -17,7 +17,8 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .common import row, write_results
-from .turtle_common import TASKS, Protocol, aggregate, protocol_arguments, run_cells, stderr_log
+from .turtle_cells import aggregate, run_cells
+from .turtle_common import TASKS, Protocol, protocol_arguments, stderr_log
 
 NAME = "turtle-order"
 DESCRIPTION = "004 Fig. 11: first- vs second-order TURTLE and MAML on 5-shot sine, T = 1, 5, 10"

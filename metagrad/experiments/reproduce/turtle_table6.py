@@ -17,7 +17,8 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .common import row, versus_paper, write_results
-from .turtle_common import BASELINES, TASKS, Protocol, aggregate, cached_cells, protocol_arguments, run_cells, stderr_log
+from .turtle_cells import aggregate, cached_cells, run_cells
+from .turtle_common import BASELINES, TASKS, Protocol, protocol_arguments, stderr_log
 
 NAME = "turtle-table6"
 DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
