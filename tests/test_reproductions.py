@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from metagrad.experiments.reproduce import turtle_table6
-from metagrad.experiments.reproduce.turtle_cells import _cell_path, _protocol_key
+from metagrad.experiments.reproduce.turtle_cells import _cached, _cell_path, _protocol_key, _settings
 from metagrad.experiments.reproduce.turtle_common import Protocol
 
 RECORD = Path(__file__).resolve().parents[1] / "reproductions" / "turtle-table6"
@@ -24,6 +24,9 @@ def test_kept_runs_use_the_full_protocol() -> None:
         cell = json.loads(path.read_text())
         assert cell["protocol"] == full, f"{path.name} was not produced under 004's full protocol"
         assert path.name == _cell_path(RECORD, cell["model"], cell["steps"], cell["k_shot"], cell["seed"]).name
+        # and was trained with the settings the code gives now, so the report counts it
+        assert _cached(path, Protocol(), _settings(cell["model"], cell["steps"])) is not None, \
+            f"{path.name} was trained with other settings than spec({cell['model']!r}, {cell['steps']}) gives now"
 
 
 def test_committed_table_is_the_report_of_the_kept_runs(tmp_path: Path) -> None:

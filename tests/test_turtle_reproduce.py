@@ -47,6 +47,10 @@ def test_run_cell_trains_validates_caches(tmp_path: Path) -> None:
     other = dict(a, spec=dict(a["spec"], clip_value_scope="init"), mean=-1.0)   # trained under other settings
     path.write_text(json.dumps(other))
     assert run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto)["mean"] == a["mean"]   # not reused: trained again
+    one = run_cell(tmp_path, "so-TURTLE", 1, 5, 0, proto)        # T = 1: no clipping, so its scope changes nothing
+    path1 = tmp_path / "cells" / "so-TURTLE_T1_k5_s0.json"
+    path1.write_text(json.dumps(dict(one, spec=dict(one["spec"], clip_value_scope="init"), mean=-1.0)))
+    assert run_cell(tmp_path, "so-TURTLE", 1, 5, 0, proto)["mean"] == -1.0   # reused
     b = run_cell(tmp_path, "Finetuning", None, 5, 0, Protocol(tasks=5, test_tasks=8, val_every=None, val_tasks=0))
     assert b["iterations"] == 5 and math.isfinite(b["mean"])
 

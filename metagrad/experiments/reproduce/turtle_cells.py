@@ -36,12 +36,21 @@ def _settings(model: str, steps: Optional[int]) -> Optional[dict[str, Any]]:
     return None if model in BASELINES else spec(model, steps).describe()
 
 
+def _effective(settings: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """``settings`` without the ones that change nothing: the value-clipping scope where no
+    values are clipped (runs of 2026-12-01 recorded it either way)."""
+    if settings is None or settings.get("clip_value") is not None:
+        return settings
+    return {k: v for k, v in settings.items() if k != "clip_value_scope"}
+
+
 def _cached(path: Path, proto: Protocol, settings: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
     """The run summary at ``path`` if it was produced under ``proto`` and, where it records
-    them, the same training ``settings`` (``Spec.describe``)."""
+    them, under the same effective training ``settings`` (``Spec.describe``)."""
     if path.exists():
         cached = json.loads(path.read_text())
-        if cached.get("protocol") == _protocol_key(proto) and cached.get("spec", settings) == settings:
+        if cached.get("protocol") == _protocol_key(proto) and \
+                _effective(cached.get("spec", settings)) == _effective(settings):
             return cached
     return None
 
