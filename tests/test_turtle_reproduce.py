@@ -117,3 +117,7 @@ def test_table6_report_tabulates_cached_runs_only(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == before      # nothing trained
     assert [(r["model"], r["seeds"]) for r in rows] == [("so-MAML", 2)]
     assert "so-MAML" in (tmp_path / "table.md").read_text()
+    # the test set's own sampling error, shared by the runs, is shown beside the across-run interval
+    assert rows[0]["test_set_ci95"] == pytest.approx(sum(c["ci95_tasks"] for c in run_cells(
+        tmp_path, "so-MAML", 1, 5, [0, 1], proto)) / 2)
+    assert "| ± test tasks |" in (tmp_path / "table.md").read_text()
