@@ -38,7 +38,8 @@ def _settings(model: str, steps: Optional[int]) -> Optional[dict[str, Any]]:
 
 def _effective(settings: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
     """``settings`` without the ones that change nothing: the value-clipping scope where no
-    values are clipped (runs of 2026-12-01 recorded it either way)."""
+    values are clipped (the one place this is decided; runs of 2026-12-01 recorded the scope
+    there as ``"all"`` or ``None``)."""
     if settings is None or settings.get("clip_value") is not None:
         return settings
     return {k: v for k, v in settings.items() if k != "clip_value_scope"}

@@ -99,8 +99,7 @@ class Spec:
         cached run is reused only under the same settings)."""
         return {"learner": repr(self.learner()), "mode": self.mode, "meta_batch": self.meta_batch,
                 "grad_clip": self.grad_clip, "clip_value": self.clip_value,
-                "clip_value_scope": self.clip_value_scope if self.clip_value is not None else None,
-                "clip_norm": self.clip_norm}
+                "clip_value_scope": self.clip_value_scope, "clip_norm": self.clip_norm}
 
 
 def clip_grads(sp: Spec, module: MAML | Population) -> None:
