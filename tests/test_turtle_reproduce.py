@@ -121,3 +121,17 @@ def test_table6_report_tabulates_cached_runs_only(tmp_path: Path) -> None:
     assert rows[0]["test_set_ci95"] == pytest.approx(sum(c["ci95_tasks"] for c in run_cells(
         tmp_path, "so-MAML", 1, 5, [0, 1], proto)) / 2)
     assert "| ± test tasks |" in (tmp_path / "table.md").read_text()
+
+
+def test_table6_report_lists_what_is_not_measured(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from metagrad.experiments.reproduce.turtle_cells import run_cells
+    proto = Protocol(tasks=4, test_tasks=8, val_every=None, val_tasks=0)
+    run_cells(tmp_path, "so-MAML", 1, 5, [0, 1], proto)
+    rows = turtle_table6.run(tmp_path, seeds=3, models=["so-MAML", "so-TURTLE"], steps=[1], shots=[5], tasks=4,
+                             test_tasks=8, val_every=None, val_tasks=0, report=True)
+    assert [(r["model"], r["seeds"]) for r in rows] == [("so-MAML", 2)]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["missing_cells"] == ["so-MAML T=1 k=5 (2 of 3 runs)", "so-TURTLE T=1 k=5"]
+    assert "wall_clock_s" not in data      # a report trains nothing; its own run time would only churn the file
+    assert "Not measured yet: so-MAML T=1 k=5 (2 of 3 runs); so-TURTLE T=1 k=5." in (tmp_path / "table.md").read_text()
+    assert "1 of 2 cells" in capsys.readouterr().err

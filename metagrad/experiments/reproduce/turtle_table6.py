@@ -10,6 +10,7 @@ Run a part of the table (cells are cached under ``OUT/cells`` and merged)::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -91,9 +92,13 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
             f"in the across-run interval, and a comparison with the thesis (other test tasks) carries it. "
             f"Paper: 004 Table 6, mean over 30 runs.")
     rows: list[dict[str, Any]] = []
+    missing: list[str] = []     # report: cells with fewer kept runs than ``seeds``
     for model, t, k in _cells(models, steps, shots):
         if report:
             cells = cached_cells(out, model, t, k, range(n_seeds), proto)
+            if len(cells) < n_seeds:
+                missing.append(f"{model}{'' if t is None else f' T={t}'} k={k}"
+                               + (f" ({len(cells)} of {n_seeds} runs)" if cells else ""))
             if not cells:
                 continue
         else:
@@ -113,7 +118,16 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
             extra["at_most_or_within_paper"] = extra["vs_paper"] in ("better", "within")
         rows.append(row(model, {"k_shot": k, "steps": t}, "mse", stats["mean"], stats["ci95"], paper=paper,
                         median=stats["median"], diverged=stats["diverged_runs"] == len(cells), **extra))
-        write_results(out, NAME, rows, note, claims=claims(rows), wall_clock_s=round(time.perf_counter() - t0, 1))
+        if not report:
+            write_results(out, NAME, rows, note, claims=claims(rows), wall_clock_s=round(time.perf_counter() - t0, 1))
+    if report:
+        # no wall clock here: building a report trains nothing; what is not there yet is listed instead
+        write_results(out, NAME, rows, note + (f" Not measured yet: {'; '.join(missing)}." if missing else ""),
+                      claims=claims(rows), missing_cells=missing)
+        verdicts = ", ".join(f"{k} {'true' if v else 'FALSE'}" for k, v in claims(rows).items())
+        print(f"{NAME} report: {len(rows)} of {len(_cells(models, steps, shots))} cells in {out / 'table.md'}; "
+              f"claims: {verdicts}"
+              + (f"; not measured yet: {'; '.join(missing)}" if missing else ""), file=sys.stderr)
     if rows:
         _plot(rows, out)
     return rows
