@@ -68,7 +68,9 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     300 tasks, 100 test tasks) and write ``table.md``/``results.json`` after every cell.
 
     ``report``: train nothing; build the table from the runs cached under ``OUT/cells`` (cells
-    with no cached run are left out; a row's ``seeds`` says how many runs it has). This is how a
+    with no cached run are left out; a row's ``seeds`` says how many runs it has; cells short of
+    ``seeds`` runs are listed as ``missing_cells`` in ``results.json``, in ``table.md`` and on
+    stderr; no wall clock is recorded, as nothing is trained). This is how a
     table trained by several processes or over several sessions is put together.
     A cell is "at most the paper's value or within its interval" when our mean, rounded to the
     thesis's two decimals, is at most the thesis's mean plus its interval."""
