@@ -124,9 +124,10 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
             write_results(out, NAME, rows, note, claims=claims(rows), wall_clock_s=round(time.perf_counter() - t0, 1))
     if report:
         # no wall clock here: building a report trains nothing; what is not there yet is listed instead
+        found = claims(rows)
         write_results(out, NAME, rows, note + (f" Not measured yet: {'; '.join(missing)}." if missing else ""),
-                      claims=claims(rows), missing_cells=missing)
-        verdicts = ", ".join(f"{k} {'true' if v else 'FALSE'}" for k, v in claims(rows).items())
+                      claims=found, missing_cells=missing)
+        verdicts = ", ".join(f"{k} {'true' if v else 'FALSE'}" for k, v in found.items())
         print(f"{NAME} report: {len(rows)} of {len(_cells(models, steps, shots))} cells in {out / 'table.md'}; "
               f"claims: {verdicts}"
               + (f"; not measured yet: {'; '.join(missing)}" if missing else ""), file=sys.stderr)
