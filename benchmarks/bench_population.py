@@ -35,7 +35,7 @@ from metagrad.population import Population  # noqa: E402
 
 
 def single(model: str, steps: int) -> Callable[[], None]:
-    sp = spec(model, steps)
+    sp = spec(model, steps, 5)
     algo = build_meta(sp, steps, 0)
     opt = torch.optim.Adam(algo.parameters(), lr=1e-3)
     gen, dist = torch.Generator().manual_seed(0), sine(5)
@@ -50,7 +50,7 @@ def single(model: str, steps: int) -> Callable[[], None]:
 
 
 def population(model: str, steps: int, members: int, compile: bool) -> Callable[[], None]:
-    sp = spec(model, steps)
+    sp = spec(model, steps, 5)
     pop = Population([build_meta(sp, steps, s) for s in range(members)], compile=compile)
     opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
     gens, dist = [torch.Generator().manual_seed(s) for s in range(members)], sine(5)
@@ -65,7 +65,7 @@ def population(model: str, steps: int, members: int, compile: bool) -> Callable[
 
 
 def evaluation(model: str, steps: int, members: int, compile: bool) -> Callable[[], None]:
-    sp = spec(model, steps)
+    sp = spec(model, steps, 5)
     pop = Population([build_meta(sp, steps, s) for s in range(members)], compile_curves=compile)
     tasks = fixed_tasks(5, 250, 0)
     return lambda: evaluate_population(pop, tasks, steps, chunk=50)

@@ -91,6 +91,29 @@ def test_theorem1_forget_gate_one_input_gate_a_is_maml() -> None:
     assert not torch.equal(ref["net.0.weight"], model.net[0].weight)
 
 
+def test_grad_scale_feeds_the_rule_a_scaled_gradient() -> None:
+    """``grad_scale=s`` (004's code: s = 1/k) is the rule applied to ``s * g``: in the eq. (11)
+    inputs and in the cell update, the loss untouched."""
+    torch.manual_seed(1)
+    params = {"w": torch.randn(3, 2, dtype=D), "b": torch.randn(3, dtype=D)}
+    grads = {k: torch.randn_like(v) for k, v in params.items()}
+    loss = torch.tensor(0.7, dtype=D)
+    scaled, plain = LSTMMetaLearner(grad_scale=0.05), LSTMMetaLearner()
+    meta = plain.init_meta(params)
+    with torch.no_grad():
+        for v in meta.values():
+            v.normal_(0, 0.5)
+    state = plain.init(params, meta)
+    ours, s1 = scaled.step(grads, params, state, meta, 0, loss)
+    ref, s2 = plain.step({k: 0.05 * v for k, v in grads.items()}, params, state, meta, 0, loss)
+    unscaled, _ = plain.step(grads, params, state, meta, 0, loss)
+    for k in ref:
+        torch.testing.assert_close(ours[k], ref[k], rtol=1e-14, atol=1e-16)
+        assert not torch.allclose(ours[k], unscaled[k])
+    for k in s2:
+        torch.testing.assert_close(s1[k], s2[k], rtol=1e-14, atol=1e-16)
+
+
 def test_initialisation_starts_near_gradient_descent() -> None:
     rule = LSTMMetaLearner()
     meta = rule.init_meta({"w": torch.zeros(7)})
@@ -111,7 +134,9 @@ def test_preprocessing_eq11() -> None:
     assert torch.isfinite(g).all()    # no nan from the discarded log branch at 0
 
 
-@pytest.mark.parametrize("kwargs,needle", [(dict(hidden_size=0), "hidden_size"), (dict(p=-1.0), "-1.0")])
+@pytest.mark.parametrize("kwargs,needle", [(dict(hidden_size=0), "hidden_size"), (dict(p=-1.0), "-1.0"),
+                                           (dict(grad_scale=0.0), "grad_scale must be a positive"),
+                                           (dict(grad_scale=float("nan")), "nan")])
 def test_bad_options_raise(kwargs: dict, needle: str) -> None:
     with pytest.raises(ValueError, match="LSTMMetaLearner") as err:
         LSTMMetaLearner(**kwargs)

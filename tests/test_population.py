@@ -10,12 +10,12 @@ from metagrad.population import Population
 
 
 def _members(model: str, steps: int, seeds: list[int]) -> list[mg.MAML]:
-    return [build_meta(spec(model, steps), steps, s).double() for s in seeds]
+    return [build_meta(spec(model, steps, 5), steps, s).double() for s in seeds]
 
 
 def _train_alone(algo: mg.MAML, model: str, steps: int, seed: int, iters: int) -> mg.MAML:
     """The reference: one run with ``MAML.meta_loss``, Adam and the spec's clipping."""
-    sp = spec(model, steps)
+    sp = spec(model, steps, 5)
     opt = torch.optim.Adam(algo.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(iters):
@@ -30,7 +30,7 @@ def _train_alone(algo: mg.MAML, model: str, steps: int, seed: int, iters: int) -
 @pytest.mark.parametrize("model,steps", [("so-MAML", 2), ("so-TURTLE", 2), ("LSTM", 2)])
 def test_population_training_equals_separate_runs(model: str, steps: int) -> None:
     seeds, iters = [0, 1, 2], 3
-    sp = spec(model, steps)
+    sp = spec(model, steps, 5)
     pop = Population(_members(model, steps, seeds))
     opt = torch.optim.Adam(pop.parameters(), lr=1e-2)
     gens = [torch.Generator().manual_seed(s) for s in seeds]

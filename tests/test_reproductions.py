@@ -25,8 +25,9 @@ def test_kept_runs_use_the_full_protocol() -> None:
         assert cell["protocol"] == full, f"{path.name} was not produced under 004's full protocol"
         assert path.name == _cell_path(RECORD, cell["model"], cell["steps"], cell["k_shot"], cell["seed"]).name
         # and was trained with the settings the code gives now, so the report counts it
-        assert _cached(path, Protocol(), _settings(cell["model"], cell["steps"])) is not None, \
-            f"{path.name} was trained with other settings than spec({cell['model']!r}, {cell['steps']}) gives now"
+        assert _cached(path, Protocol(), _settings(cell["model"], cell["steps"], cell["k_shot"])) is not None, \
+            f"{path.name} was trained with other settings than spec({cell['model']!r}, {cell['steps']}, " \
+            f"{cell['k_shot']}) gives now"
 
 
 def test_committed_table_is_the_report_of_the_kept_runs(tmp_path: Path) -> None:

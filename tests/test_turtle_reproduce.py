@@ -30,8 +30,11 @@ def test_specs_follow_appendix_a1() -> None:
     assert t5.meta_batch == 2 and rule.inputs == ("grad", "ema_grad", "time") and rule.beta == 0.9
     assert rule.hidden_layers == 5 and rule.width == 20 and rule.learn_lr
     assert spec("so-TURTLE", 10).meta_batch == 4 and spec("fo-TURTLE-raw", 5).mode == "first_order"
-    lstm = spec("LSTM", 5)
-    assert lstm.clip_norm == 0.25 and not lstm.learner().second_order
+    lstm = spec("LSTM", 5, 20)
+    assert lstm.clip_norm == 0.25 and not lstm.learner().second_order and lstm.learner().grad_scale == 1 / 20
+    assert spec("LSTM", 5, 10).describe() != lstm.describe()     # a k=20 run is not reused for k=10
+    with pytest.raises(ValueError, match="pass spec\\('LSTM', steps, k_shot\\), got k_shot=None"):
+        spec("LSTM", 5)
     with pytest.raises(ValueError, match="unknown model 'iMAML'"):
         spec("iMAML", 1)
 

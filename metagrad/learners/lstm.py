@@ -15,7 +15,9 @@ coordinate; the layer-1 state ``(h, c)`` and the previous gates ``(f, i)`` live 
 own parameters. By default gradients and loss are treated as constants inside the rule (the
 first-order assumption of Ravi & Larochelle, following Andrychowicz et al. 2016);
 ``second_order=True`` differentiates through them. Meta-gradient norm clipping (0.25 in the
-original) belongs to the outer optimiser.
+original) belongs to the outer optimiser. ``grad_scale`` multiplies ``g_t`` before the rule sees it
+(in the preprocessing and in the cell update): the thesis's code (004) divides the gradient of the
+mean support loss once more by the batch size, ``grad_scale = 1 / k`` for a full support batch.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ class LSTMMetaLearner(Learner):
         second_order: differentiate through the gradient and loss inputs (default ``False``:
             they are detached inside the rule, the original's first-order assumption).
         p: the constant of the eq. (11) preprocessing (10).
+        grad_scale: factor on the support gradient fed to the rule (default 1; 004's code uses
+            ``1 / batch_size``, the support size ``k`` in its sine experiments).
 
     Initialisation follows the original code: all weights ``U(-0.01, 0.01)``, forget-gate bias
     ``U(4, 6)`` (gate near 1) and input-gate bias ``U(-5, -4)`` (rate near 0.01), so that the
@@ -53,6 +57,7 @@ class LSTMMetaLearner(Learner):
     hidden_size: int = 20
     second_order: bool = False
     p: float = 10.0
+    grad_scale: float = 1.0
     name: str = "lstm"
 
     def __post_init__(self) -> None:
@@ -60,6 +65,9 @@ class LSTMMetaLearner(Learner):
             raise ValueError(f"LSTMMetaLearner: hidden_size must be an integer >= 1, got {self.hidden_size!r}")
         if not self.p > 0:
             raise ValueError(f"LSTMMetaLearner: p must be positive, got {self.p}")
+        if not (isinstance(self.grad_scale, (int, float)) and 0 < self.grad_scale < float("inf")):
+            raise ValueError(f"LSTMMetaLearner: grad_scale must be a positive finite number (1 / k for 004's "
+                             f"code), got {self.grad_scale!r}")
 
     def init_meta(self, params: Params) -> Params:
         ref = next(iter(params.values()))
@@ -101,6 +109,8 @@ class LSTMMetaLearner(Learner):
             # Ravi & Larochelle's assumption: the inputs do not depend on the meta-parameters.
             grads = {k: v.detach() for k, v in grads.items()}
             loss = loss.detach()
+        if self.grad_scale != 1.0:
+            grads = {k: v * self.grad_scale for k, v in grads.items()}
         keys = list(grads)
         f, i, new_state = self.gates(grads, params, state, meta, loss)
         theta = flat(params, keys)

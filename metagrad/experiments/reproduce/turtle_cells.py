@@ -32,8 +32,8 @@ def _protocol_key(proto: Protocol) -> dict[str, Any]:
             "val_tasks": proto.val_tasks}
 
 
-def _settings(model: str, steps: Optional[int]) -> Optional[dict[str, Any]]:
-    return None if model in BASELINES else spec(model, steps).describe()
+def _settings(model: str, steps: Optional[int], k_shot: int) -> Optional[dict[str, Any]]:
+    return None if model in BASELINES else spec(model, steps, k_shot).describe()
 
 
 def _effective(settings: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
@@ -65,7 +65,7 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
     reproduction can be resumed or extended seed by seed. ``compile``: default ``COMPILE``.
     """
     seeds = list(seeds)
-    settings = _settings(model, steps)
+    settings = _settings(model, steps, k_shot)
     found = {s: _cached(_cell_path(out, model, steps, k_shot, s), proto, settings) for s in seeds}
     todo = [s for s in seeds if found[s] is None]
     if todo:
@@ -76,7 +76,7 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
             # compiling pays off only over long runs (about a minute to compile)
             long = proto.tasks >= 10_000
             use = COMPILE.get(model, False) and long if compile is None else compile
-            recs = train_meta(spec(model, steps), k_shot, steps, todo, proto.tasks, val_every=proto.val_every,
+            recs = train_meta(spec(model, steps, k_shot), k_shot, steps, todo, proto.tasks, val_every=proto.val_every,
                               val_tasks=proto.val_tasks, test=test, log=log, compile=use,
                               compile_eval=long if compile is None else compile,
                               checkpoint=_cell_path(out, model, steps, k_shot, todo[0]).with_suffix(".partial.pt"))
@@ -96,7 +96,7 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
 def cached_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: Sequence[int],
                  proto: Protocol) -> list[dict[str, Any]]:
     """The runs of (model, steps, shots) already cached under ``out/cells`` for ``proto`` (no training)."""
-    found = (_cached(_cell_path(out, model, steps, k_shot, s), proto, _settings(model, steps)) for s in seeds)
+    found = (_cached(_cell_path(out, model, steps, k_shot, s), proto, _settings(model, steps, k_shot)) for s in seeds)
     return [c for c in found if c is not None]
 
 

@@ -13,7 +13,8 @@
   meta-parameter (the thesis's ``turtle.py`` clamps only the initialisation's meta-gradient;
   ``Spec(clip_value_scope="init")`` does that, measured no different on T = 5, k = 10).
 * LSTM meta-learner: hidden 20, first-order assumption, meta-batch 1, meta-gradient norm
-  clipped to 0.25 (``outer.clip_norm``).
+  clipped to 0.25 (``outer.clip_norm``); the rule sees the support gradient divided by ``k``
+  (``grad_scale = 1 / k``), as in the thesis's code (``ownlstm.py``: ``grad / batch_size``).
 * Transfer baselines: Adam 1e-3; Finetuning pre-trains on 70,000 flat batches of 16 from the
   merged meta-training data; test protocol 100 steps on batches of 4, best of every 25.
 """
@@ -118,9 +119,12 @@ def clip_grads(sp: Spec, module: MAML | Population) -> None:
             torch.nn.utils.clip_grad_norm_(module.parameters(), sp.clip_norm)
 
 
-def spec(model: str, steps: int) -> Spec:
+def spec(model: str, steps: int, k_shot: Optional[int] = None) -> Spec:
     """The 004 setting of ``model`` (``so-MAML``, ``fo-MAML``, ``so-TURTLE``, ``fo-TURTLE``,
-    ``LSTM``, or ``so-TURTLE-raw`` / ``fo-TURTLE-raw``: Fig. 11's raw-gradient TURTLE) for ``steps``."""
+    ``LSTM``, or ``so-TURTLE-raw`` / ``fo-TURTLE-raw``: Fig. 11's raw-gradient TURTLE) for ``steps``.
+
+    ``k_shot`` matters (and is required) for the LSTM only: the thesis's code feeds its rule the
+    support gradient divided by the batch size, the whole support set of ``k_shot`` points."""
     clip = 10.0 if steps > 1 else None
     order = "first_order" if model.startswith("fo-") else "second_order"
     if model in ("so-MAML", "fo-MAML"):
@@ -136,7 +140,10 @@ def spec(model: str, steps: int) -> Spec:
     if model in ("so-TURTLE-raw", "fo-TURTLE-raw"):   # 004 section 4.2.2 / Fig. 11
         return Spec(model, lambda: Turtle(inputs=("grad",), learn_lr=False), order, 1, clip, clip)
     if model == "LSTM":
-        return Spec(model, lambda: LSTMMetaLearner(), "second_order", 1, None, None, 0.25)
+        if k_shot is None or isinstance(k_shot, bool) or not isinstance(k_shot, int) or k_shot < 1:
+            raise ValueError(f"spec: the LSTM's setting depends on the support size (its gradient is divided by "
+                             f"it, as in the thesis's code); pass spec('LSTM', steps, k_shot), got k_shot={k_shot!r}")
+        return Spec(model, lambda: LSTMMetaLearner(grad_scale=1.0 / k_shot), "second_order", 1, None, None, 0.25)
     raise ValueError(f"spec: unknown model {model!r}; choose so-MAML, fo-MAML, so-TURTLE, fo-TURTLE, "
                      "so-TURTLE-raw, fo-TURTLE-raw or LSTM")
 
