@@ -54,6 +54,11 @@ def test_run_cell_trains_validates_caches(tmp_path: Path) -> None:
     path1 = tmp_path / "cells" / "so-TURTLE_T1_k5_s0.json"
     path1.write_text(json.dumps(dict(one, spec=dict(one["spec"], clip_value_scope="init"), mean=-1.0)))
     assert run_cell(tmp_path, "so-TURTLE", 1, 5, 0, proto)["mean"] == -1.0   # reused
+    lstm = run_cell(tmp_path, "LSTM", 1, 5, 0, proto)
+    path2 = tmp_path / "cells" / "LSTM_T1_k5_s0.json"
+    assert json.loads(path2.read_text())["spec"]["learner"].count("grad_scale=0.2") == 1
+    path2.write_text(json.dumps({k: v for k, v in dict(lstm, mean=-1.0).items() if k != "spec"}))
+    assert run_cell(tmp_path, "LSTM", 1, 5, 0, proto)["mean"] == lstm["mean"]   # unrecorded LSTM settings: retrained
     b = run_cell(tmp_path, "Finetuning", None, 5, 0, Protocol(tasks=5, test_tasks=8, val_every=None, val_tasks=0))
     assert b["iterations"] == 5 and math.isfinite(b["mean"])
 

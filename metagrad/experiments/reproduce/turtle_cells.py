@@ -47,9 +47,12 @@ def _effective(settings: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
 
 def _cached(path: Path, proto: Protocol, settings: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
     """The run summary at ``path`` if it was produced under ``proto`` and, where it records
-    them, under the same effective training ``settings`` (``Spec.describe``)."""
+    them, under the same effective training ``settings`` (``Spec.describe``). Runs from before
+    settings were recorded are trusted except the LSTM's: its gradient scale came later."""
     if path.exists():
         cached = json.loads(path.read_text())
+        if "spec" not in cached and cached.get("model") == "LSTM":
+            return None
         if cached.get("protocol") == _protocol_key(proto) and \
                 _effective(cached.get("spec", settings)) == _effective(settings):
             return cached
