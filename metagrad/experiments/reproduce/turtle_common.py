@@ -41,6 +41,7 @@ from ...learners.lstm import LSTMMetaLearner
 from ...learners.sgd import SGD
 from ...learners.turtle import Turtle
 from ...models.mlp import MLP
+from ...tasks.base import check_shots
 from ...tasks.sine import Sinusoid
 
 __all__ = ["protocol_arguments", "stderr_log", "TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine",
@@ -140,9 +141,10 @@ def spec(model: str, steps: int, k_shot: Optional[int] = None) -> Spec:
     if model in ("so-TURTLE-raw", "fo-TURTLE-raw"):   # 004 section 4.2.2 / Fig. 11
         return Spec(model, lambda: Turtle(inputs=("grad",), learn_lr=False), order, 1, clip, clip)
     if model == "LSTM":
-        if k_shot is None or isinstance(k_shot, bool) or not isinstance(k_shot, int) or k_shot < 1:
-            raise ValueError(f"spec: the LSTM's setting depends on the support size (its gradient is divided by "
-                             f"it, as in the thesis's code); pass spec('LSTM', steps, k_shot), got k_shot={k_shot!r}")
+        if k_shot is None:
+            raise ValueError("spec: the LSTM's setting depends on the support size (its gradient is divided by "
+                             "it, as in the thesis's code); pass spec('LSTM', steps, k_shot), got k_shot=None")
+        check_shots("spec", k_shot=k_shot)
         return Spec(model, lambda: LSTMMetaLearner(grad_scale=1.0 / k_shot), "second_order", 1, None, None, 0.25)
     raise ValueError(f"spec: unknown model {model!r}; choose so-MAML, fo-MAML, so-TURTLE, fo-TURTLE, "
                      "so-TURTLE-raw, fo-TURTLE-raw or LSTM")
