@@ -1,6 +1,8 @@
 """``Population``: P runs trained as one vmapped computation equal the P runs trained alone."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -130,6 +132,23 @@ def test_train_meta_resumes_exactly_from_its_checkpoint(tmp_path) -> None:
     assert not ck.exists()          # removed once the run has ended
     for a, b in zip(straight, resumed):
         assert torch.equal(a.test_mse, b.test_mse) and a.val_curve == b.val_curve and a.best_val == b.best_val
+
+
+def test_train_meta_never_resumes_a_checkpoint_of_other_settings(tmp_path) -> None:
+    sp, ck = spec("so-TURTLE", 2), tmp_path / "cell.partial.pt"
+    other = dataclasses.replace(sp, clip_value_scope="all")
+
+    def crash(message: str) -> None:
+        raise KeyboardInterrupt     # dies at the first validation, after a checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        train_meta(other, 5, 2, [0], tasks=8, val_every=4, val_tasks=4, log=crash, checkpoint=ck,
+                   checkpoint_every_s=0.0)
+    assert ck.exists()
+    calls: list[str] = []
+    fresh = train_meta(sp, 5, 2, [0], tasks=8, val_every=4, val_tasks=4, log=calls.append, checkpoint=ck)
+    assert not any("resumed" in c for c in calls)      # trained from the start under its own settings
+    straight = train_meta(sp, 5, 2, [0], tasks=8, val_every=4, val_tasks=4)
+    assert torch.equal(fresh[0].test_mse, straight[0].test_mse)
 
 
 @pytest.mark.parametrize("model", ["so-MAML", "so-TURTLE", "LSTM"])

@@ -47,12 +47,13 @@ def test_run_cell_trains_validates_caches(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["mean"] == a["mean"]
     assert run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto) == a        # served from the cache
     assert json.loads(path.read_text())["spec"] == spec("so-TURTLE", 5).describe()
-    other = dict(a, spec=dict(a["spec"], clip_value_scope="init"), mean=-1.0)   # trained under other settings
+    assert a["spec"]["clip_value_scope"] == "init"
+    other = dict(a, spec=dict(a["spec"], clip_value_scope="all"), mean=-1.0)   # trained under other settings
     path.write_text(json.dumps(other))
     assert run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto)["mean"] == a["mean"]   # not reused: trained again
     one = run_cell(tmp_path, "so-TURTLE", 1, 5, 0, proto)        # T = 1: no clipping, so its scope changes nothing
     path1 = tmp_path / "cells" / "so-TURTLE_T1_k5_s0.json"
-    path1.write_text(json.dumps(dict(one, spec=dict(one["spec"], clip_value_scope="init"), mean=-1.0)))
+    path1.write_text(json.dumps(dict(one, spec=dict(one["spec"], clip_value_scope="all"), mean=-1.0)))
     assert run_cell(tmp_path, "so-TURTLE", 1, 5, 0, proto)["mean"] == -1.0   # reused
     lstm = run_cell(tmp_path, "LSTM", 1, 5, 0, proto)
     path2 = tmp_path / "cells" / "LSTM_T1_k5_s0.json"
@@ -65,8 +66,9 @@ def test_run_cell_trains_validates_caches(tmp_path: Path) -> None:
 
 def test_value_clipping_scope_init_spares_the_meta_network() -> None:
     # scope "init" is the thesis's turtle.py (it clamps only the initialisation's meta-gradient)
-    sp = dataclasses.replace(spec("so-TURTLE", 5), clip_value_scope="init")
-    assert spec("so-TURTLE", 5).clip_value_scope == "all" and sp.describe()["clip_value_scope"] == "init"
+    sp = spec("so-TURTLE", 5)
+    assert sp.describe()["clip_value_scope"] == "init" and spec("fo-TURTLE-raw", 5).clip_value_scope == "init"
+    assert spec("so-MAML", 5).clip_value_scope == "all"     # the same thing for MAML: all it has is the init
     algo = build_meta(sp, 5, 0)
     for p in algo.parameters():
         p.grad = torch.full_like(p, -50.0)
@@ -78,7 +80,7 @@ def test_value_clipping_scope_init_spares_the_meta_network() -> None:
         p.grad = torch.full_like(p, 50.0)
     clip_grads(sp, pop)
     assert {n.split(".")[0]: float(p.grad.max()) for n, p in zip(pop.names, pop.stacked)} == {"model": 10.0, "meta": 50.0}
-    clip_grads(spec("so-TURTLE", 5), pop)       # default: every meta-parameter
+    clip_grads(dataclasses.replace(sp, clip_value_scope="all"), pop)       # every meta-parameter
     assert max(float(p.grad.max()) for p in pop.stacked) == 10.0
     with pytest.raises(ValueError, match="clip_value_scope must be 'all' or 'init', got 'initialisation'"):
         dataclasses.replace(sp, clip_value_scope="initialisation")
