@@ -55,6 +55,13 @@ def test_run_cell_trains_validates_caches(tmp_path: Path) -> None:
     path1 = tmp_path / "cells" / "so-TURTLE_T1_k5_s0.json"
     path1.write_text(json.dumps(dict(one, spec=dict(one["spec"], clip_value_scope="all"), mean=-1.0)))
     assert run_cell(tmp_path, "so-TURTLE", 1, 5, 0, proto)["mean"] == -1.0   # reused
+    # runs from before settings were recorded were value-clipped with scope "all": reused only where that is the same
+    five = dict(a, mean=-2.0)
+    five.pop("spec")
+    path.write_text(json.dumps(five))
+    assert run_cell(tmp_path, "so-TURTLE", 5, 5, 0, proto)["mean"] == a["mean"]   # T = 5 clips: retrained
+    path1.write_text(json.dumps({k: v for k, v in dict(one, mean=-2.0).items() if k != "spec"}))
+    assert run_cell(tmp_path, "so-TURTLE", 1, 5, 0, proto)["mean"] == -2.0        # T = 1 does not: reused
     lstm = run_cell(tmp_path, "LSTM", 1, 5, 0, proto)
     path2 = tmp_path / "cells" / "LSTM_T1_k5_s0.json"
     assert json.loads(path2.read_text())["spec"]["learner"].count("grad_scale=0.2") == 1

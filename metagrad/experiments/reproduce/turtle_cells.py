@@ -46,17 +46,22 @@ def _effective(settings: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
 
 
 def _cached(path: Path, proto: Protocol, settings: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
-    """The run summary at ``path`` if it was produced under ``proto`` and, where it records
-    them, under the same effective training ``settings`` (``Spec.describe``). Runs from before
-    settings were recorded are trusted except the LSTM's: its gradient scale came later."""
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if "spec" not in cached and cached.get("model") == "LSTM":
-            return None
-        if cached.get("protocol") == _protocol_key(proto) and \
-                _effective(cached.get("spec", settings)) == _effective(settings):
-            return cached
-    return None
+    """The run summary at ``path`` if it was produced under ``proto`` and under the same
+    effective training ``settings`` (``Spec.describe``). Runs from before settings were recorded
+    (2026-12-01) count as made under the settings of that time: every meta-parameter's gradient
+    value-clipped (scope ``"all"``); the LSTM's are never reused (its gradient scale came later)."""
+    if not path.exists():
+        return None
+    cached = json.loads(path.read_text())
+    if cached.get("protocol") != _protocol_key(proto):
+        return None
+    if "spec" in cached:
+        made = cached["spec"]
+    elif cached.get("model") == "LSTM":
+        return None
+    else:
+        made = None if settings is None else dict(settings, clip_value_scope="all")
+    return cached if _effective(made) == _effective(settings) else None
 
 
 def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: Sequence[int], proto: Protocol,
