@@ -100,6 +100,16 @@ def test_aggregate_uses_robust_statistics() -> None:
     assert stats["outliers"] == 1 and stats["mean"] == pytest.approx(1.0) and stats["seeds"] == 5
 
 
+def test_target_scale_matches_the_task_distribution() -> None:
+    # the closed form E[A^2]/2 against 200,000 sampled tasks (standard error of the mean ~0.01)
+    from metagrad.experiments.reproduce.turtle_common import sine
+    scale, expected = turtle_table6.target_scale([5, 10], 100)
+    assert set(scale) == {5, 10} and all(v > 0 for v in scale.values())
+    big = sine(1).sample(200_000, torch.Generator().manual_seed(0))
+    assert abs(float((big.query_y.double() ** 2).mean()) - expected) < 0.05
+    assert expected == pytest.approx(4.2517, abs=1e-4)
+
+
 def test_table6_claims_logic() -> None:
     def r(model: str, t, k: int, mean: float, paper=None, ok=None) -> dict:
         d = {"model": model, "setting": {"k_shot": k, "steps": t}, "mean": mean}

@@ -19,7 +19,7 @@ import torch
 
 from .common import row, versus_paper, write_results
 from .turtle_cells import aggregate, cached_cells, run_cells
-from .turtle_common import BASELINES, TASKS, Protocol, protocol_arguments, stderr_log
+from .turtle_common import BASELINES, TASKS, TEST_SEED, Protocol, fixed_tasks, protocol_arguments, sine, stderr_log
 
 NAME = "turtle-table6"
 DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
@@ -93,6 +93,11 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
             f"the runs); every run of every cell uses the same test tasks, so this part of the uncertainty is not "
             f"in the across-run interval, and a comparison with the thesis (other test tasks) carries it. "
             f"Paper: 004 Table 6, mean over 30 runs.")
+    scale, expected = target_scale(shots, proto.test_tasks)
+    note += (" Test-set scale, mean squared query target (the MSE of predicting 0; expectation "
+             f"{expected:.2f}): " + ", ".join(f"k={k} {v:.2f} ({100 * (v / expected - 1):+.1f}%)" for k, v in scale.items())
+             + "; every model's MSE grows with it.")
+    scale_json = {"expected_mean_y2": expected, "mean_y2": {str(k): v for k, v in scale.items()}}
     rows: list[dict[str, Any]] = []
     missing: list[str] = []     # report: cells with fewer kept runs than ``seeds``
     for model, t, k in _cells(models, steps, shots):
@@ -121,12 +126,13 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
         rows.append(row(model, {"k_shot": k, "steps": t}, "mse", stats["mean"], stats["ci95"], paper=paper,
                         median=stats["median"], diverged=stats["diverged_runs"] == len(cells), **extra))
         if not report:
-            write_results(out, NAME, rows, note, claims=claims(rows), wall_clock_s=round(time.perf_counter() - t0, 1))
+            write_results(out, NAME, rows, note, claims=claims(rows), wall_clock_s=round(time.perf_counter() - t0, 1),
+                          test_set_scale=scale_json)
     if report:
         # no wall clock here: building a report trains nothing; what is not there yet is listed instead
         found = claims(rows)
         write_results(out, NAME, rows, note + (f" Not measured yet: {'; '.join(missing)}." if missing else ""),
-                      claims=found, missing_cells=missing)
+                      claims=found, missing_cells=missing, test_set_scale=scale_json)
         verdicts = ", ".join(f"{k} {'true' if v else 'FALSE'}" for k, v in found.items())
         print(f"{NAME} report: {len(rows)} of {len(_cells(models, steps, shots))} cells in {out / 'table.md'}; "
               f"claims: {verdicts}"
@@ -134,6 +140,18 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     if rows:
         _plot(rows, out)
     return rows
+
+
+def target_scale(shots: Sequence[int], n_tasks: int) -> tuple[dict[int, float], float]:
+    """How hard each shot's fixed test set is: its mean squared query target ``mean y^2`` (the MSE of
+    predicting 0), and the task distribution's expectation ``E[A^2] / 2`` (``sin^2`` has period pi
+    and the phase is uniform over [0, pi], so ``E[sin^2] = 1/2`` at every ``x``).
+
+    Every model's MSE grows with the amplitudes, so a test set above the expectation makes every
+    cell of that shot look worse against the thesis (whose test tasks are other draws)."""
+    lo, hi = sine(5).amplitude
+    expected = (hi ** 3 - lo ** 3) / (3 * (hi - lo)) / 2
+    return {k: float((fixed_tasks(k, n_tasks, TEST_SEED).query_y.double() ** 2).mean()) for k in shots}, expected
 
 
 def claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
