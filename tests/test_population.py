@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import metagrad as mg
-from metagrad.experiments.reproduce.turtle_common import build_meta, clip_grads, sine, spec, train_meta
+from metagrad.experiments.reproduce.turtle_common import (Spec, _nonfinite_members, build_meta, clip_grads, sine, spec,
+                                                          train_meta)
+from metagrad.learners.sgd import SGD
 from metagrad.population import Population
 
 
@@ -111,6 +113,26 @@ def test_train_meta_population_gives_one_record_per_seed() -> None:
     assert [r.population for r in recs] == [2, 2] and all(len(r.val_curve) == 2 for r in recs)
     alone = train_meta(spec("so-MAML", 1), 5, 1, [4], tasks=4, val_every=2, val_tasks=4)[0]
     torch.testing.assert_close(recs[1].test_mse, alone.test_mse, rtol=1e-4, atol=1e-6)
+
+
+def test_nonfinite_members_names_only_the_members_with_a_bad_gradient() -> None:
+    pop = Population(_members("so-MAML", 1, [0, 1, 2]))
+    pop.meta_losses(sine(5).sample(3, torch.Generator().manual_seed(0)).to(torch.float64)).sum().backward()
+    assert _nonfinite_members(pop) == []
+    pop.stacked[2].grad[1].view(-1)[0] = float("nan")
+    pop.stacked[0].grad[2].view(-1)[3] = float("inf")
+    assert _nonfinite_members(pop) == [1, 2]
+
+
+def test_train_meta_records_when_a_run_turns_nonfinite() -> None:
+    # an inner rate of 1e8 overflows float32 on the first task: every run is lost at once
+    blowup = Spec("so-MAML", lambda: SGD(1e8), "second_order", 1)
+    logged: list[str] = []
+    recs = train_meta(blowup, 5, 1, [0, 1], tasks=4, val_every=2, val_tasks=4, log=logged.append)
+    assert [r.nonfinite_at for r in recs] == [1, 1] and recs[0].summary()["nonfinite_at"] == 1
+    assert sum("meta-gradient not finite at 1 tasks" in m for m in logged) == 2     # once per run
+    fine = train_meta(spec("so-MAML", 1), 5, 1, [0], tasks=4, val_every=2, val_tasks=4)[0]
+    assert fine.nonfinite_at is None
 
 
 def test_train_meta_resumes_exactly_from_its_checkpoint(tmp_path) -> None:

@@ -166,13 +166,16 @@ class Record:
     val_curve: list[tuple[int, float]] = field(default_factory=list)
     diverged: bool = False
     population: int = 1     # runs trained together; ``ms_per_iteration`` is for all of them
+    # meta-training tasks seen when the run's meta-gradient first was not finite (its parameters
+    # are lost from then on; it is tested at its best validated state from before); None: never
+    nonfinite_at: Optional[int] = None
 
     def summary(self) -> dict[str, Any]:
         v = self.test_mse
         return {"mean": float(v.mean()), "median": float(v.median()), "seconds": self.seconds,
                 "ms_per_iteration": self.ms_per_iteration, "iterations": self.iterations,
                 "best_val": self.best_val, "val_curve": self.val_curve, "diverged": self.diverged,
-                "population": self.population}
+                "population": self.population, "nonfinite_at": self.nonfinite_at}
 
 
 @torch.no_grad()
@@ -226,6 +229,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     val = fixed_tasks(k_shot, val_tasks, VAL_SEED) if val_every else None
     best: list[Optional[dict[str, torch.Tensor]]] = [None] * len(seeds)
     best_val, curves = [math.inf] * len(seeds), [[] for _ in seeds]
+    nonfinite_at: list[Optional[int]] = [None] * len(seeds)
     iterations = max(1, tasks // sp.meta_batch)
     every = max(1, (val_every or tasks) // sp.meta_batch)
     # the settings belong to the key: a checkpoint never resumes under other settings
@@ -241,6 +245,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
             for g, state in zip(gens, ck["generators"]):
                 g.set_state(state)
             best, best_val, curves = ck["best"], ck["best_val"], ck["curves"]
+            nonfinite_at = ck.get("nonfinite_at", nonfinite_at)   # absent in checkpoints before 2026-12-02
             train_time, first, earlier = ck["train_time"], ck["iteration"] + 1, ck["elapsed"]
             if log:
                 log(f"{sp.name} T={steps} k={k_shot} seeds={seeds}: resumed at iteration {ck['iteration']}")
@@ -250,6 +255,12 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
         losses = pop.meta_losses(TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens]))
         opt.zero_grad()
         losses.sum().backward()       # members share nothing: each slice gets its own gradient
+        for p in _nonfinite_members(pop):
+            if nonfinite_at[p] is None:
+                nonfinite_at[p] = it * sp.meta_batch
+                if log:
+                    log(f"{sp.name} T={steps} k={k_shot} seed={seeds[p]}: meta-gradient not finite at "
+                        f"{it * sp.meta_batch} tasks; the run keeps its best validated state from before")
         clip_grads(sp, pop)
         opt.step()
         train_time += time.perf_counter() - t1
@@ -266,6 +277,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
             save_torch(checkpoint, {"key": key, "iteration": it, "population": pop.state_dict(),
                                     "optimizer": opt.state_dict(), "generators": [g.get_state() for g in gens],
                                     "best": best, "best_val": best_val, "curves": curves, "train_time": train_time,
+                                    "nonfinite_at": nonfinite_at,
                                     "elapsed": earlier + time.perf_counter() - t0})
             last_save = time.perf_counter()
     test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
@@ -277,8 +289,18 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     return [Record(mse, share, 1000 * train_time / iterations, iterations, best_val[p], curves[p],
-                   diverged=not bool(torch.isfinite(mse).all()), population=len(seeds))
+                   diverged=not bool(torch.isfinite(mse).all()), population=len(seeds),
+                   nonfinite_at=nonfinite_at[p])
             for p, mse in enumerate(mses)]
+
+
+def _nonfinite_members(pop: Population) -> list[int]:
+    """The members whose meta-gradient holds a NaN or an infinity (after ``backward``)."""
+    bad = torch.zeros(pop.size, dtype=torch.bool)
+    for p in pop.stacked:
+        if p.grad is not None:
+            bad |= ~torch.isfinite(p.grad.reshape(pop.size, -1)).all(1)
+    return bad.nonzero().flatten().tolist()
 
 
 def run_baseline(name: str, k_shot: int, seed: int, tasks: int = TASKS, *,
