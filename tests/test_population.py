@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import metagrad as mg
+from metagrad.batch import TaskBatch
 from metagrad.experiments.reproduce.turtle_common import (Spec, _nonfinite_members, build_meta, clip_grads, sine, spec,
                                                           train_meta)
 from metagrad.learners.sgd import SGD
@@ -113,6 +114,34 @@ def test_train_meta_population_gives_one_record_per_seed() -> None:
     assert [r.population for r in recs] == [2, 2] and all(len(r.val_curve) == 2 for r in recs)
     alone = train_meta(spec("so-MAML", 1), 5, 1, [4], tasks=4, val_every=2, val_tasks=4)[0]
     torch.testing.assert_close(recs[1].test_mse, alone.test_mse, rtol=1e-4, atol=1e-6)
+
+
+def test_task_clip_clamps_each_tasks_init_gradient_before_the_mean() -> None:
+    # float64: the init's gradient is the mean of the per-task gradients clamped one by one; the
+    # meta-network's is the plain mean. A bound of 0.05 makes the clamp bite on many elements.
+    c, B = 0.05, 3
+    members = _members("so-TURTLE", 2, [0, 1])
+    batch = TaskBatch.cat([sine(5).sample(B, torch.Generator().manual_seed(s)) for s in (7, 8)]).to(torch.float64)
+    pop = Population(members, task_clip=c)
+    pop.meta_losses(batch).sum().backward()
+    for p, algo in enumerate(members):
+        named = dict(algo.named_parameters())
+        want = {n: torch.zeros_like(v) for n, v in named.items()}
+        for i in range(B):
+            loss = algo.meta_loss(batch[p * B + i: p * B + i + 1])
+            for n, g in zip(named, torch.autograd.grad(loss, list(named.values()))):
+                want[n] += (g.clamp(-c, c) if n.startswith("model.") else g) / B
+        clamped = sum(int((w.abs() >= c - 1e-12).sum()) for n, w in want.items() if n.startswith("model."))
+        assert clamped > 0
+        for n, s_ in zip(pop.names, pop.stacked):
+            torch.testing.assert_close(s_.grad[p], want[n], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="task_clip must be positive"):
+        Population(members, task_clip=0.0)
+    sp = dataclasses.replace(spec("so-TURTLE", 2), clip_value_scope="init_per_task")
+    with pytest.raises(ValueError, match="train through a Population"):
+        clip_grads(sp, members[0])
+    with pytest.raises(ValueError, match="clamps each task at None"):
+        clip_grads(sp, Population(members))
 
 
 def test_nonfinite_members_names_only_the_members_with_a_bad_gradient() -> None:

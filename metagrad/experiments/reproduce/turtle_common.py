@@ -93,11 +93,14 @@ class Spec:
     grad_clip: Optional[float] = None     # inner gradient value clipping
     clip_value: Optional[float] = None    # meta-gradient value clipping
     clip_norm: Optional[float] = None     # meta-gradient norm clipping (outer.clip_norm)
-    clip_value_scope: str = "all"         # value-clip "all" meta-parameters or only the "init"
+    # value-clip "all" meta-parameters' meta-gradient, only the "init"'s, or the init's of each task
+    # before the meta-batch mean ("init_per_task": the thesis's turtle.py; needs a Population)
+    clip_value_scope: str = "all"
 
     def __post_init__(self) -> None:
-        if self.clip_value_scope not in ("all", "init"):
-            raise ValueError(f"Spec: clip_value_scope must be 'all' or 'init', got {self.clip_value_scope!r}")
+        if self.clip_value_scope not in ("all", "init", "init_per_task"):
+            raise ValueError(f"Spec: clip_value_scope must be 'all', 'init' or 'init_per_task', "
+                             f"got {self.clip_value_scope!r}")
 
     def describe(self) -> dict[str, Any]:
         """The settings a run was trained with, as plain JSON (kept in every run summary, so a
@@ -110,10 +113,18 @@ class Spec:
 def clip_grads(sp: Spec, module: MAML | Population) -> None:
     """``sp``'s meta-gradient clipping of a ``MAML`` or a ``Population``, after ``backward``:
     values to ``[-clip_value, clip_value]`` (of every meta-parameter, or with scope ``"init"``
-    of the base-learner initialisation only), then each run's norm to ``clip_norm``."""
+    of the base-learner initialisation only; with ``"init_per_task"`` the ``Population`` has done
+    it in its meta-loss, task by task), then each run's norm to ``clip_norm``."""
     named = list(zip(module.names, module.stacked)) if isinstance(module, Population) else \
         list(module.named_parameters())
-    if sp.clip_value is not None:
+    if sp.clip_value is not None and sp.clip_value_scope == "init_per_task":
+        if not isinstance(module, Population):
+            raise ValueError("clip_grads: clip_value_scope='init_per_task' clamps inside the meta-loss; "
+                             "train through a Population(task_clip=...) (train_meta does)")
+        if module.task_clip != sp.clip_value:
+            raise ValueError(f"clip_grads: the Population clamps each task at {module.task_clip}, the spec asks "
+                             f"for {sp.clip_value}; build it with Population(task_clip={sp.clip_value})")
+    elif sp.clip_value is not None:
         torch.nn.utils.clip_grad_value_([p for n, p in named if sp.clip_value_scope == "all"
                                          or n.startswith("model.")], sp.clip_value)
     if sp.clip_norm is not None:
@@ -223,7 +234,9 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     sessions. The file is removed when the run ends.
     """
     seeds = list(seeds)
-    pop = Population([build_meta(sp, steps, s) for s in seeds], compile=compile, compile_curves=compile_eval)
+    task_clip = sp.clip_value if sp.clip_value_scope == "init_per_task" else None
+    pop = Population([build_meta(sp, steps, s) for s in seeds], compile=compile, compile_curves=compile_eval,
+                     task_clip=task_clip)
     opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
     dist, gens = sine(k_shot), [torch.Generator().manual_seed(s) for s in seeds]
     val = fixed_tasks(k_shot, val_tasks, VAL_SEED) if val_every else None
