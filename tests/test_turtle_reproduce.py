@@ -89,7 +89,7 @@ def test_value_clipping_scope_init_spares_the_meta_network() -> None:
     assert {n.split(".")[0]: float(p.grad.max()) for n, p in zip(pop.names, pop.stacked)} == {"model": 10.0, "meta": 50.0}
     clip_grads(dataclasses.replace(sp, clip_value_scope="all"), pop)       # every meta-parameter
     assert max(float(p.grad.max()) for p in pop.stacked) == 10.0
-    with pytest.raises(ValueError, match="clip_value_scope must be 'all' or 'init', got 'initialisation'"):
+    with pytest.raises(ValueError, match="clip_value_scope must be 'all', 'init' or 'init_per_task', got 'initialisation'"):
         dataclasses.replace(sp, clip_value_scope="initialisation")
 
 
