@@ -127,9 +127,11 @@ class MAML(nn.Module):
         return self.loss(functional_call(self.model, fast, (qx,)), qy)
 
     def _vmapped_loss(self, params: Params, meta: Params, sx: Tensor, sy: Tensor, qx: Tensor,
-                      qy: Tensor, hx: Optional[Tensor], hy: Optional[Tensor]) -> Tensor:
+                      qy: Tensor, hx: Optional[Tensor], hy: Optional[Tensor],
+                      batched_params: bool = False) -> Tensor:
+        # batched_params: ``params`` carries one copy per task on dim 0 (Population's per-task clamp)
         h = None if hx is None else 0
-        return vmap(self._task_loss, in_dims=(None, None, 0, 0, 0, 0, h, h),
+        return vmap(self._task_loss, in_dims=(0 if batched_params else None, None, 0, 0, 0, 0, h, h),
                     randomness="different")(params, meta, sx, sy, qx, qy, hx, hy)
 
     def _batched_hf_loss(self, params: Params, meta: Params, sx: Tensor, sy: Tensor, qx: Tensor,

@@ -143,8 +143,7 @@ class Population(nn.Module):
                 # it arrives scaled by 1/B (the mean), hence the bound c/B
                 n = sx.shape[0]
                 pb = {k: _ClampGrad.apply(v.expand(n, *v.shape), c / n) for k, v in p.items()}
-                return vmap(algo._task_loss, in_dims=(0, None, 0, 0, 0, 0, None, None),
-                            randomness="different")(pb, m, sx, sy, qx, qy, None, None).mean()
+                return algo._vmapped_loss(pb, m, sx, sy, qx, qy, None, None, batched_params=True).mean()
             fn = vmap(member, randomness="different")
             self._fn = torch.compile(fn) if self.compile else fn
         return self._fn(params, meta, *args)
