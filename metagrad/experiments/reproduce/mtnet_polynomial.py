@@ -17,6 +17,7 @@ from typing import Any, Optional
 import torch
 
 from ...learners.tnet import update_fraction, update_fractions
+from ...plotting import pyplot, save_figure
 from ...tasks.polynomial import Polynomial
 from .common import row, write_results
 from .mtnet_common import ITERATIONS, QUICK_ITERATIONS, QUICK_TEST_TASKS, TEST_TASKS, build, evaluate, summarise, train
@@ -92,10 +93,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, iterations:
 
 
 def _plot(path: Path, orders: tuple[int, ...], fractions: dict[int, list[float]]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for o in orders:
         ax.scatter([o] * len(fractions[o]), fractions[o], color="tab:blue", alpha=0.5, s=12)
@@ -107,7 +105,4 @@ def _plot(path: Path, orders: tuple[int, ...], fractions: dict[int, list[float]]
     ax.set_xticks(list(orders))
     ax.set_title("MT-net mask vs task complexity (001 Fig. 4)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from ...plotting import plot_lines
 from .common import row, write_results
 from .turtle_cells import aggregate, run_cells
 from .turtle_common import TASKS, Protocol, protocol_arguments, stderr_log
@@ -74,21 +75,10 @@ def claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _plot(rows: list[dict[str, Any]], out: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for model in MODELS:
-        pts = sorted((r["setting"]["steps"], r["mean"]) for r in rows if r["model"] == model and r["mean"] is not None)
-        if pts:
-            ax.plot(*zip(*pts), marker="o", linestyle="--" if model.startswith("fo") else "-", label=model)
-    ax.set_xlabel("inner steps T")
-    ax.set_ylabel("test MSE (5-shot)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "order.png", dpi=120)
-    plt.close(fig)
+    lines = {m: [(r["setting"]["steps"], r["mean"]) for r in rows if r["model"] == m and r["mean"] is not None]
+             for m in MODELS}
+    plot_lines(lines, out / "order.png", "inner steps T", "test MSE (5-shot)", logy=True,
+               styles={m: {"linestyle": "--"} for m in MODELS if m.startswith("fo")})
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -1,0 +1,41 @@
+"""``metagrad.plotting``: what a plot draws, and that a failed save leaves nothing behind."""
+from __future__ import annotations
+
+import pytest
+
+from metagrad import plotting
+
+
+def test_plot_lines_draws_each_nonempty_line_with_its_style(tmp_path, monkeypatch):
+    saved = {}
+    real_save = plotting.save_figure
+
+    def spy(fig, path):
+        ax = fig.axes[0]
+        saved["lines"] = {ln.get_label(): ln for ln in ax.get_lines()}
+        saved["yscale"] = ax.get_yscale()
+        real_save(fig, path)
+    monkeypatch.setattr(plotting, "save_figure", spy)
+    out = tmp_path / "sub" / "lines.png"
+    plotting.plot_lines({"a": [(2, 1.0), (1, 3.0)], "b": [], "c": [(1, 0.5)]}, out, "x", "y", logy=True,
+                        styles={"c": {"color": "C3", "linestyle": "--", "marker": "s"}})
+    lines = saved["lines"]
+    assert set(lines) == {"a", "c"}                       # the empty line is skipped
+    assert list(lines["a"].get_xdata()) == [1, 2]         # points sorted by x
+    assert lines["c"].get_linestyle() == "--" and lines["c"].get_marker() == "s"
+    assert lines["a"].get_marker() == "o" and saved["yscale"] == "log"
+    assert out.stat().st_size > 1000 and [p.name for p in out.parent.iterdir()] == ["lines.png"]
+
+
+def test_save_figure_leaves_no_file_when_saving_fails(tmp_path, monkeypatch):
+    plt = plotting.pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+
+    def broken(path, **kw):
+        open(path, "wb").write(b"half")                   # a partial write, then the crash
+        raise OSError("disk full")
+    monkeypatch.setattr(fig, "savefig", broken)
+    with pytest.raises(OSError, match="disk full"):
+        plotting.save_figure(fig, tmp_path / "plot.png")
+    assert list(tmp_path.iterdir()) == []
