@@ -17,10 +17,11 @@ def _batch(n: int = 3, k: int = 5, seed: int = 0) -> mg.TaskBatch:
     return mg.tasks.Sinusoid(k_shot=k, k_query=6).sample(n, torch.Generator().manual_seed(seed), dtype=D)
 
 
-def _algo(second_order: bool, mode: str = "second_order", vectorize: bool | str = True, steps: int = 3) -> mg.MAML:
+def _algo(second_order: bool, mode: str = "second_order", vectorize: bool | str = True, steps: int = 3,
+          prev_gate: str = "value") -> mg.MAML:
     torch.manual_seed(0)
     model = mg.models.MLP([1, 5, 1], activation="tanh").to(D)
-    algo = mg.MAML(model, learner=LSTMMetaLearner(hidden_size=4, second_order=second_order),
+    algo = mg.MAML(model, learner=LSTMMetaLearner(hidden_size=4, second_order=second_order, prev_gate=prev_gate),
                    inner_steps=steps, mode=mode, vectorize=vectorize)
     with torch.no_grad():   # larger weights than the near-SGD initialisation, so every path matters
         for k, v in algo.meta_params().items():
@@ -32,8 +33,9 @@ def _grads(algo: mg.MAML, batch: mg.TaskBatch) -> list[torch.Tensor]:
     return list(torch.autograd.grad(algo.meta_loss(batch), list(algo.parameters())))
 
 
-def test_second_order_meta_gradient_matches_finite_differences() -> None:
-    algo, batch = _algo(second_order=True), _batch()
+@pytest.mark.parametrize("prev_gate", ["value", "logit"])
+def test_second_order_meta_gradient_matches_finite_differences(prev_gate: str) -> None:
+    algo, batch = _algo(second_order=True, prev_gate=prev_gate), _batch()
     params = list(algo.parameters())
     grads = _grads(algo, batch)
     gen = torch.Generator().manual_seed(1)
@@ -114,6 +116,34 @@ def test_grad_scale_feeds_the_rule_a_scaled_gradient() -> None:
         torch.testing.assert_close(s1[k], s2[k], rtol=1e-14, atol=1e-16)
 
 
+def test_prev_gate_logit_carries_the_gates_activations() -> None:
+    """``prev_gate="logit"`` (004's code) feeds the previous gates' pre-sigmoid activations into
+    eq. (9)-(10) where ``"value"`` feeds the gates: same first step, different second."""
+    torch.manual_seed(2)
+    params = {"w": torch.randn(3, 2, dtype=D), "b": torch.randn(3, dtype=D)}
+    grads = {k: torch.randn_like(v) for k, v in params.items()}
+    loss = torch.tensor(0.7, dtype=D)
+    value, logit = LSTMMetaLearner(), LSTMMetaLearner(prev_gate="logit")
+    meta = value.init_meta(params)
+    with torch.no_grad():
+        for v in meta.values():
+            v.normal_(0, 0.5)
+    state = value.init(params, meta)
+    p_v, s_v = value.step(grads, params, state, meta, 0, loss)
+    p_l, s_l = logit.step(grads, params, state, meta, 0, loss)
+    for k in p_v:
+        torch.testing.assert_close(p_l[k], p_v[k], rtol=0, atol=0)
+    for g in ("f", "i"):   # the state holds the activation whose sigmoid is the gate
+        torch.testing.assert_close(torch.sigmoid(s_l[g]), s_v[g], rtol=1e-14, atol=1e-16)
+        assert not torch.allclose(s_l[g], s_v[g])
+    second_v, _ = value.step(grads, p_v, s_v, meta, 1, loss)
+    second_l, _ = logit.step(grads, p_l, s_l, meta, 1, loss)
+    by_hand, _ = value.step(grads, p_l, s_l, meta, 1, loss)   # the value rule fed the activations
+    for k in second_l:
+        torch.testing.assert_close(second_l[k], by_hand[k], rtol=1e-14, atol=1e-16)
+        assert not torch.allclose(second_l[k], second_v[k])
+
+
 def test_initialisation_starts_near_gradient_descent() -> None:
     rule = LSTMMetaLearner()
     meta = rule.init_meta({"w": torch.zeros(7)})
@@ -136,7 +166,8 @@ def test_preprocessing_eq11() -> None:
 
 @pytest.mark.parametrize("kwargs,needle", [(dict(hidden_size=0), "hidden_size"), (dict(p=-1.0), "-1.0"),
                                            (dict(grad_scale=0.0), "grad_scale must be a positive"),
-                                           (dict(grad_scale=float("nan")), "nan")])
+                                           (dict(grad_scale=float("nan")), "nan"),
+                                           (dict(prev_gate="pre"), "prev_gate must be 'value'")])
 def test_bad_options_raise(kwargs: dict, needle: str) -> None:
     with pytest.raises(ValueError, match="LSTMMetaLearner") as err:
         LSTMMetaLearner(**kwargs)

@@ -18,6 +18,10 @@ first-order assumption of Ravi & Larochelle, following Andrychowicz et al. 2016)
 original) belongs to the outer optimiser. ``grad_scale`` multiplies ``g_t`` before the rule sees it
 (in the preprocessing and in the cell update): the thesis's code (004) divides the gradient of the
 mean support loss once more by the batch size, ``grad_scale = 1 / k`` for a full support batch.
+``prev_gate`` says what ``f_{t-1}``, ``i_{t-1}`` are: the gate values, as eq. (9)-(10) write them
+(``"value"``, default), or the gates' pre-sigmoid activations, as the code of Ravi & Larochelle's
+PyTorch port that 004 builds on carries them (``"logit"``). The two agree on the first step (both
+start at zero) and differ from the second on.
 """
 from __future__ import annotations
 
@@ -47,17 +51,19 @@ class LSTMMetaLearner(Learner):
         p: the constant of the eq. (11) preprocessing (10).
         grad_scale: factor on the support gradient fed to the rule (default 1; 004's code uses
             ``1 / batch_size``, the support size ``k`` in its sine experiments).
+        prev_gate: ``"value"`` (eq. (9)-(10): the previous gates enter as sigmoid outputs) or
+            ``"logit"`` (as in 004's code: their pre-sigmoid activations).
 
     Initialisation follows the original code: all weights ``U(-0.01, 0.01)``, forget-gate bias
     ``U(4, 6)`` (gate near 1) and input-gate bias ``U(-5, -4)`` (rate near 0.01), so that the
-    rule starts close to gradient descent. Previous gates enter eq. (9)-(10) as gate values
-    (after the sigmoid), both zero at the first step.
+    rule starts close to gradient descent. The previous gates are zero at the first step.
     """
 
     hidden_size: int = 20
     second_order: bool = False
     p: float = 10.0
     grad_scale: float = 1.0
+    prev_gate: str = "value"
     name: str = "lstm"
 
     def __post_init__(self) -> None:
@@ -68,6 +74,9 @@ class LSTMMetaLearner(Learner):
         if not (isinstance(self.grad_scale, (int, float)) and 0 < self.grad_scale < float("inf")):
             raise ValueError(f"LSTMMetaLearner: grad_scale must be a positive finite number (1 / k for 004's "
                              f"code), got {self.grad_scale!r}")
+        if self.prev_gate not in ("value", "logit"):
+            raise ValueError(f"LSTMMetaLearner: prev_gate must be 'value' (eq. (9)-(10)) or 'logit' (004's code), "
+                             f"got {self.prev_gate!r}")
 
     def init_meta(self, params: Params) -> Params:
         ref = next(iter(params.values()))
@@ -89,7 +98,8 @@ class LSTMMetaLearner(Learner):
 
     def gates(self, grads: Params, params: Params, state: Any, meta: Params,
               loss: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Forget gate ``f_t``, input gate ``i_t`` (flat ``[n]``) and the next layer-1 state."""
+        """Forget gate ``f_t``, input gate ``i_t`` (flat ``[n]``) and the next state (layer 1, and
+        the gates or their activations, per ``prev_gate``)."""
         keys = list(grads)
         g, theta = flat(grads, keys), flat(params, keys)
         x = torch.cat([preprocess(loss, self.p).expand(g.shape[0], 2), preprocess(g, self.p)], dim=1)
@@ -99,9 +109,11 @@ class LSTMMetaLearner(Learner):
         h = torch.sigmoid(zo) * torch.tanh(c)
         w_f, w_i = meta[f"{_P}W_F"], meta[f"{_P}W_I"]
         hs = self.hidden_size
-        f = torch.sigmoid(h @ w_f[:hs] + theta * w_f[hs] + state["f"] * w_f[hs + 1] + meta[f"{_P}b_F"])
-        i = torch.sigmoid(h @ w_i[:hs] + theta * w_i[hs] + state["i"] * w_i[hs + 1] + meta[f"{_P}b_I"])
-        return f, i, {"h": h, "c": c, "f": f, "i": i}
+        a_f = h @ w_f[:hs] + theta * w_f[hs] + state["f"] * w_f[hs + 1] + meta[f"{_P}b_F"]
+        a_i = h @ w_i[:hs] + theta * w_i[hs] + state["i"] * w_i[hs + 1] + meta[f"{_P}b_I"]
+        f, i = torch.sigmoid(a_f), torch.sigmoid(a_i)
+        carry = (f, i) if self.prev_gate == "value" else (a_f, a_i)
+        return f, i, {"h": h, "c": c, "f": carry[0], "i": carry[1]}
 
     def step(self, grads: Params, params: Params, state: Any, meta: Params, t: int,
              loss: Tensor) -> tuple[Params, Any]:

@@ -107,7 +107,10 @@ class Spec:
     def describe(self) -> dict[str, Any]:
         """The settings a run was trained with, as plain JSON (kept in every run summary, so a
         cached run is reused only under the same settings)."""
-        return {"learner": repr(self.learner()), "mode": self.mode, "meta_batch": self.meta_batch,
+        # LSTMMetaLearner.prev_gate came on 2026-12-02; its default is what every earlier run did, so
+        # it is left out of the description (earlier runs and checkpoints stay valid)
+        learner = repr(self.learner()).replace(", prev_gate='value'", "")
+        return {"learner": learner, "mode": self.mode, "meta_batch": self.meta_batch,
                 "grad_clip": self.grad_clip, "clip_value": self.clip_value,
                 "clip_value_scope": self.clip_value_scope, "clip_norm": self.clip_norm}
 
