@@ -198,3 +198,36 @@ class Population(nn.Module):
         """Write ``state`` (from ``member_state``) into member ``p``."""
         for n, s in zip(self.names, self.stacked):
             s[p].copy_(state[n])
+
+    @torch.no_grad()
+    def step_skipping(self, opt: torch.optim.Optimizer, skip: Sequence[int]) -> None:
+        """``opt.step()`` for every member except those in ``skip``, which keep their
+        meta-parameters and their rows of the optimiser state (Adam's moments) as they were:
+        the members' own "skip this update", as a mixed-precision ``GradScaler`` skips a step
+        whose gradient is not finite.
+
+        The optimiser's per-tensor step counter is shared by the members and still advances,
+        so a skipped member's next Adam step has a slightly different bias correction than it
+        would have alone. ``opt`` must hold exactly this population's parameters.
+        """
+        skip = sorted(set(int(p) for p in skip))
+        if any(not 0 <= p < self.size for p in skip):
+            raise IndexError(f"Population.step_skipping: members {skip} out of range for {self.size} members")
+        if not skip:
+            opt.step()
+            return
+        rows = torch.tensor(skip)
+        saved = []
+        for s in self.stacked:
+            if s.grad is not None:
+                s.grad[rows] = 0.0        # a NaN row must not reach a fused/foreach kernel's shared math
+            state = {k: v[rows].clone() for k, v in opt.state.get(s, {}).items()
+                     if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == self.size}
+            saved.append((s[rows].clone(), state, s in opt.state))
+        opt.step()
+        for s, (value, state, had_state) in zip(self.stacked, saved):
+            s[rows] = value
+            for k, v in opt.state.get(s, {}).items():
+                if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == self.size:
+                    # no state before this step: the rows stay as the optimiser initialises them (zeros)
+                    v[rows] = state[k] if had_state else 0.0

@@ -214,3 +214,59 @@ def test_population_adaptation_curves_equal_each_members(model: str) -> None:
     for p, m in enumerate(members):
         torch.testing.assert_close(curves[p], m.adaptation_curve(tasks, 3), rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(mse[p], evaluate_meta(m, tasks, 2), rtol=1e-10, atol=1e-12)
+
+
+def test_step_skipping_leaves_the_skipped_members_and_their_adam_state_untouched() -> None:
+    pop = Population([build_meta(spec("so-MAML", 1), 1, s) for s in range(3)])
+    ref = Population([build_meta(spec("so-MAML", 1), 1, s) for s in range(3)])
+    opt, opt_ref = torch.optim.Adam(pop.parameters(), lr=1e-2), torch.optim.Adam(ref.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for it in range(3):
+        grads = [torch.randn(s.shape, generator=gen) for s in pop.stacked]
+        for s, r, g in zip(pop.stacked, ref.stacked, grads):
+            s.grad, r.grad = g.clone(), g.clone()
+            if it == 1:
+                s.grad[1] = float("nan")      # member 1's gradient is lost at the second step
+        before = [s[1].clone() for s in pop.stacked]
+        moments = [opt.state[s]["exp_avg"][1].clone() for s in pop.stacked] if it else None
+        if it == 1:
+            pop.step_skipping(opt, [1])
+            for s, b, m in zip(pop.stacked, before, moments):
+                assert torch.equal(s[1], b) and torch.equal(opt.state[s]["exp_avg"][1], m)
+            opt_ref.step()
+        else:
+            pop.step_skipping(opt, [])
+            opt_ref.step()
+        for s, r in zip(pop.stacked, ref.stacked):
+            assert torch.isfinite(s).all()
+            for p in (0, 2):                  # the others step as if nothing happened
+                torch.testing.assert_close(s[p], r[p], rtol=0, atol=0)
+    with pytest.raises(IndexError, match=r"members \[3\] out of range for 3"):
+        pop.step_skipping(opt, [3])
+
+
+def test_step_skipping_on_the_first_step_keeps_fresh_adam_state() -> None:
+    pop = Population([build_meta(spec("so-MAML", 1), 1, s) for s in range(2)])
+    opt = torch.optim.Adam(pop.parameters(), lr=1e-2)
+    before = [s.detach().clone() for s in pop.stacked]
+    for s in pop.stacked:
+        s.grad = torch.ones_like(s)
+        s.grad[0] = float("inf")
+    pop.step_skipping(opt, [0])
+    for s, b in zip(pop.stacked, before):
+        assert torch.equal(s[0], b[0]) and not torch.equal(s[1], b[1])      # member 1 did step
+        assert not opt.state[s]["exp_avg"][0].any() and not opt.state[s]["exp_avg_sq"][0].any()
+
+
+def test_train_meta_skips_nonfinite_updates_when_asked() -> None:
+    # the same blow-up as above, with nonfinite="skip": every update is skipped, nothing is lost
+    blowup = Spec("so-MAML", lambda: SGD(1e8), "second_order", 1, nonfinite="skip")
+    logged: list[str] = []
+    recs = train_meta(blowup, 5, 1, [0, 1], tasks=4, val_every=2, val_tasks=4, log=logged.append)
+    assert [r.nonfinite_at for r in recs] == [1, 1] and [r.skipped for r in recs] == [4, 4]
+    assert sum("later non-finite one are skipped" in m for m in logged) == 2     # once per run
+    stop = train_meta(dataclasses.replace(blowup, nonfinite="stop"), 5, 1, [0], tasks=4, val_every=2, val_tasks=4)
+    assert stop[0].skipped == 0
+    assert blowup.describe()["nonfinite"] == "skip" and "nonfinite" not in spec("so-MAML", 1).describe()
+    with pytest.raises(ValueError, match="nonfinite must be 'stop' or 'skip', got 'ignore'"):
+        Spec("so-MAML", lambda: SGD(0.01), "second_order", 1, nonfinite="ignore")

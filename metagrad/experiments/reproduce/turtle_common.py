@@ -98,11 +98,16 @@ class Spec:
     # value-clip "all" meta-parameters' meta-gradient, only the "init"'s, or the init's of each task
     # before the meta-batch mean ("init_per_task": the thesis's turtle.py; needs a Population)
     clip_value_scope: str = "all"
+    # a member whose meta-gradient is not finite: "stop" (the update goes through, the run is lost
+    # and tested at its best validated state, as the thesis's code would) or "skip" that update
+    nonfinite: str = "stop"
 
     def __post_init__(self) -> None:
         if self.clip_value_scope not in ("all", "init", "init_per_task"):
             raise ValueError(f"Spec: clip_value_scope must be 'all', 'init' or 'init_per_task', "
                              f"got {self.clip_value_scope!r}")
+        if self.nonfinite not in ("stop", "skip"):
+            raise ValueError(f"Spec: nonfinite must be 'stop' or 'skip', got {self.nonfinite!r}")
 
     def describe(self) -> dict[str, Any]:
         """The settings a run was trained with, as plain JSON (kept in every run summary, so a
@@ -112,7 +117,8 @@ class Spec:
         learner = repr(self.learner()).replace(", prev_gate='value'", "")
         return {"learner": learner, "mode": self.mode, "meta_batch": self.meta_batch,
                 "grad_clip": self.grad_clip, "clip_value": self.clip_value,
-                "clip_value_scope": self.clip_value_scope, "clip_norm": self.clip_norm}
+                "clip_value_scope": self.clip_value_scope, "clip_norm": self.clip_norm,
+                **({} if self.nonfinite == "stop" else {"nonfinite": self.nonfinite})}   # "stop": every earlier run
 
 
 def clip_grads(sp: Spec, module: MAML | Population) -> None:
@@ -185,13 +191,14 @@ class Record:
     # meta-training tasks seen when the run's meta-gradient first was not finite (its parameters
     # are lost from then on; it is tested at its best validated state from before); None: never
     nonfinite_at: Optional[int] = None
+    skipped: int = 0        # updates skipped for a non-finite meta-gradient (Spec.nonfinite="skip")
 
     def summary(self) -> dict[str, Any]:
         v = self.test_mse
         return {"mean": float(v.mean()), "median": float(v.median()), "seconds": self.seconds,
                 "ms_per_iteration": self.ms_per_iteration, "iterations": self.iterations,
                 "best_val": self.best_val, "val_curve": self.val_curve, "diverged": self.diverged,
-                "population": self.population, "nonfinite_at": self.nonfinite_at}
+                "population": self.population, "nonfinite_at": self.nonfinite_at, "skipped": self.skipped}
 
 
 @torch.no_grad()
@@ -248,6 +255,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     best: list[Optional[dict[str, torch.Tensor]]] = [None] * len(seeds)
     best_val, curves = [math.inf] * len(seeds), [[] for _ in seeds]
     nonfinite_at: list[Optional[int]] = [None] * len(seeds)
+    skipped = [0] * len(seeds)
     iterations = max(1, tasks // sp.meta_batch)
     every = max(1, (val_every or tasks) // sp.meta_batch)
     # the settings belong to the key: a checkpoint never resumes under other settings
@@ -264,6 +272,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
                 g.set_state(state)
             best, best_val, curves = ck["best"], ck["best_val"], ck["curves"]
             nonfinite_at = ck.get("nonfinite_at", nonfinite_at)   # absent in checkpoints before 2026-12-02
+            skipped = ck.get("skipped", skipped)
             train_time, first, earlier = ck["train_time"], ck["iteration"] + 1, ck["elapsed"]
             if log:
                 log(f"{sp.name} T={steps} k={k_shot} seeds={seeds}: resumed at iteration {ck['iteration']}")
@@ -273,14 +282,20 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
         losses = pop.meta_losses(TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens]))
         opt.zero_grad()
         losses.sum().backward()       # members share nothing: each slice gets its own gradient
-        for p in _nonfinite_members(pop):
+        bad = _nonfinite_members(pop)
+        for p in bad:
+            skipped[p] += sp.nonfinite == "skip"
             if nonfinite_at[p] is None:
                 nonfinite_at[p] = it * sp.meta_batch
                 if log:
                     log(f"{sp.name} T={steps} k={k_shot} seed={seeds[p]}: meta-gradient not finite at "
-                        f"{it * sp.meta_batch} tasks; the run keeps its best validated state from before")
+                        f"{it * sp.meta_batch} tasks; " + ("this update and any later non-finite one are skipped"
+                        if sp.nonfinite == "skip" else "the run keeps its best validated state from before"))
         clip_grads(sp, pop)
-        opt.step()
+        if sp.nonfinite == "skip":
+            pop.step_skipping(opt, bad)
+        else:
+            opt.step()
         train_time += time.perf_counter() - t1
         if val is not None and (it % every == 0 or it == iterations):
             for p, v in enumerate(evaluate_population(pop, val, steps).mean(1).tolist()):
@@ -295,7 +310,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
             save_torch(checkpoint, {"key": key, "iteration": it, "population": pop.state_dict(),
                                     "optimizer": opt.state_dict(), "generators": [g.get_state() for g in gens],
                                     "best": best, "best_val": best_val, "curves": curves, "train_time": train_time,
-                                    "nonfinite_at": nonfinite_at,
+                                    "nonfinite_at": nonfinite_at, "skipped": skipped,
                                     "elapsed": earlier + time.perf_counter() - t0})
             last_save = time.perf_counter()
     test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
@@ -308,7 +323,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
         Path(checkpoint).unlink(missing_ok=True)
     return [Record(mse, share, 1000 * train_time / iterations, iterations, best_val[p], curves[p],
                    diverged=not bool(torch.isfinite(mse).all()), population=len(seeds),
-                   nonfinite_at=nonfinite_at[p])
+                   nonfinite_at=nonfinite_at[p], skipped=skipped[p])
             for p, mse in enumerate(mses)]
 
 
