@@ -188,8 +188,8 @@ class Record:
     val_curve: list[tuple[int, float]] = field(default_factory=list)
     diverged: bool = False
     population: int = 1     # runs trained together; ``ms_per_iteration`` is for all of them
-    # meta-training tasks seen when the run's meta-gradient first was not finite (its parameters
-    # are lost from then on; it is tested at its best validated state from before); None: never
+    # meta-training tasks seen when the run's meta-gradient first was not finite (with nonfinite="stop"
+    # its parameters are lost from then on and it is tested at its best validated state); None: never
     nonfinite_at: Optional[int] = None
     skipped: int = 0        # updates skipped for a non-finite meta-gradient (Spec.nonfinite="skip")
 
@@ -244,6 +244,10 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     states, curves) is saved atomically every ``checkpoint_every_s`` seconds; a run started
     again with the same arguments continues from it exactly, so one long cell can span several
     sessions. The file is removed when the run ends.
+
+    A member whose meta-gradient is not finite is logged once (``Record.nonfinite_at``); with
+    ``sp.nonfinite="skip"`` that update is skipped for it (``Population.step_skipping``), counted
+    in ``Record.skipped``.
     """
     seeds = list(seeds)
     task_clip = sp.clip_value if sp.clip_value_scope == "init_per_task" else None
@@ -284,7 +288,8 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
         losses.sum().backward()       # members share nothing: each slice gets its own gradient
         bad = _nonfinite_members(pop)
         for p in bad:
-            skipped[p] += sp.nonfinite == "skip"
+            if sp.nonfinite == "skip":
+                skipped[p] += 1
             if nonfinite_at[p] is None:
                 nonfinite_at[p] = it * sp.meta_batch
                 if log:
