@@ -29,8 +29,8 @@ def save_figure(fig, path: str | Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    import matplotlib.pyplot as plt
-    plt.close(fig)
+    finally:
+        pyplot().close(fig)
 
 
 def plot_adaptation(result: Mapping[str, Any], path: str | Path, title: str = "") -> None:
