@@ -93,19 +93,24 @@ def test_theorem1_forget_gate_one_input_gate_a_is_maml() -> None:
     assert not torch.equal(ref["net.0.weight"], model.net[0].weight)
 
 
-def test_grad_scale_feeds_the_rule_a_scaled_gradient() -> None:
-    """``grad_scale=s`` (004's code: s = 1/k) is the rule applied to ``s * g``: in the eq. (11)
-    inputs and in the cell update, the loss untouched."""
-    torch.manual_seed(1)
+def _step_inputs(seed: int) -> tuple[dict, dict, torch.Tensor, dict, dict]:
+    """Parameters, gradients, loss, large meta-parameters and the initial state for one rule step."""
+    torch.manual_seed(seed)
     params = {"w": torch.randn(3, 2, dtype=D), "b": torch.randn(3, dtype=D)}
     grads = {k: torch.randn_like(v) for k, v in params.items()}
-    loss = torch.tensor(0.7, dtype=D)
-    scaled, plain = LSTMMetaLearner(grad_scale=0.05), LSTMMetaLearner()
-    meta = plain.init_meta(params)
+    rule = LSTMMetaLearner()
+    meta = rule.init_meta(params)
     with torch.no_grad():
         for v in meta.values():
             v.normal_(0, 0.5)
-    state = plain.init(params, meta)
+    return params, grads, torch.tensor(0.7, dtype=D), meta, rule.init(params, meta)
+
+
+def test_grad_scale_feeds_the_rule_a_scaled_gradient() -> None:
+    """``grad_scale=s`` (004's code: s = 1/k) is the rule applied to ``s * g``: in the eq. (11)
+    inputs and in the cell update, the loss untouched."""
+    params, grads, loss, meta, state = _step_inputs(1)
+    scaled, plain = LSTMMetaLearner(grad_scale=0.05), LSTMMetaLearner()
     ours, s1 = scaled.step(grads, params, state, meta, 0, loss)
     ref, s2 = plain.step({k: 0.05 * v for k, v in grads.items()}, params, state, meta, 0, loss)
     unscaled, _ = plain.step(grads, params, state, meta, 0, loss)
@@ -119,16 +124,8 @@ def test_grad_scale_feeds_the_rule_a_scaled_gradient() -> None:
 def test_prev_gate_logit_carries_the_gates_activations() -> None:
     """``prev_gate="logit"`` (004's code) feeds the previous gates' pre-sigmoid activations into
     eq. (9)-(10) where ``"value"`` feeds the gates: same first step, different second."""
-    torch.manual_seed(2)
-    params = {"w": torch.randn(3, 2, dtype=D), "b": torch.randn(3, dtype=D)}
-    grads = {k: torch.randn_like(v) for k, v in params.items()}
-    loss = torch.tensor(0.7, dtype=D)
+    params, grads, loss, meta, state = _step_inputs(2)
     value, logit = LSTMMetaLearner(), LSTMMetaLearner(prev_gate="logit")
-    meta = value.init_meta(params)
-    with torch.no_grad():
-        for v in meta.values():
-            v.normal_(0, 0.5)
-    state = value.init(params, meta)
     p_v, s_v = value.step(grads, params, state, meta, 0, loss)
     p_l, s_l = logit.step(grads, params, state, meta, 0, loss)
     for k in p_v:
