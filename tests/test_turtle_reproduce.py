@@ -33,6 +33,10 @@ def test_specs_follow_appendix_a1() -> None:
     lstm = spec("LSTM", 5, 20)
     assert lstm.clip_norm == 0.25 and not lstm.learner().second_order and lstm.learner().grad_scale == 1 / 20
     assert spec("LSTM", 5, 10).describe() != lstm.describe()     # a k=20 run is not reused for k=10
+    # only the LSTM at T = 10 skips non-finite updates; a run under the other policy is not reused
+    assert spec("LSTM", 10, 10).nonfinite == "skip" and "nonfinite" in spec("LSTM", 10, 10).describe()
+    assert {spec(m, t, 10).nonfinite for m in ("so-MAML", "so-TURTLE", "LSTM") for t in (1, 5)} == {"stop"}
+    assert spec("so-TURTLE", 10).nonfinite == "stop"
     with pytest.raises(ValueError, match="pass spec\\('LSTM', steps, k_shot\\), got k_shot=None"):
         spec("LSTM", 5)
     with pytest.raises(ValueError, match="unknown model 'iMAML'"):
