@@ -11,6 +11,7 @@ import torch
 
 from metagrad.experiments.reproduce import EXPERIMENTS, load
 from metagrad.experiments.reproduce import turtle_order, turtle_table6
+from metagrad.experiments.reproduce.common import format_table, row
 from metagrad.experiments.reproduce.turtle_cells import aggregate, run_cell
 from metagrad.experiments.reproduce.turtle_common import Protocol, build_meta, clip_grads, spec
 from metagrad.population import Population
@@ -126,6 +127,25 @@ def test_table6_claims_logic() -> None:
     assert c["baselines_worse_than_all_meta_learners_5shot"]
     with pytest.raises(ValueError, match="unknown model 'MAML'"):
         turtle_table6.run(Path("/nonexistent"), models=("MAML",))
+
+
+def test_table6_runs_column_says_what_became_of_the_runs() -> None:
+    def cell(mean: float, **kw) -> dict:
+        return {"mean": mean, "diverged": mean != mean, "seconds": 1.0, "ms_per_iteration": 1.0,
+                "ci95_tasks": 0.0, "val_curve": [[2500, 1.0]], "nonfinite_at": None, "skipped": 0, **kw}
+    plain = [cell(0.30), cell(0.31), cell(0.29)]
+    assert turtle_table6.runs_note(plain, aggregate(plain)) == "3"
+    # a run lost under "stop" (tested at its best validated state), one far off, one NaN on test
+    stop = plain + [cell(0.32, nonfinite_at=6113), cell(5.0), cell(math.nan)]
+    assert turtle_table6.runs_note(stop, aggregate(stop)) == "6 (1 lost, 1 not finite on test, 1 dropped as outlier)"
+    # runs kept before nonfinite_at was recorded show the loss as nan validation
+    old = [cell(0.3, val_curve=[[2500, 1.0], [5000, math.nan]])]
+    del old[0]["nonfinite_at"]
+    assert turtle_table6.runs_note(old, aggregate(old)) == "1 (1 lost)"
+    skip = plain + [cell(0.31, nonfinite_at=6113, skipped=5), cell(0.3, skipped=1)]
+    assert turtle_table6.runs_note(skip, aggregate(skip)) == "5 (6 updates skipped)"
+    table = format_table("t", [row("LSTM", {"k_shot": 5}, "mse", 0.3, 0.01, runs="5 (1 lost)"), row("x", {}, "mse", 1, 0)])
+    assert "| runs |" in table and "| 5 (1 lost) |" in table and table.splitlines()[-3].endswith("| - |")
 
 
 @pytest.mark.slow

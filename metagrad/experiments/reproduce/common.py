@@ -36,14 +36,17 @@ def _fmt(x: Optional[float], metric: str) -> str:
 def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
     """Markdown table: model, setting, ours (mean +- 95% CI), median, where rows carry it the
     95% interval of one run's mean over its test tasks (``test_set_ci95``: how far another draw
-    of test tasks alone would move a number), paper (+- its interval where known) and, where rows
-    carry one, the verdict ``vs_paper`` (better/within/worse)."""
+    of test tasks alone would move a number), paper (+- its interval where known), where rows
+    carry one the verdict ``vs_paper`` (better/within/worse), and where rows carry it what became
+    of the runs behind a number (``runs``: e.g. outliers dropped, runs lost)."""
     verdict = any("vs_paper" in r for r in rows)
     test_set = any("test_set_ci95" in r for r in rows)
+    runs = any("runs" in r for r in rows)
     lines = [f"# {name}", ""] + ([note, ""] if note else []) + [
              "| model | setting | ours (mean ± 95% CI) | median |" + (" ± test tasks |" if test_set else "")
-             + " paper |" + (" vs paper |" if verdict else ""),
-             "| --- | --- | --- | --- |" + (" --- |" if test_set else "") + " --- |" + (" --- |" if verdict else "")]
+             + " paper |" + (" vs paper |" if verdict else "") + (" runs |" if runs else ""),
+             "| --- | --- | --- | --- |" + (" --- |" if test_set else "") + " --- |" + (" --- |" if verdict else "")
+             + (" --- |" if runs else "")]
     for r in rows:
         setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items())
         if r["diverged"]:
@@ -55,7 +58,8 @@ def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
             paper += f" ± {_fmt(r['paper_ci95'], r['metric'])}"
         lines.append(f"| {r['model']} | {setting} | {ours} | {_fmt(r.get('median'), r['metric'])} |"
                      + (f" {_fmt(r.get('test_set_ci95'), r['metric'])} |" if test_set else "")
-                     + f" {paper} |" + (f" {r.get('vs_paper', '-')} |" if verdict else ""))
+                     + f" {paper} |" + (f" {r.get('vs_paper', '-')} |" if verdict else "")
+                     + (f" {r.get('runs', '-')} |" if runs else ""))
     unit = "accuracy in %" if any(r["metric"] == "accuracy" for r in rows) else "metric: " + (rows[0]["metric"] if rows else "")
     lines += ["", f"({unit}; '-' where the paper gives no number)", ""]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ Run a part of the table (cells are cached under ``OUT/cells`` and merged)::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -119,7 +120,8 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
                                  "train_seconds": round(stats["seconds"], 1),
                                  "per_seed_mean": [c["mean"] for c in cells],
                                  # the sampling error of the fixed test set, shared by every run of a cell
-                                 "test_set_ci95": sum(c["ci95_tasks"] for c in cells) / len(cells)}
+                                 "test_set_ci95": sum(c["ci95_tasks"] for c in cells) / len(cells),
+                                 "runs": runs_note(cells, stats)}
         if paper is not None and stats["mean"] == stats["mean"]:
             # compared at the thesis's precision (two decimals)
             extra["vs_paper"] = versus_paper(round(stats["mean"], 2), paper, paper_ci)
@@ -153,6 +155,31 @@ def target_scale(shots: Sequence[int], n_tasks: int) -> tuple[dict[int, float], 
     lo, hi = sine(5).amplitude
     expected = (hi ** 3 - lo ** 3) / (3 * (hi - lo)) / 2
     return {k: float((fixed_tasks(k, n_tasks, TEST_SEED).query_y.double() ** 2).mean()) for k in shots}, expected
+
+
+def _lost(cell: dict[str, Any]) -> bool:
+    """Whether a run lost its parameters to a non-finite meta-gradient (``nonfinite="stop"``); runs
+    from before ``nonfinite_at`` was recorded (2026-12-02) show it as ``nan`` validation."""
+    if cell.get("skipped"):
+        return False
+    if cell.get("nonfinite_at") is not None:
+        return True
+    return "nonfinite_at" not in cell and any(not math.isfinite(v) for _, v in cell.get("val_curve", []))
+
+
+def runs_note(cells: list[dict[str, Any]], stats: dict[str, Any]) -> str:
+    """What became of a cell's runs, for the table's ``runs`` column: how many, then (where any)
+    how many the IQR rule dropped, how many lost their parameters to a non-finite meta-gradient
+    (``nonfinite="stop"``: tested at the best validated state from before), how many are not
+    finite on the test tasks (left out of the statistics), and how many updates were skipped
+    (``nonfinite="skip"``). E.g. ``5 (1 lost, 1 dropped as outlier)``."""
+    lost = sum(1 for c in cells if _lost(c))
+    skipped = sum(c.get("skipped", 0) for c in cells)
+    parts = [f"{lost} lost"] if lost else []
+    parts += [f"{stats['diverged_runs']} not finite on test"] if stats["diverged_runs"] else []
+    parts += [f"{stats['outliers']} dropped as outlier{'s' if stats['outliers'] > 1 else ''}"] if stats["outliers"] else []
+    parts += [f"{skipped} update{'s' if skipped > 1 else ''} skipped"] if skipped else []
+    return f"{len(cells)}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
