@@ -127,6 +127,21 @@ def test_table6_claims_logic() -> None:
     assert c["baselines_worse_than_all_meta_learners_5shot"]
     with pytest.raises(ValueError, match="unknown model 'MAML'"):
         turtle_table6.run(Path("/nonexistent"), models=("MAML",))
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=f"turtle-table6: threads must be a positive integer, got {bad}"):
+            turtle_table6.run(Path("/nonexistent"), report=True, threads=bad)
+
+
+def test_threads_option_sets_torch_threads(tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        turtle_table6.main(["--out", str(tmp_path), "--report", "--threads", "2"])
+        assert torch.get_num_threads() == 2
+        turtle_order.main(["--out", str(tmp_path / "o"), "--steps", "1", "--seeds", "1", "--tasks", "2",
+                           "--test-tasks", "4", "--val-every", "0", "--threads", "1"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_table6_runs_column_says_what_became_of_the_runs() -> None:

@@ -19,7 +19,7 @@ import torch
 from ...plotting import plot_lines
 from .common import row, write_results
 from .turtle_cells import aggregate, run_cells
-from .turtle_common import TASKS, Protocol, protocol_arguments, stderr_log
+from .turtle_common import TASKS, Protocol, protocol_arguments, set_threads, stderr_log
 
 NAME = "turtle-order"
 DESCRIPTION = "004 Fig. 11: first- vs second-order TURTLE and MAML on 5-shot sine, T = 1, 5, 10"
@@ -31,7 +31,7 @@ K_SHOT = 5
 
 def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, steps: Sequence[int] = STEPS,
         tasks: Optional[int] = None, test_tasks: Optional[int] = None, val_every: Optional[int] = -1,
-        val_tasks: Optional[int] = None, log: Any = None) -> list[dict[str, Any]]:
+        val_tasks: Optional[int] = None, log: Any = None, threads: int = 1) -> list[dict[str, Any]]:
     """Train the four models at each ``T`` (``seeds`` runs, default 5; ``quick``: 1 seed, T = 1 and 5,
     300 tasks, 100 test tasks) and write ``table.md``/``results.json``/``order.png``."""
     out = Path(out)
@@ -40,7 +40,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, steps: S
     base = Protocol.quick() if quick else Protocol()
     proto = base.replace(tasks, test_tasks, val_every, val_tasks)
     n_seeds = seeds or (1 if quick else 5)
-    torch.set_num_threads(1)
+    set_threads(NAME, threads)
     t0 = time.perf_counter()
     note = (f"{K_SHOT}-shot sine, mean test MSE on {proto.test_tasks} tasks; {n_seeds} run(s) per cell (004 "
             f"statistics across runs); {proto.tasks} meta-training tasks (protocol: {TASKS}). TURTLE-raw: raw "
@@ -86,7 +86,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     protocol_arguments(p, STEPS)
     a = p.parse_args(argv)
     run(a.out, a.quick, a.seeds, steps=a.steps, tasks=a.tasks, test_tasks=a.test_tasks, val_every=a.val_every,
-        val_tasks=a.val_tasks, log=stderr_log)
+        val_tasks=a.val_tasks, log=stderr_log, threads=a.threads)
 
 
 if __name__ == "__main__":

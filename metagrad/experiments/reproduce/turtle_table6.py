@@ -21,7 +21,8 @@ import torch
 from ...plotting import plot_lines
 from .common import row, versus_paper, write_results
 from .turtle_cells import aggregate, cached_cells, run_cells
-from .turtle_common import BASELINES, TASKS, TEST_SEED, Protocol, fixed_tasks, protocol_arguments, sine, stderr_log
+from .turtle_common import (BASELINES, TASKS, TEST_SEED, Protocol, fixed_tasks, protocol_arguments, set_threads, sine,
+                            stderr_log)
 
 NAME = "turtle-table6"
 DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
@@ -65,9 +66,10 @@ def _cells(models: Sequence[str], steps: Sequence[int], shots: Sequence[int]) ->
 def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: Sequence[str] = MODELS,
         steps: Sequence[int] = STEPS, shots: Sequence[int] = SHOTS, tasks: Optional[int] = None,
         test_tasks: Optional[int] = None, val_every: Optional[int] = -1, val_tasks: Optional[int] = None,
-        log: Any = None, report: bool = False) -> list[dict[str, Any]]:
+        log: Any = None, report: bool = False, threads: int = 1) -> list[dict[str, Any]]:
     """Run the table (``seeds`` runs per cell; default 5, ``quick``: 1 seed, 5 shots, 1 and 5 steps,
     300 tasks, 100 test tasks) and write ``table.md``/``results.json`` after every cell.
+    ``threads``: torch threads (default 1, for two jobs on two cores; one job alone trains faster on two).
 
     ``report``: train nothing; build the table from the runs cached under ``OUT/cells`` (cells
     with no cached run are left out; a row's ``seeds`` says how many runs it has; cells short of
@@ -85,7 +87,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     bad = [m for m in models if m not in MODELS]
     if bad:
         raise ValueError(f"{NAME}: unknown model {bad[0]!r}; choose from {', '.join(MODELS)}")
-    torch.set_num_threads(1)    # per-task work is tiny; extra threads only contend on a shared CPU
+    set_threads(NAME, threads)
     t0 = time.perf_counter()
     note = (f"Mean MSE on {proto.test_tasks} fixed test tasks (query sets of 50) per run; {n_seeds} run(s) per "
             f"cell summarised as in 004 (mean, median and 95% interval across runs after IQR outlier "
@@ -225,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     a = p.parse_args(argv)
     run(a.out, a.quick, a.seeds, models=a.models, steps=a.steps, shots=a.shots, tasks=a.tasks,
         test_tasks=a.test_tasks, val_every=a.val_every, val_tasks=a.val_tasks,
-        log=stderr_log, report=a.report)
+        log=stderr_log, report=a.report, threads=a.threads)
 
 
 if __name__ == "__main__":
