@@ -22,7 +22,7 @@
   (``grad_scale = 1 / k``), as in the thesis's code (``ownlstm.py``: ``grad / batch_size``).
   At T = 10 an update whose meta-gradient is not finite is skipped (``nonfinite="skip"``; the
   thesis's code has no guard): unguarded, 2 of 5 runs at k = 10 and 1 of 5 at k = 5 ended
-  within the first 9,000 tasks.
+  within the first 10,000 tasks.
 * Transfer baselines: Adam 1e-3; Finetuning pre-trains on 70,000 flat batches of 16 from the
   merged meta-training data; test protocol 100 steps on batches of 4, best of every 25.
 """
@@ -406,8 +406,7 @@ def protocol_arguments(p: "argparse.ArgumentParser", steps: Sequence[int]) -> No
     p.add_argument("--val-every", type=int, default=-1)
     p.add_argument("--val-tasks", type=int)
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: two jobs on two cores; measured for so-TURTLE T=10, k=20, "
-                        "5 seeds: 1 thread 434-530 ms/it, 2 threads 335-356 ms/it)")
+                   help="torch threads (default 1, for two jobs on two cores; a job alone trains faster on 2)")
 
 
 def set_threads(name: str, threads: int) -> None:
