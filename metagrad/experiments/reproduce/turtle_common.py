@@ -28,9 +28,7 @@
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +50,7 @@ from ...models.mlp import MLP
 from ...tasks.base import check_shots
 from ...tasks.sine import Sinusoid
 
-__all__ = ["protocol_arguments", "set_threads", "stderr_log", "TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine",
+__all__ = ["TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine",
            "fixed_tasks", "base_model", "train_meta", "evaluate_meta", "evaluate_population", "run_baseline", "Record",
            "Protocol", "BASELINES", "clip_grads"]
 
@@ -393,29 +391,3 @@ class Protocol:
                         test_tasks=self.test_tasks if test_tasks is None else test_tasks,
                         val_every=self.val_every if val_every == -1 else val_every,
                         val_tasks=self.val_tasks if val_tasks is None else val_tasks)
-
-
-def protocol_arguments(p: "argparse.ArgumentParser", steps: Sequence[int]) -> None:
-    """The command-line options every TURTLE experiment shares (output, length, seeds, sizes)."""
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--seeds", type=int)
-    p.add_argument("--steps", nargs="+", type=int, default=list(steps))
-    p.add_argument("--tasks", type=int)
-    p.add_argument("--test-tasks", type=int)
-    p.add_argument("--val-every", type=int, default=-1)
-    p.add_argument("--val-tasks", type=int)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1, for two jobs on two cores; a job alone trains faster on 2)")
-
-
-def set_threads(name: str, threads: int) -> None:
-    """``torch.set_num_threads(threads)`` for a TURTLE experiment, with a clear error for a bad count."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"{name}: threads must be a positive integer, got {threads!r}")
-    torch.set_num_threads(threads)
-
-
-def stderr_log(message: str) -> None:
-    """Progress lines with a wall-clock stamp on stderr (stdout stays for tables)."""
-    print(time.strftime("%H:%M:%S"), message, file=sys.stderr, flush=True)

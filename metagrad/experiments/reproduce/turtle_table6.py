@@ -21,8 +21,8 @@ import torch
 from ...plotting import plot_lines
 from .common import row, versus_paper, write_results
 from .turtle_cells import aggregate, cached_cells, run_cells
-from .turtle_common import (BASELINES, TASKS, TEST_SEED, Protocol, fixed_tasks, protocol_arguments, set_threads, sine,
-                            stderr_log)
+from .turtle_cli import protocol_arguments, set_threads, stderr_log
+from .turtle_common import BASELINES, TASKS, TEST_SEED, Protocol, fixed_tasks, sine
 
 NAME = "turtle-table6"
 DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
