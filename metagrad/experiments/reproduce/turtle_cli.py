@@ -24,7 +24,7 @@ def protocol_arguments(p: "argparse.ArgumentParser", steps: Sequence[int]) -> No
     p.add_argument("--val-every", type=int, default=-1)
     p.add_argument("--val-tasks", type=int)
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1, for two jobs on two cores; a job alone trains faster on 2)")
+                   help="torch threads (default 1, for two jobs on two cores; a job alone trains faster on 2: benchmarks/bench_threads.py)")
 
 
 def set_threads(name: str, threads: int) -> None:
