@@ -270,3 +270,43 @@ def test_train_meta_skips_nonfinite_updates_when_asked() -> None:
     assert blowup.describe()["nonfinite"] == "skip" and "nonfinite" not in spec("so-MAML", 1).describe()
     with pytest.raises(ValueError, match="nonfinite must be 'stop' or 'skip', got 'ignore'"):
         Spec("so-MAML", lambda: SGD(0.01), "second_order", 1, nonfinite="ignore")
+
+
+def test_thesis_restore_tests_the_state_the_thesis_code_keeps() -> None:
+    # the thesis's dump_state copies the initialisation but holds TURTLE's meta-network (and all of
+    # the LSTM) by reference: its test sees the best initialisation with the final rule
+    from metagrad.experiments.reproduce.turtle_common import _thesis_restore_test, evaluate_population
+    tasks = sine(5).sample(6, torch.Generator().manual_seed(3))
+    pop = Population([build_meta(spec("so-TURTLE", 2), 2, s) for s in (0, 1)])
+    best = [pop.member_state(0), None]              # member 1 never validated finite: it keeps its final state
+    with torch.no_grad():
+        for v in pop.parameters():
+            v.mul_(1.1)
+    final = [pop.member_state(p) for p in (0, 1)]
+    expect_final = evaluate_population(pop, tasks, 2)
+    got = _thesis_restore_test(spec("so-TURTLE", 2), pop, best, tasks, 2)
+    mixed = {n: best[0][n] if n.startswith("model.") else final[0][n] for n in pop.names}
+    for n, v in zip(pop.names, pop.parameters()):
+        assert torch.equal(v[0], mixed[n]) and torch.equal(v[1], final[1][n])
+    assert torch.equal(got, evaluate_population(pop, tasks, 2))
+    pop.load_member_state(0, best[0])
+    expect_best = evaluate_population(pop, tasks, 2)
+    assert not torch.allclose(got[0], expect_best[0]) and not torch.allclose(got[0], expect_final[0])
+    torch.testing.assert_close(got[1], expect_final[1])
+    # the LSTM's: the final state; MAML's: the best state, which is tested anyway
+    assert spec("LSTM", 2, 5).thesis_restores == "none" and spec("so-MAML", 2).thesis_restores == "all"
+    pop.load_member_state(0, final[0])
+    torch.testing.assert_close(_thesis_restore_test(dataclasses.replace(spec("so-TURTLE", 2), thesis_restores="none"),
+                                                    pop, best, tasks, 2), expect_final)
+    assert _thesis_restore_test(spec("so-MAML", 2), pop, best, tasks, 2) is None
+    with pytest.raises(ValueError, match="thesis_restores must be 'all', 'init' or 'none', got 'best'"):
+        Spec("x", lambda: SGD(0.1), thesis_restores="best")
+
+
+def test_train_meta_records_the_thesis_restore_test_where_it_differs() -> None:
+    turtle = train_meta(spec("so-TURTLE", 1), 5, 1, [0], tasks=6, val_every=2, val_tasks=4)[0]
+    assert turtle.thesis_restore_mse is not None and turtle.thesis_restore_mse.shape == turtle.test_mse.shape
+    summary = turtle.summary()
+    assert summary["thesis_restore_mean"] == pytest.approx(float(turtle.thesis_restore_mse.mean()))
+    maml = train_meta(spec("so-MAML", 1), 5, 1, [0], tasks=6, val_every=2, val_tasks=4)[0]
+    assert maml.thesis_restore_mse is None and "thesis_restore_mean" not in maml.summary()

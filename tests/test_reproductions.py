@@ -11,7 +11,7 @@ import pytest
 
 from metagrad.experiments.reproduce import turtle_table6
 from metagrad.experiments.reproduce.turtle_cells import _cached, _cell_path, _protocol_key, _settings
-from metagrad.experiments.reproduce.turtle_common import Protocol
+from metagrad.experiments.reproduce.turtle_cells import Protocol
 
 RECORD = Path(__file__).resolve().parents[1] / "reproductions" / "turtle-table6"
 CELLS = sorted((RECORD / "cells").glob("*.json")) if RECORD.exists() else []

@@ -11,9 +11,11 @@ import torch
 
 from metagrad.experiments.reproduce import EXPERIMENTS, load
 from metagrad.experiments.reproduce import turtle_order, turtle_table6
+from metagrad.evaluation import robust_summary
 from metagrad.experiments.reproduce.common import format_table, row
 from metagrad.experiments.reproduce.turtle_cells import aggregate, run_cell
-from metagrad.experiments.reproduce.turtle_common import Protocol, build_meta, clip_grads, spec
+from metagrad.experiments.reproduce.turtle_cells import Protocol
+from metagrad.experiments.reproduce.turtle_common import build_meta, clip_grads, spec
 from metagrad.population import Population
 
 
@@ -161,6 +163,14 @@ def test_table6_runs_column_says_what_became_of_the_runs() -> None:
     assert turtle_table6.runs_note(skip, aggregate(skip)) == "5 (6 updates skipped)"
     table = format_table("t", [row("LSTM", {"k_shot": 5}, "mse", 0.3, 0.01, runs="5 (1 lost)"), row("x", {}, "mse", 1, 0)])
     assert "| runs |" in table and "| 5 (1 lost) |" in table and table.splitlines()[-3].endswith("| - |")
+    # the number the thesis's code would give, where measured
+    table = format_table("t", [row("LSTM", {"k_shot": 5}, "mse", 0.3, 0.01, thesis_restore=0.4, thesis_restore_ci95=0.02),
+                               row("x", {}, "mse", 1, 0)])
+    assert "| as thesis code |" in table and "| 0.400 ± 0.020 |" in table and table.splitlines()[-3].endswith("| - |")
+    rows = [dict(c, thesis_restore_mean=m) for c, m in zip(plain, (0.5, 0.6, 0.4))]
+    assert turtle_table6.thesis_restore(rows) == pytest.approx((0.5, robust_summary([0.5, 0.6, 0.4])["ci95"]))
+    assert turtle_table6.thesis_restore(rows + plain[:1]) is None     # a run made before it was measured
+    assert turtle_table6.restore_note([]) == "" and "'as thesis code'" in turtle_table6.restore_note([{"thesis_restore": 1}])
 
 
 @pytest.mark.slow

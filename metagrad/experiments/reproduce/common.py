@@ -38,15 +38,18 @@ def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
     95% interval of one run's mean over its test tasks (``test_set_ci95``: how far another draw
     of test tasks alone would move a number), paper (+- its interval where known), where rows
     carry one the verdict ``vs_paper`` (better/within/worse), and where rows carry it what became
-    of the runs behind a number (``runs``: e.g. outliers dropped, runs lost)."""
+    of the runs behind a number (``runs``: e.g. outliers dropped, runs lost), and where rows carry
+    it the number the paper's own code would give (``thesis_restore`` +- ``thesis_restore_ci95``)."""
     verdict = any("vs_paper" in r for r in rows)
+    restore = any("thesis_restore" in r for r in rows)
     test_set = any("test_set_ci95" in r for r in rows)
     runs = any("runs" in r for r in rows)
     lines = [f"# {name}", ""] + ([note, ""] if note else []) + [
              "| model | setting | ours (mean ± 95% CI) | median |" + (" ± test tasks |" if test_set else "")
-             + " paper |" + (" vs paper |" if verdict else "") + (" runs |" if runs else ""),
+             + " paper |" + (" vs paper |" if verdict else "") + (" runs |" if runs else "")
+             + (" as thesis code |" if restore else ""),
              "| --- | --- | --- | --- |" + (" --- |" if test_set else "") + " --- |" + (" --- |" if verdict else "")
-             + (" --- |" if runs else "")]
+             + (" --- |" if runs else "") + (" --- |" if restore else "")]
     for r in rows:
         setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items())
         if r["diverged"]:
@@ -59,7 +62,9 @@ def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
         lines.append(f"| {r['model']} | {setting} | {ours} | {_fmt(r.get('median'), r['metric'])} |"
                      + (f" {_fmt(r.get('test_set_ci95'), r['metric'])} |" if test_set else "")
                      + f" {paper} |" + (f" {r.get('vs_paper', '-')} |" if verdict else "")
-                     + (f" {r.get('runs', '-')} |" if runs else ""))
+                     + (f" {r.get('runs', '-')} |" if runs else "")
+                     + (f" {_fmt(r['thesis_restore'], r['metric'])} ± {_fmt(r['thesis_restore_ci95'], r['metric'])} |"
+                        if "thesis_restore" in r else " - |" if restore else ""))
     unit = "accuracy in %" if any(r["metric"] == "accuracy" for r in rows) else "metric: " + (rows[0]["metric"] if rows else "")
     lines += ["", f"({unit}; '-' where the paper gives no number)", ""]
     return "\n".join(lines)

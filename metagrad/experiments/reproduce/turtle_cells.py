@@ -1,26 +1,82 @@
 """The cell store of the 004 sine experiments: one cached JSON summary per (model, steps, shots,
 seed) under ``OUT/cells/``, trained when missing (the seeds of a cell together, as one
 ``Population``) and reused when it was made under the same protocol and settings; and 004's
-across-run statistics of a cell (``aggregate``).
+across-run statistics of a cell (``aggregate``); the run lengths (``Protocol``) and the
+transfer baselines' runs (``run_baseline``).
 """
 from __future__ import annotations
 
 import json
 import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import torch
+
+from ...baselines import Finetuning, TrainFromScratch, merge_tasks
+from ...batch import TaskBatch
 from ...evaluation import mean_ci95, robust_summary
 from ...io import write_json
-from .turtle_common import BASELINES, TEST_SEED, Protocol, fixed_tasks, run_baseline, spec, train_meta
+from .turtle_common import (BASELINES, TASKS, TEST_SEED, TEST_TASKS, VAL_EVERY, VAL_TASKS, Record, base_model,
+                            fixed_tasks, sine, spec, train_meta)
 
-__all__ = ["COMPILE", "run_cells", "cached_cells", "run_cell", "aggregate"]
+__all__ = ["COMPILE", "Protocol", "run_baseline", "run_cells", "cached_cells", "run_cell", "aggregate"]
 
 # Whether to torch.compile a model's population meta-loss (measured, 5 seeds, T=5, 1 thread:
 # so-MAML 19.7 -> 7.2 ms/it, LSTM 102 -> 39 ms/it, so-TURTLE 99 -> 233 ms/it). The evaluation
 # (no gradients) is compiled for every model on long runs: 250 validation tasks, 5 members, T = 5,
 # 1 thread: LSTM 15.4 -> 4.4 s, so-TURTLE 9.3 -> 3.6 s, so-MAML 0.18 -> 0.07 s.
 COMPILE = {"so-MAML": True, "fo-MAML": True, "LSTM": True}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Run lengths: meta-training tasks, test tasks, validation cadence (004: 70,000 / 2,000 / 2,500 / 1,000)."""
+
+    tasks: int = TASKS
+    test_tasks: int = TEST_TASKS
+    val_every: Optional[int] = VAL_EVERY
+    val_tasks: int = VAL_TASKS
+
+    @classmethod
+    def quick(cls) -> "Protocol":
+        return cls(tasks=300, test_tasks=100, val_every=None, val_tasks=0)
+
+    def replace(self, tasks: Optional[int] = None, test_tasks: Optional[int] = None, val_every: Optional[int] = -1,
+                val_tasks: Optional[int] = None) -> "Protocol":
+        """This protocol with the given fields changed (``None``, or ``-1`` for ``val_every``: keep;
+        ``val_every=None``: no validation)."""
+        return Protocol(tasks=self.tasks if tasks is None else tasks,
+                        test_tasks=self.test_tasks if test_tasks is None else test_tasks,
+                        val_every=self.val_every if val_every == -1 else val_every,
+                        val_tasks=self.val_tasks if val_tasks is None else val_tasks)
+
+
+def run_baseline(name: str, k_shot: int, seed: int, tasks: int = TASKS, *,
+                 test: Optional[TaskBatch] = None) -> Record:
+    """``TrainFromScratch`` or ``Finetuning`` (pre-trained on ``tasks`` flat batches of 16)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = base_model(seed)
+    test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
+    t0 = time.perf_counter()
+    iterations = 0
+    if name == "TrainFromScratch":
+        method: Any = TrainFromScratch(model)
+    elif name == "Finetuning":
+        method = Finetuning.from_model(model)
+        # the merged meta-training data: all support and query points of `tasks` tasks
+        x, y = merge_tasks(sine(k_shot).sample(tasks, gen))
+        iterations = tasks
+        method.pretrain(x, y, tasks, gen)
+    else:
+        raise ValueError(f"run_baseline: unknown baseline {name!r}; choose TrainFromScratch or Finetuning")
+    t1 = time.perf_counter()
+    mse = torch.cat([method.evaluate(test[i:i + 500], gen) for i in range(0, test.n_tasks, 500)])
+    seconds = time.perf_counter() - t0
+    return Record(mse, seconds, 1000 * (t1 - t0) / max(iterations, 1), iterations,
+                  diverged=not bool(torch.isfinite(mse).all()))
 
 
 def _cell_path(out: Path, model: str, steps: Optional[int], k_shot: int, seed: int) -> Path:
@@ -97,7 +153,8 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
             if log:
                 log(f"{model} T={steps} k={k_shot} seed={s}: mean MSE {rec.test_mse.mean():.4f} "
                     f"median {rec.test_mse.median():.4f} ({rec.seconds:.0f} s, {rec.ms_per_iteration:.1f} ms/it "
-                    f"for {rec.population} run(s))")
+                    f"for {rec.population} run(s))" + ("" if rec.thesis_restore_mse is None else
+                    f"; as the thesis's code tests: mean MSE {rec.thesis_restore_mse.mean():.4f}"))
     return [found[s] for s in seeds]
 
 

@@ -4,7 +4,9 @@
   points, query sets of 50; 2,000 fixed test tasks (the same for every model and seed).
 * Base-learner: MLP 1-40-40-1, ReLU, zero biases (the thesis's code).
 * 70,000 meta-training tasks; Adam 1e-3; validation every 2,500 tasks on 1,000 fixed tasks,
-  the best validated state is tested.
+  the best validated state is tested (as the thesis's text says; besides it, the state its code
+  tests: TURTLE's best initialisation with its final rule, the LSTM's final state;
+  ``Spec.thesis_restores``).
 * so-MAML: inner SGD 0.01, meta-batch 1; for T > 1 inner gradients clipped to [-10, 10]
   (``grad_clip=10``) and, as in the thesis's code, the meta-gradient too (value clipping).
 * so-TURTLE: 5 hidden layers of 20 ReLU units, per-parameter learning rates; T = 1: raw
@@ -39,7 +41,6 @@ from torch import nn
 
 from ...algorithm import MAML
 from ...population import Population
-from ...baselines import Finetuning, TrainFromScratch, merge_tasks
 from ...batch import TaskBatch
 from ...io import save_torch
 from ...learners.base import Learner
@@ -51,8 +52,8 @@ from ...tasks.base import check_shots
 from ...tasks.sine import Sinusoid
 
 __all__ = ["TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine",
-           "fixed_tasks", "base_model", "train_meta", "evaluate_meta", "evaluate_population", "run_baseline", "Record",
-           "Protocol", "BASELINES", "clip_grads"]
+           "fixed_tasks", "base_model", "train_meta", "evaluate_meta", "evaluate_population", "Record", "BASELINES",
+           "clip_grads"]
 
 BASELINES = ("TrainFromScratch", "Finetuning")
 
@@ -102,6 +103,13 @@ class Spec:
     # a member whose meta-gradient is not finite: "stop" (the update goes through, the run is lost
     # and tested at its best validated state, as the thesis's code would) or "skip" that update
     nonfinite: str = "stop"
+    # what the thesis's code tests, where its text (appendix A.1) says "the best validated state":
+    # its dump_state copies MAML's and TURTLE's initialisation but holds the meta-network's and the
+    # LSTM's parameters by reference (nn.Module.state_dict), so Adam's in-place steps after the best
+    # validation carry into them, and TURTLE's per-parameter rates are not dumped at all. "all":
+    # the best state (MAML); "init": the best initialisation with the final rule (TURTLE); "none":
+    # the final state (the LSTM). Tested besides the best state; it changes no training.
+    thesis_restores: str = "all"
 
     def __post_init__(self) -> None:
         if self.clip_value_scope not in ("all", "init", "init_per_task"):
@@ -109,6 +117,8 @@ class Spec:
                              f"got {self.clip_value_scope!r}")
         if self.nonfinite not in ("stop", "skip"):
             raise ValueError(f"Spec: nonfinite must be 'stop' or 'skip', got {self.nonfinite!r}")
+        if self.thesis_restores not in ("all", "init", "none"):
+            raise ValueError(f"Spec: thesis_restores must be 'all', 'init' or 'none', got {self.thesis_restores!r}")
 
     def describe(self) -> dict[str, Any]:
         """The settings a run was trained with, as plain JSON (kept in every run summary, so a
@@ -163,10 +173,10 @@ def spec(model: str, steps: int, k_shot: Optional[int] = None) -> Spec:
             rule, mb = (lambda: Turtle(inputs=("grad", "ema_grad", "time"), beta=0.9)), 2
         else:
             rule, mb = (lambda: Turtle(inputs=("grad", "ema_grad"), beta=0.3)), 4
-        return Spec(model, rule, order, mb, clip, clip, clip_value_scope="init")
+        return Spec(model, rule, order, mb, clip, clip, clip_value_scope="init", thesis_restores="init")
     if model in ("so-TURTLE-raw", "fo-TURTLE-raw"):   # 004 section 4.2.2 / Fig. 11
         return Spec(model, lambda: Turtle(inputs=("grad",), learn_lr=False), order, 1, clip, clip,
-                    clip_value_scope="init")
+                    clip_value_scope="init", thesis_restores="init")
     if model == "LSTM":
         if k_shot is None:
             raise ValueError("spec: the LSTM's setting depends on the support size (its gradient is divided by "
@@ -175,7 +185,7 @@ def spec(model: str, steps: int, k_shot: Optional[int] = None) -> Spec:
         # T = 10: a member whose meta-gradient is not finite skips that update instead of ending
         # its run (measured 2026-12-02: the thesis's unguarded rule lost 2 of 5 runs at k = 10)
         return Spec(model, lambda: LSTMMetaLearner(grad_scale=1.0 / k_shot), "second_order", 1, None, None, 0.25,
-                    nonfinite="skip" if steps >= 10 else "stop")
+                    nonfinite="skip" if steps >= 10 else "stop", thesis_restores="none")
     raise ValueError(f"spec: unknown model {model!r}; choose so-MAML, fo-MAML, so-TURTLE, fo-TURTLE, "
                      "so-TURTLE-raw, fo-TURTLE-raw or LSTM")
 
@@ -196,13 +206,20 @@ class Record:
     # its parameters are lost from then on and it is tested at its best validated state); None: never
     nonfinite_at: Optional[int] = None
     skipped: int = 0        # updates skipped for a non-finite meta-gradient (Spec.nonfinite="skip")
+    # per-task test MSE of the state the thesis's code tests (Spec.thesis_restores); None where
+    # that is the best validated state (MAML) or it was not measured (runs before 2026-12-02)
+    thesis_restore_mse: Optional[torch.Tensor] = None
 
     def summary(self) -> dict[str, Any]:
         v = self.test_mse
-        return {"mean": float(v.mean()), "median": float(v.median()), "seconds": self.seconds,
-                "ms_per_iteration": self.ms_per_iteration, "iterations": self.iterations,
-                "best_val": self.best_val, "val_curve": self.val_curve, "diverged": self.diverged,
-                "population": self.population, "nonfinite_at": self.nonfinite_at, "skipped": self.skipped}
+        out = {"mean": float(v.mean()), "median": float(v.median()), "seconds": self.seconds,
+               "ms_per_iteration": self.ms_per_iteration, "iterations": self.iterations,
+               "best_val": self.best_val, "val_curve": self.val_curve, "diverged": self.diverged,
+               "population": self.population, "nonfinite_at": self.nonfinite_at, "skipped": self.skipped}
+        if self.thesis_restore_mse is not None:
+            out["thesis_restore_mean"] = float(self.thesis_restore_mse.mean())
+            out["thesis_restore_median"] = float(self.thesis_restore_mse.median())
+        return out
 
 
 @torch.no_grad()
@@ -323,6 +340,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
                                     "elapsed": earlier + time.perf_counter() - t0})
             last_save = time.perf_counter()
     test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
+    thesis = _thesis_restore_test(sp, pop, best, test, steps)
     for p, state in enumerate(best):
         if state is not None:
             pop.load_member_state(p, state)
@@ -332,8 +350,25 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
         Path(checkpoint).unlink(missing_ok=True)
     return [Record(mse, share, 1000 * train_time / iterations, iterations, best_val[p], curves[p],
                    diverged=not bool(torch.isfinite(mse).all()), population=len(seeds),
-                   nonfinite_at=nonfinite_at[p], skipped=skipped[p])
+                   nonfinite_at=nonfinite_at[p], skipped=skipped[p],
+                   thesis_restore_mse=None if thesis is None else thesis[p])
             for p, mse in enumerate(mses)]
+
+
+def _thesis_restore_test(sp: Spec, pop: Population, best: Sequence[Optional[dict[str, torch.Tensor]]],
+                         test: TaskBatch, steps: int) -> Optional[torch.Tensor]:
+    """Per-task test MSE ``[P, n_tasks]`` of the state the thesis's code tests (``sp.thesis_restores``),
+    from the final state ``pop`` ends training in: ``"none"`` the final state, ``"init"`` each run's
+    best validated base-learner initialisation (``model.*``) with its final rule; ``None`` for
+    ``"all"`` (that is the best state, tested anyway). Leaves ``pop`` in that state."""
+    if sp.thesis_restores == "all":
+        return None
+    if sp.thesis_restores == "init":
+        for p, state in enumerate(best):
+            if state is not None:
+                final = pop.member_state(p)
+                pop.load_member_state(p, {n: state[n] if n.startswith("model.") else v for n, v in final.items()})
+    return evaluate_population(pop, test, steps)
 
 
 def _nonfinite_members(pop: Population) -> list[int]:
@@ -343,51 +378,3 @@ def _nonfinite_members(pop: Population) -> list[int]:
         if p.grad is not None:
             bad |= ~torch.isfinite(p.grad.reshape(pop.size, -1)).all(1)
     return bad.nonzero().flatten().tolist()
-
-
-def run_baseline(name: str, k_shot: int, seed: int, tasks: int = TASKS, *,
-                 test: Optional[TaskBatch] = None) -> Record:
-    """``TrainFromScratch`` or ``Finetuning`` (pre-trained on ``tasks`` flat batches of 16)."""
-    gen = torch.Generator().manual_seed(seed)
-    model = base_model(seed)
-    test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
-    t0 = time.perf_counter()
-    iterations = 0
-    if name == "TrainFromScratch":
-        method: Any = TrainFromScratch(model)
-    elif name == "Finetuning":
-        method = Finetuning.from_model(model)
-        # the merged meta-training data: all support and query points of `tasks` tasks
-        x, y = merge_tasks(sine(k_shot).sample(tasks, gen))
-        iterations = tasks
-        method.pretrain(x, y, tasks, gen)
-    else:
-        raise ValueError(f"run_baseline: unknown baseline {name!r}; choose TrainFromScratch or Finetuning")
-    t1 = time.perf_counter()
-    mse = torch.cat([method.evaluate(test[i:i + 500], gen) for i in range(0, test.n_tasks, 500)])
-    seconds = time.perf_counter() - t0
-    return Record(mse, seconds, 1000 * (t1 - t0) / max(iterations, 1), iterations,
-                  diverged=not bool(torch.isfinite(mse).all()))
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Run lengths: meta-training tasks, test tasks, validation cadence (004: 70,000 / 2,000 / 2,500 / 1,000)."""
-
-    tasks: int = TASKS
-    test_tasks: int = TEST_TASKS
-    val_every: Optional[int] = VAL_EVERY
-    val_tasks: int = VAL_TASKS
-
-    @classmethod
-    def quick(cls) -> "Protocol":
-        return cls(tasks=300, test_tasks=100, val_every=None, val_tasks=0)
-
-    def replace(self, tasks: Optional[int] = None, test_tasks: Optional[int] = None, val_every: Optional[int] = -1,
-                val_tasks: Optional[int] = None) -> "Protocol":
-        """This protocol with the given fields changed (``None``, or ``-1`` for ``val_every``: keep;
-        ``val_every=None``: no validation)."""
-        return Protocol(tasks=self.tasks if tasks is None else tasks,
-                        test_tasks=self.test_tasks if test_tasks is None else test_tasks,
-                        val_every=self.val_every if val_every == -1 else val_every,
-                        val_tasks=self.val_tasks if val_tasks is None else val_tasks)

@@ -14,13 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import torch
-
 from ...plotting import plot_lines
 from .common import row, write_results
-from .turtle_cells import aggregate, run_cells
+from .turtle_cells import Protocol, aggregate, run_cells
 from .turtle_cli import protocol_arguments, set_threads, stderr_log
-from .turtle_common import TASKS, Protocol
+from .turtle_common import TASKS
 
 NAME = "turtle-order"
 DESCRIPTION = "004 Fig. 11: first- vs second-order TURTLE and MAML on 5-shot sine, T = 1, 5, 10"

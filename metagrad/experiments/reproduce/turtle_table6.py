@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import torch
-
+from ...evaluation import robust_summary
 from ...plotting import plot_lines
 from .common import row, versus_paper, write_results
-from .turtle_cells import aggregate, cached_cells, run_cells
+from .turtle_cells import Protocol, aggregate, cached_cells, run_cells
 from .turtle_cli import protocol_arguments, set_threads, stderr_log
-from .turtle_common import BASELINES, TASKS, TEST_SEED, Protocol, fixed_tasks, sine
+from .turtle_common import BASELINES, TASKS, TEST_SEED, fixed_tasks, sine
 
 NAME = "turtle-table6"
 DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
@@ -124,6 +123,9 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
                                  # the sampling error of the fixed test set, shared by every run of a cell
                                  "test_set_ci95": sum(c["ci95_tasks"] for c in cells) / len(cells),
                                  "runs": runs_note(cells, stats)}
+        restored = thesis_restore(cells)
+        if restored is not None:
+            extra["thesis_restore"], extra["thesis_restore_ci95"] = restored
         if paper is not None and stats["mean"] == stats["mean"]:
             # compared at the thesis's precision (two decimals)
             extra["vs_paper"] = versus_paper(round(stats["mean"], 2), paper, paper_ci)
@@ -131,12 +133,12 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
         rows.append(row(model, {"k_shot": k, "steps": t}, "mse", stats["mean"], stats["ci95"], paper=paper,
                         median=stats["median"], diverged=stats["diverged_runs"] == len(cells), **extra))
         if not report:
-            write_results(out, NAME, rows, note, claims=claims(rows), wall_clock_s=round(time.perf_counter() - t0, 1),
+            write_results(out, NAME, rows, note + restore_note(rows), claims=claims(rows), wall_clock_s=round(time.perf_counter() - t0, 1),
                           test_set_scale=scale_json)
     if report:
         # no wall clock here: building a report trains nothing; what is not there yet is listed instead
         found = claims(rows)
-        write_results(out, NAME, rows, note + (f" Not measured yet: {'; '.join(missing)}." if missing else ""),
+        write_results(out, NAME, rows, note + restore_note(rows) + (f" Not measured yet: {'; '.join(missing)}." if missing else ""),
                       claims=found, missing_cells=missing, test_set_scale=scale_json)
         verdicts = ", ".join(f"{k} {'true' if v else 'FALSE'}" for k, v in found.items())
         print(f"{NAME} report: {len(rows)} of {len(_cells(models, steps, shots))} cells in {out / 'table.md'}; "
@@ -182,6 +184,25 @@ def runs_note(cells: list[dict[str, Any]], stats: dict[str, Any]) -> str:
     parts += [f"{stats['outliers']} dropped as outlier{'s' if stats['outliers'] > 1 else ''}"] if stats["outliers"] else []
     parts += [f"{skipped} update{'s' if skipped > 1 else ''} skipped"] if skipped else []
     return f"{len(cells)}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def restore_note(rows: list[dict[str, Any]]) -> str:
+    """The note's sentence on the ``as thesis code`` column, where any row has one."""
+    if not any("thesis_restore" in r for r in rows):
+        return ""
+    return (" 'as thesis code': the same statistics of the state the thesis's code tests where that is not the best "
+            "validated one its text names (TURTLE: the best initialisation with the final meta-network and rates; "
+            "LSTM: the final state; turtle_common.Spec.thesis_restores); '-' where not measured.")
+
+
+def thesis_restore(cells: list[dict[str, Any]]) -> Optional[tuple[float, float]]:
+    """Mean and 95% interval (004's statistics, as the table's own number) of what the thesis's code
+    would test for a cell (``Spec.thesis_restores``: TURTLE's best initialisation with its final
+    rule, the LSTM's final state); ``None`` unless every run measured it (runs since 2026-12-02)."""
+    if not cells or not all("thesis_restore_mean" in c for c in cells):
+        return None
+    stats = robust_summary([c["thesis_restore_mean"] for c in cells])
+    return stats["mean"], stats["ci95"]
 
 
 def claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
