@@ -211,3 +211,14 @@ def test_table6_report_lists_what_is_not_measured(tmp_path: Path, capsys: pytest
     assert "wall_clock_s" not in data      # a report trains nothing; its own run time would only churn the file
     assert "Not measured yet: so-MAML T=1 k=5 (2 of 3 runs); so-TURTLE T=1 k=5." in (tmp_path / "table.md").read_text()
     assert "1 of 2 cells" in capsys.readouterr().err
+
+
+def test_state_dict_follows_later_adam_steps() -> None:
+    # the premise of Spec.thesis_restores: the thesis's dump_state keeps nn.Module.state_dict(), whose
+    # tensors share storage with the parameters, so the optimiser's later in-place steps carry into it
+    layer = torch.nn.Linear(2, 1)
+    kept, before = layer.state_dict(), layer.weight.detach().clone()
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1)
+    layer(torch.ones(3, 2)).sum().backward()
+    opt.step()
+    assert torch.equal(kept["weight"], layer.weight.detach()) and not torch.equal(kept["weight"], before)
