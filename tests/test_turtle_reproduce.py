@@ -170,6 +170,8 @@ def test_table6_runs_column_says_what_became_of_the_runs() -> None:
     rows = [dict(c, thesis_restore_mean=m) for c, m in zip(plain, (0.5, 0.6, 0.4))]
     assert turtle_table6.thesis_restore(rows) == pytest.approx((0.5, robust_summary([0.5, 0.6, 0.4])["ci95"]))
     assert turtle_table6.thesis_restore(rows + plain[:1]) is None     # a run made before it was measured
+    # a run not finite on the test tasks has no interval over them either
+    assert turtle_table6.test_set_ci95([cell(0.3, ci95_tasks=0.02), cell(math.nan, ci95_tasks=math.nan)]) == 0.02
     assert turtle_table6.restore_note([]) == "" and "'as thesis code'" in turtle_table6.restore_note([{"thesis_restore": 1}])
 
 

@@ -121,7 +121,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
                                  "train_seconds": round(stats["seconds"], 1),
                                  "per_seed_mean": [c["mean"] for c in cells],
                                  # the sampling error of the fixed test set, shared by every run of a cell
-                                 "test_set_ci95": sum(c["ci95_tasks"] for c in cells) / len(cells),
+                                 "test_set_ci95": test_set_ci95(cells),
                                  "runs": runs_note(cells, stats)}
         restored = thesis_restore(cells)
         if restored is not None:
@@ -184,6 +184,13 @@ def runs_note(cells: list[dict[str, Any]], stats: dict[str, Any]) -> str:
     parts += [f"{stats['outliers']} dropped as outlier{'s' if stats['outliers'] > 1 else ''}"] if stats["outliers"] else []
     parts += [f"{skipped} update{'s' if skipped > 1 else ''} skipped"] if skipped else []
     return f"{len(cells)}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def test_set_ci95(cells: list[dict[str, Any]]) -> float:
+    """The mean over a cell's runs of one run's 95% interval over the test tasks, of the runs finite
+    on every test task (a run that is not is left out of the statistics too); nan if none is."""
+    finite = [c["ci95_tasks"] for c in cells if math.isfinite(c["ci95_tasks"])]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def restore_note(rows: list[dict[str, Any]]) -> str:
