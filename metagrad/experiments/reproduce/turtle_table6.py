@@ -188,8 +188,9 @@ def runs_note(cells: list[dict[str, Any]], stats: dict[str, Any]) -> str:
 
 def test_set_ci95(cells: list[dict[str, Any]]) -> float:
     """The mean over a cell's runs of one run's 95% interval over the test tasks, of the runs finite
-    on every test task (a run that is not is left out of the statistics too); nan if none is."""
-    finite = [c["ci95_tasks"] for c in cells if math.isfinite(c["ci95_tasks"])]
+    on every test task (``diverged``: ``aggregate`` leaves them out of the statistics by the same
+    field); nan if none is."""
+    finite = [c["ci95_tasks"] for c in cells if not c["diverged"]]
     return sum(finite) / len(finite) if finite else math.nan
 
 
