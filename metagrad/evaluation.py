@@ -22,16 +22,26 @@ def mean_ci95(values: Sequence[float] | torch.Tensor) -> tuple[float, float]:
     return float(v.mean()), float(1.96 * v.std(unbiased=True) / math.sqrt(v.numel()))
 
 
+def iqr_kept(values: Sequence[float]) -> list[bool]:
+    """Which of ``values`` 004's statistics keep: finite and inside ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]``
+    of the finite ones (all False if none is finite)."""
+    v = torch.as_tensor(list(values), dtype=torch.float64)
+    fin = torch.isfinite(v)
+    if not bool(fin.any()):
+        return [False] * v.numel()
+    q1, q3 = torch.quantile(v[fin], 0.25), torch.quantile(v[fin], 0.75)
+    iqr = q3 - q1
+    return (fin & (v >= q1 - 1.5 * iqr) & (v <= q3 + 1.5 * iqr)).tolist()
+
+
 def robust_summary(values: Sequence[float]) -> dict[str, float | int]:
     """004's across-run statistics: drop outliers outside ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]``,
     then report mean, median and 95% interval of the rest (and how many were dropped)."""
     v = torch.as_tensor(list(values), dtype=torch.float64)
-    v = v[torch.isfinite(v)]
-    if v.numel() == 0:
+    if not bool(torch.isfinite(v).any()):
         return {"mean": float("nan"), "median": float("nan"), "ci95": float("nan"), "n": 0, "outliers": 0}
-    q1, q3 = torch.quantile(v, 0.25), torch.quantile(v, 0.75)
-    iqr = q3 - q1
-    keep = v[(v >= q1 - 1.5 * iqr) & (v <= q3 + 1.5 * iqr)]
+    keep = v[iqr_kept(values)]
+    v = v[torch.isfinite(v)]
     mean, ci = mean_ci95(keep)
     return {"mean": mean, "median": float(keep.median()), "ci95": ci, "n": int(keep.numel()),
             "outliers": int(v.numel() - keep.numel())}
