@@ -38,10 +38,10 @@ def robust_summary(values: Sequence[float]) -> dict[str, float | int]:
     """004's across-run statistics: drop outliers outside ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]``,
     then report mean, median and 95% interval of the rest (and how many were dropped)."""
     v = torch.as_tensor(list(values), dtype=torch.float64)
-    if not bool(torch.isfinite(v).any()):
+    finite = int(torch.isfinite(v).sum())
+    if finite == 0:
         return {"mean": float("nan"), "median": float("nan"), "ci95": float("nan"), "n": 0, "outliers": 0}
     keep = v[iqr_kept(values)]
-    v = v[torch.isfinite(v)]
     mean, ci = mean_ci95(keep)
     return {"mean": mean, "median": float(keep.median()), "ci95": ci, "n": int(keep.numel()),
-            "outliers": int(v.numel() - keep.numel())}
+            "outliers": finite - int(keep.numel())}

@@ -171,10 +171,11 @@ def test_table6_runs_column_says_what_became_of_the_runs() -> None:
     assert turtle_table6.thesis_restore(rows) == pytest.approx((0.5, robust_summary([0.5, 0.6, 0.4])["ci95"]))
     assert turtle_table6.thesis_restore(rows + plain[:1]) is None     # a run made before it was measured
     # a run not finite on the test tasks has no interval over them either
-    assert turtle_table6.test_set_ci95([cell(0.3, ci95_tasks=0.02), cell(math.nan, ci95_tasks=math.nan)]) == 0.02
+    lost = [cell(0.3, ci95_tasks=0.02), cell(math.nan, ci95_tasks=math.nan)]
+    assert turtle_table6.test_set_ci95(lost, aggregate(lost)) == 0.02
     # nor does a run the IQR rule drops (finite, but blown up on a few test tasks)
     runs = [cell(m, ci95_tasks=c) for m, c in ((0.40, 0.02), (0.45, 0.03), (0.50, 0.04), (0.42, 0.02), (8e4, 9e4))]
-    assert turtle_table6.test_set_ci95(runs) == pytest.approx(0.0275)
+    assert turtle_table6.test_set_ci95(runs, aggregate(runs)) == pytest.approx(0.0275)
     assert turtle_table6.restore_note([]) == "" and "'as thesis code'" in turtle_table6.restore_note([{"thesis_restore": 1}])
 
 

@@ -17,7 +17,7 @@ import torch
 
 from ...baselines import Finetuning, TrainFromScratch, merge_tasks
 from ...batch import TaskBatch
-from ...evaluation import mean_ci95, robust_summary
+from ...evaluation import iqr_kept, mean_ci95, robust_summary
 from ...io import write_json
 from .turtle_common import (BASELINES, TASKS, TEST_SEED, TEST_TASKS, VAL_EVERY, VAL_TASKS, Record, base_model,
                             fixed_tasks, sine, spec, train_meta)
@@ -176,6 +176,7 @@ def aggregate(cells: list[dict[str, Any]]) -> dict[str, Any]:
     seed the 95% interval is over test tasks instead."""
     means = [c["mean"] if not c["diverged"] else math.nan for c in cells]
     stats = robust_summary(means)
+    stats["kept"] = iqr_kept(means)     # per run: in the statistics (finite, not an IQR outlier)
     if len(cells) == 1:
         stats["ci95"] = cells[0]["ci95_tasks"]
     stats["seeds"] = len(cells)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ...evaluation import iqr_kept, robust_summary
+from ...evaluation import robust_summary
 from ...plotting import plot_lines
 from .common import row, versus_paper, write_results
 from .turtle_cells import Protocol, aggregate, cached_cells, run_cells
@@ -94,8 +94,8 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
             f"(protocol: {TASKS}), validation every {proto.val_every} tasks on {proto.val_tasks} tasks. "
             f"'± test tasks': the 95% interval of one run's mean over its {proto.test_tasks} test tasks (mean over "
             f"the runs the across-run statistics keep); every run of every cell uses the same test tasks, so "
-            f"this part of the uncertainty is not "
-            f"in the across-run interval, and a comparison with the thesis (other test tasks) carries it. "
+            f"this part of the uncertainty is not in the across-run interval, and a comparison with the thesis "
+            f"(other test tasks) carries it. "
             f"Paper: 004 Table 6, mean over 30 runs.")
     scale, expected = target_scale(shots, proto.test_tasks)
     note += (" Test-set scale, mean squared query target (the MSE of predicting 0; expectation "
@@ -122,7 +122,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
                                  "train_seconds": round(stats["seconds"], 1),
                                  "per_seed_mean": [c["mean"] for c in cells],
                                  # the sampling error of the fixed test set, shared by every run of a cell
-                                 "test_set_ci95": test_set_ci95(cells),
+                                 "test_set_ci95": test_set_ci95(cells, stats),
                                  "runs": runs_note(cells, stats)}
         restored = thesis_restore(cells)
         if restored is not None:
@@ -187,12 +187,11 @@ def runs_note(cells: list[dict[str, Any]], stats: dict[str, Any]) -> str:
     return f"{len(cells)}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def test_set_ci95(cells: list[dict[str, Any]]) -> float:
+def test_set_ci95(cells: list[dict[str, Any]], stats: dict[str, Any]) -> float:
     """The mean over a cell's runs of one run's 95% interval over the test tasks, of the runs the
-    across-run statistics keep (``aggregate``: finite on every test task, not an IQR outlier; one
-    run blown up on a few test tasks would otherwise dominate it); nan if none is kept."""
-    kept = iqr_kept([math.nan if c["diverged"] else c["mean"] for c in cells])
-    used = [c["ci95_tasks"] for c, k in zip(cells, kept) if k]
+    across-run statistics keep (``aggregate``'s ``kept``: finite on every test task, not an IQR
+    outlier; one run blown up on a few test tasks would otherwise dominate it); nan if none is kept."""
+    used = [c["ci95_tasks"] for c, k in zip(cells, stats["kept"]) if k]
     return sum(used) / len(used) if used else math.nan
 
 
