@@ -3,13 +3,15 @@ every kept run was produced under the full protocol, and the committed ``results
 exactly what ``turtle-table6 --report`` builds from the kept runs (no number edited by hand)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from metagrad.experiments.reproduce import turtle_table6
+from metagrad.experiments.reproduce import turtle_cells, turtle_table6
+from metagrad.experiments.reproduce.turtle_common import spec
 from metagrad.experiments.reproduce.turtle_cells import _cached, _cell_path, _protocol_key, _settings
 from metagrad.experiments.reproduce.turtle_cells import Protocol
 
@@ -46,11 +48,6 @@ PER_TASK = RECORD.parent / "turtle-table6-t10-clamp-per-task"
 def test_per_task_clamp_record_is_the_report_of_its_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the so-TURTLE T=10 runs trained with the thesis's per-task clamp (clip_value_scope="init_per_task"),
     # kept beside the table until every T=10 cell is trained that way; the default spec does not count them
-    import dataclasses
-
-    from metagrad.experiments.reproduce import turtle_cells
-    from metagrad.experiments.reproduce.turtle_common import spec
-
     shutil.copytree(PER_TASK / "cells", tmp_path / "cells")
     for path in sorted((tmp_path / "cells").glob("*.json")):
         cell = json.loads(path.read_text())
