@@ -18,10 +18,11 @@ def _batch(n: int = 3, k: int = 5, seed: int = 0) -> mg.TaskBatch:
 
 
 def _algo(second_order: bool, mode: str = "second_order", vectorize: bool | str = True, steps: int = 3,
-          prev_gate: str = "value") -> mg.MAML:
+          prev_gate: str = "value", layer1_init: str = "small") -> mg.MAML:
     torch.manual_seed(0)
     model = mg.models.MLP([1, 5, 1], activation="tanh").to(D)
-    algo = mg.MAML(model, learner=LSTMMetaLearner(hidden_size=4, second_order=second_order, prev_gate=prev_gate),
+    rule = LSTMMetaLearner(hidden_size=4, second_order=second_order, prev_gate=prev_gate, layer1_init=layer1_init)
+    algo = mg.MAML(model, learner=rule,
                    inner_steps=steps, mode=mode, vectorize=vectorize)
     with torch.no_grad():   # larger weights than the near-SGD initialisation, so every path matters
         for k, v in algo.meta_params().items():
@@ -33,9 +34,9 @@ def _grads(algo: mg.MAML, batch: mg.TaskBatch) -> list[torch.Tensor]:
     return list(torch.autograd.grad(algo.meta_loss(batch), list(algo.parameters())))
 
 
-@pytest.mark.parametrize("prev_gate", ["value", "logit"])
-def test_second_order_meta_gradient_matches_finite_differences(prev_gate: str) -> None:
-    algo, batch = _algo(second_order=True, prev_gate=prev_gate), _batch()
+@pytest.mark.parametrize("prev_gate,layer1_init", [("value", "small"), ("logit", "small"), ("logit", "torch")])
+def test_second_order_meta_gradient_matches_finite_differences(prev_gate: str, layer1_init: str) -> None:
+    algo, batch = _algo(second_order=True, prev_gate=prev_gate, layer1_init=layer1_init), _batch()
     params = list(algo.parameters())
     grads = _grads(algo, batch)
     gen = torch.Generator().manual_seed(1)
@@ -148,6 +149,28 @@ def test_initialisation_starts_near_gradient_descent() -> None:
     assert meta["lstm.W_ih"].shape == (80, 4) and meta["lstm.W_F"].shape == (22,)
     state = rule.init({"w": torch.zeros(7)}, meta)
     assert state["h"].shape == (7, 20) and state["f"].shape == (7,)
+    assert float(meta["lstm.W_ih"].abs().max()) <= 0.01 and "lstm.b_hh" not in meta
+
+
+def test_torch_layer1_init_is_the_original_codes() -> None:
+    # the original code's first layer is a torch LSTMCell: U(-1/sqrt(h), 1/sqrt(h)), two biases;
+    # only the gates of eq. (9)-(10) start small
+    torch.manual_seed(0)
+    meta = LSTMMetaLearner(layer1_init="torch").init_meta({"w": torch.zeros(7)})
+    s = 20 ** -0.5
+    for k in ("W_ih", "W_hh", "b", "b_hh"):
+        v = meta[f"lstm.{k}"]
+        assert float(v.abs().max()) <= s and float(v.abs().max()) > 0.8 * s, k
+    assert meta["lstm.b_hh"].shape == (80,) and float(meta["lstm.W_F"].abs().max()) <= 0.01
+    # the hidden bias adds to the input bias: moving one by d moves the gates as moving the other by d
+    rule, params = LSTMMetaLearner(layer1_init="torch"), {"w": torch.randn(7, dtype=D)}
+    meta = {k: v.to(D) for k, v in meta.items()}
+    grads, state, loss = {"w": torch.randn(7, dtype=D)}, rule.init(params, meta), torch.tensor(0.7, dtype=D)
+    d = torch.randn(80, dtype=D)
+    a = rule.gates(grads, params, state, dict(meta, **{"lstm.b": meta["lstm.b"] + d}), loss)
+    b = rule.gates(grads, params, state, dict(meta, **{"lstm.b_hh": meta["lstm.b_hh"] + d}), loss)
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
 
 
 def test_preprocessing_eq11() -> None:
@@ -164,7 +187,8 @@ def test_preprocessing_eq11() -> None:
 @pytest.mark.parametrize("kwargs,needle", [(dict(hidden_size=0), "hidden_size"), (dict(p=-1.0), "-1.0"),
                                            (dict(grad_scale=0.0), "grad_scale must be a positive"),
                                            (dict(grad_scale=float("nan")), "nan"),
-                                           (dict(prev_gate="pre"), "prev_gate must be 'value'")])
+                                           (dict(prev_gate="pre"), "prev_gate must be 'value'"),
+                                           (dict(layer1_init="xavier"), "layer1_init must be 'small'")])
 def test_bad_options_raise(kwargs: dict, needle: str) -> None:
     with pytest.raises(ValueError, match="LSTMMetaLearner") as err:
         LSTMMetaLearner(**kwargs)

@@ -3,15 +3,13 @@ every kept run was produced under the full protocol, and the committed ``results
 exactly what ``turtle-table6 --report`` builds from the kept runs (no number edited by hand)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from metagrad.experiments.reproduce import turtle_cells, turtle_table6
-from metagrad.experiments.reproduce.turtle_common import spec
+from metagrad.experiments.reproduce import turtle_table6
 from metagrad.experiments.reproduce.turtle_cells import _cached, _cell_path, _protocol_key, _settings
 from metagrad.experiments.reproduce.turtle_cells import Protocol
 
@@ -40,23 +38,3 @@ def test_committed_table_is_the_report_of_the_kept_runs(tmp_path: Path) -> None:
         [(r["model"], r["setting"], r["mean"], r["seeds"]) for r in committed["rows"]]
     assert committed["claims"] == turtle_table6.claims(rows)
 
-
-PER_TASK = RECORD.parent / "turtle-table6-t10-clamp-per-task"
-
-
-@pytest.mark.skipif(not (PER_TASK / "cells").exists(), reason="no per-task clamping record kept")
-def test_per_task_clamp_record_is_the_report_of_its_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the so-TURTLE T=10 runs trained with the thesis's per-task clamp (clip_value_scope="init_per_task"),
-    # kept beside the table until every T=10 cell is trained that way; the default spec does not count them
-    shutil.copytree(PER_TASK / "cells", tmp_path / "cells")
-    for path in sorted((tmp_path / "cells").glob("*.json")):
-        cell = json.loads(path.read_text())
-        assert cell["spec"]["clip_value_scope"] == "init_per_task" and cell["steps"] == 10
-        assert _cached(path, Protocol(), _settings("so-TURTLE", 10, cell["k_shot"])) is None   # not the default's
-    monkeypatch.setattr(turtle_cells, "_settings", lambda m, t, k: dataclasses.replace(
-        spec(m, t, k), clip_value_scope="init_per_task").describe())
-    rows = turtle_table6.run(tmp_path, seeds=5, report=True, models=["so-TURTLE"], steps=[10], shots=[5, 10])
-    committed = json.loads((PER_TASK / "results.json").read_text())
-    assert [(r["model"], r["setting"], r["mean"], r["seeds"]) for r in rows] == \
-        [(r["model"], r["setting"], r["mean"], r["seeds"]) for r in committed["rows"]]
-    assert committed["missing_cells"] == [] and len(rows) == 2

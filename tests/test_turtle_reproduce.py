@@ -83,6 +83,9 @@ def test_value_clipping_scope_init_spares_the_meta_network() -> None:
     sp = spec("so-TURTLE", 5)
     assert sp.describe()["clip_value_scope"] == "init" and spec("fo-TURTLE-raw", 5).clip_value_scope == "init"
     assert spec("so-MAML", 5).clip_value_scope == "all"     # the same thing for MAML: all it has is the init
+    # at T = 10 (meta-batch 4) each task's meta-gradient is clamped before the sum, as turtle.py does;
+    # the key carries it, so a run trained with the mean clamped is not reused
+    assert spec("so-TURTLE", 10).describe()["clip_value_scope"] == "init_per_task"
     algo = build_meta(sp, 5, 0)
     for p in algo.parameters():
         p.grad = torch.full_like(p, -50.0)
@@ -228,3 +231,29 @@ def test_state_dict_follows_later_adam_steps() -> None:
     layer(torch.ones(3, 2)).sum().backward()
     opt.step()
     assert torch.equal(kept["weight"], layer.weight.detach()) and not torch.equal(kept["weight"], before)
+
+
+def test_changed_settings_train_apart_and_bad_ones_are_named(tmp_path: Path) -> None:
+    from metagrad.experiments.reproduce.turtle_cells import cached_cells, run_cells, with_settings
+    from metagrad.experiments.reproduce.turtle_cli import parse_settings
+    changes = parse_settings(["rule.prev_gate=logit", "rule.layer1_init=torch", "clip_norm=1", "clip_value=none"])
+    assert changes == {"rule.prev_gate": "logit", "rule.layer1_init": "torch", "clip_norm": 1, "clip_value": None}
+    sp = with_settings(spec("LSTM", 1, 5), changes)
+    rule = sp.learner()
+    assert (rule.prev_gate, rule.layer1_init, rule.grad_scale, sp.clip_norm) == ("logit", "torch", 0.2, 1)
+    assert "prev_gate='logit'" in sp.describe()["learner"] and spec("LSTM", 1, 5).learner().prev_gate == "value"
+    proto = Protocol(tasks=2, test_tasks=4, val_every=None, val_tasks=0)
+    run_cells(tmp_path, "LSTM", 1, 5, [0], proto, changes=changes)
+    # the run records its settings: the default table does not take it, the same changes do
+    assert cached_cells(tmp_path, "LSTM", 1, 5, [0], proto) == []
+    assert len(cached_cells(tmp_path, "LSTM", 1, 5, [0], proto, changes)) == 1
+    with pytest.raises(ValueError, match="LSTM's rule LSTMMetaLearner has no field 'prev_gat'"):
+        with_settings(spec("LSTM", 1, 5), {"rule.prev_gat": "logit"})
+    with pytest.raises(ValueError, match="so-MAML has no setting 'clip_scope'"):
+        with_settings(spec("so-MAML", 5), {"clip_scope": "all"})
+    with pytest.raises(ValueError, match="clip_value_scope must be .* got 'each'"):
+        with_settings(spec("so-TURTLE", 5), {"clip_value_scope": "each"})
+    with pytest.raises(ValueError, match="expected KEY=VALUE .* got 'logit'"):
+        parse_settings(["logit"])
+    with pytest.raises(SystemExit):    # the CLI: one line on stderr before any training
+        turtle_table6.main(["--out", str(tmp_path / "t"), "--models", "so-MAML", "--set", "rule.prev_gate=logit"])

@@ -21,7 +21,11 @@ mean support loss once more by the batch size, ``grad_scale = 1 / k`` for a full
 ``prev_gate`` says what ``f_{t-1}``, ``i_{t-1}`` are: the gate values, as eq. (9)-(10) write them
 (``"value"``, default), or the gates' pre-sigmoid activations, as the code of Ravi & Larochelle's
 PyTorch port that 004 builds on carries them (``"logit"``). The two agree on the first step (both
-start at zero) and differ from the second on.
+start at zero) and differ from the second on. ``layer1_init`` says how the first layer starts:
+``"small"`` (default; every weight and its one bias ``U(-0.01, 0.01)``) or ``"torch"`` (PyTorch's
+``LSTMCell`` initialisation, ``U(-1/sqrt(hidden), 1/sqrt(hidden))`` with separate input and hidden
+biases, as in Ravi & Larochelle's code and 004's ``modules/network.py``: only the second layer,
+the gates of eq. (9)-(10), starts at ``U(-0.01, 0.01)`` there).
 """
 from __future__ import annotations
 
@@ -53,8 +57,11 @@ class LSTMMetaLearner(Learner):
             ``1 / batch_size``, the support size ``k`` in its sine experiments).
         prev_gate: ``"value"`` (eq. (9)-(10): the previous gates enter as sigmoid outputs) or
             ``"logit"`` (as in 004's code: their pre-sigmoid activations).
+        layer1_init: ``"small"`` (every first-layer weight and bias ``U(-0.01, 0.01)``) or
+            ``"torch"`` (``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``, input and hidden biases
+            apart, as the original code's ``LSTMCell``).
 
-    Initialisation follows the original code: all weights ``U(-0.01, 0.01)``, forget-gate bias
+    The gates start as in the original code: weights ``U(-0.01, 0.01)``, forget-gate bias
     ``U(4, 6)`` (gate near 1) and input-gate bias ``U(-5, -4)`` (rate near 0.01), so that the
     rule starts close to gradient descent. The previous gates are zero at the first step.
     """
@@ -64,6 +71,7 @@ class LSTMMetaLearner(Learner):
     p: float = 10.0
     grad_scale: float = 1.0
     prev_gate: str = "value"
+    layer1_init: str = "small"
     name: str = "lstm"
 
     def __post_init__(self) -> None:
@@ -77,6 +85,9 @@ class LSTMMetaLearner(Learner):
         if self.prev_gate not in ("value", "logit"):
             raise ValueError(f"LSTMMetaLearner: prev_gate must be 'value' (eq. (9)-(10)) or 'logit' (004's code), "
                              f"got {self.prev_gate!r}")
+        if self.layer1_init not in ("small", "torch"):
+            raise ValueError(f"LSTMMetaLearner: layer1_init must be 'small' (U(-0.01, 0.01)) or 'torch' (the original "
+                             f"code's U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))), got {self.layer1_init!r}")
 
     def init_meta(self, params: Params) -> Params:
         ref = next(iter(params.values()))
@@ -86,9 +97,14 @@ class LSTMMetaLearner(Learner):
         def u(*shape: int, lo: float = -0.01, hi: float = 0.01) -> Tensor:
             return lo + (hi - lo) * torch.rand(*shape, **kw)
 
-        return {f"{_P}W_ih": u(4 * h, 4), f"{_P}W_hh": u(4 * h, h), f"{_P}b": u(4 * h),
-                f"{_P}W_F": u(h + 2), f"{_P}W_I": u(h + 2),
-                f"{_P}b_F": u(1, lo=4.0, hi=6.0), f"{_P}b_I": u(1, lo=-5.0, hi=-4.0)}
+        gates = {f"{_P}W_F": u(h + 2), f"{_P}W_I": u(h + 2),
+                 f"{_P}b_F": u(1, lo=4.0, hi=6.0), f"{_P}b_I": u(1, lo=-5.0, hi=-4.0)}
+        if self.layer1_init == "small":
+            return {f"{_P}W_ih": u(4 * h, 4), f"{_P}W_hh": u(4 * h, h), f"{_P}b": u(4 * h), **gates}
+        s = h ** -0.5
+        # two biases, as torch's LSTMCell: Adam steps each, so this is not one bias of their sum
+        return {f"{_P}W_ih": u(4 * h, 4, lo=-s, hi=s), f"{_P}W_hh": u(4 * h, h, lo=-s, hi=s),
+                f"{_P}b": u(4 * h, lo=-s, hi=s), f"{_P}b_hh": u(4 * h, lo=-s, hi=s), **gates}
 
     def init(self, params: Params, meta: Params) -> Any:
         n = sum(v.numel() for v in params.values())
@@ -104,6 +120,8 @@ class LSTMMetaLearner(Learner):
         g, theta = flat(grads, keys), flat(params, keys)
         x = torch.cat([preprocess(loss, self.p).expand(g.shape[0], 2), preprocess(g, self.p)], dim=1)
         z = x @ meta[f"{_P}W_ih"].T + state["h"] @ meta[f"{_P}W_hh"].T + meta[f"{_P}b"]
+        if f"{_P}b_hh" in meta:
+            z = z + meta[f"{_P}b_hh"]
         zi, zf, zg, zo = z.chunk(4, dim=1)
         c = torch.sigmoid(zf) * state["c"] + torch.sigmoid(zi) * torch.tanh(zg)
         h = torch.sigmoid(zo) * torch.tanh(c)

@@ -6,12 +6,13 @@ transfer baselines' runs (``run_baseline``).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
@@ -19,10 +20,11 @@ from ...baselines import Finetuning, TrainFromScratch, merge_tasks
 from ...batch import TaskBatch
 from ...evaluation import iqr_kept, mean_ci95, robust_summary
 from ...io import write_json
-from .turtle_common import (BASELINES, TASKS, TEST_SEED, TEST_TASKS, VAL_EVERY, VAL_TASKS, Record, base_model,
+from .turtle_common import (BASELINES, TASKS, TEST_SEED, TEST_TASKS, VAL_EVERY, VAL_TASKS, Record, Spec, base_model,
                             fixed_tasks, sine, spec, train_meta)
 
-__all__ = ["COMPILE", "Protocol", "run_baseline", "run_cells", "cached_cells", "run_cell", "aggregate"]
+__all__ = ["COMPILE", "Protocol", "run_baseline", "run_cells", "cached_cells", "run_cell", "aggregate",
+           "with_settings"]
 
 # Whether to torch.compile a model's population meta-loss (measured, 5 seeds, T=5, 1 thread:
 # so-MAML 19.7 -> 7.2 ms/it, LSTM 102 -> 39 ms/it, so-TURTLE 99 -> 233 ms/it). The evaluation
@@ -88,8 +90,40 @@ def _protocol_key(proto: Protocol) -> dict[str, Any]:
             "val_tasks": proto.val_tasks}
 
 
-def _settings(model: str, steps: Optional[int], k_shot: int) -> Optional[dict[str, Any]]:
-    return None if model in BASELINES else spec(model, steps, k_shot).describe()
+def with_settings(sp: Spec, settings: Optional[Mapping[str, Any]] = None) -> Spec:
+    """``sp`` with some settings changed: ``Spec`` fields by name (``clip_value_scope``, ``meta_batch``,
+    ...) and fields of its update rule as ``rule.<field>`` (``rule.prev_gate``, ``rule.beta``, ...).
+    A run records the settings it was trained with, so runs made this way never mix with the
+    default table's (give them their own ``--out``)."""
+    settings = dict(settings or {})
+    rule = {k[len("rule."):]: v for k, v in settings.items() if k.startswith("rule.")}
+    own = {k: v for k, v in settings.items() if not k.startswith("rule.")}
+    fields = [f.name for f in dataclasses.fields(Spec) if f.name not in ("name", "learner")]
+    for k in own:
+        if k not in fields:
+            raise ValueError(f"with_settings: {sp.name} has no setting {k!r}; choose from {', '.join(fields)}, "
+                             f"or rule.<field> for its update rule")
+    learner = sp.learner
+    if rule:
+        made = sp.learner()
+        names = [f.name for f in dataclasses.fields(made) if f.name != "name"]
+        for k in rule:
+            if k not in names:
+                raise ValueError(f"with_settings: {sp.name}'s rule {type(made).__name__} has no field {k!r}; "
+                                 f"choose rule.<one of {', '.join(names)}>")
+        base = sp.learner
+        learner = lambda: dataclasses.replace(base(), **rule)   # noqa: E731
+        learner()   # the rule's own checks, now rather than at training
+    return dataclasses.replace(sp, learner=learner, **own)
+
+
+def _spec(model: str, steps: Optional[int], k_shot: int, settings: Optional[Mapping[str, Any]]) -> Spec:
+    return with_settings(spec(model, steps, k_shot), settings)
+
+
+def _settings(model: str, steps: Optional[int], k_shot: int,
+              settings: Optional[Mapping[str, Any]] = None) -> Optional[dict[str, Any]]:
+    return None if model in BASELINES else _spec(model, steps, k_shot, settings).describe()
 
 
 def _effective(settings: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
@@ -121,15 +155,18 @@ def _cached(path: Path, proto: Protocol, settings: Optional[dict[str, Any]] = No
 
 
 def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: Sequence[int], proto: Protocol,
-              log: Optional[Callable[[str], None]] = None, compile: Optional[bool] = None) -> list[dict[str, Any]]:
+              log: Optional[Callable[[str], None]] = None, compile: Optional[bool] = None,
+              changes: Optional[Mapping[str, Any]] = None) -> list[dict[str, Any]]:
     """Train and test (model, steps, shots) once per seed, caching each run's summary in
     ``out/cells/``; the seeds not yet cached train together as one population.
 
-    A cached run is reused when it was produced under the same protocol, so a long
+    A cached run is reused when it was produced under the same protocol and settings, so a long
     reproduction can be resumed or extended seed by seed. ``compile``: default ``COMPILE``.
+    ``changes``: settings that differ from ``spec``'s (``with_settings``; meta-learners only).
     """
     seeds = list(seeds)
-    settings = _settings(model, steps, k_shot)
+    changes = None if model in BASELINES else changes
+    settings = _settings(model, steps, k_shot, changes)
     found = {s: _cached(_cell_path(out, model, steps, k_shot, s), proto, settings) for s in seeds}
     todo = [s for s in seeds if found[s] is None]
     if todo:
@@ -140,8 +177,8 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
             # compiling pays off only over long runs (about a minute to compile)
             long = proto.tasks >= 10_000
             use = COMPILE.get(model, False) and long if compile is None else compile
-            recs = train_meta(spec(model, steps, k_shot), k_shot, steps, todo, proto.tasks, val_every=proto.val_every,
-                              val_tasks=proto.val_tasks, test=test, log=log, compile=use,
+            recs = train_meta(_spec(model, steps, k_shot, changes), k_shot, steps, todo, proto.tasks,
+                              val_every=proto.val_every, val_tasks=proto.val_tasks, test=test, log=log, compile=use,
                               compile_eval=long if compile is None else compile,
                               checkpoint=_cell_path(out, model, steps, k_shot, todo[0]).with_suffix(".partial.pt"))
         for s, rec in zip(todo, recs):
@@ -159,9 +196,11 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
 
 
 def cached_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: Sequence[int],
-                 proto: Protocol) -> list[dict[str, Any]]:
-    """The runs of (model, steps, shots) already cached under ``out/cells`` for ``proto`` (no training)."""
-    found = (_cached(_cell_path(out, model, steps, k_shot, s), proto, _settings(model, steps, k_shot)) for s in seeds)
+                 proto: Protocol, changes: Optional[Mapping[str, Any]] = None) -> list[dict[str, Any]]:
+    """The runs of (model, steps, shots) already cached under ``out/cells`` for ``proto`` and the
+    settings (``spec`` with ``changes``; no training)."""
+    settings = _settings(model, steps, k_shot, None if model in BASELINES else changes)
+    found = (_cached(_cell_path(out, model, steps, k_shot, s), proto, settings) for s in seeds)
     return [c for c in found if c is not None]
 
 

@@ -19,9 +19,9 @@ from typing import Any, Optional, Sequence
 from ...evaluation import robust_summary
 from ...plotting import plot_lines
 from .common import row, versus_paper, write_results
-from .turtle_cells import Protocol, aggregate, cached_cells, run_cells
-from .turtle_cli import protocol_arguments, set_threads, stderr_log
-from .turtle_common import BASELINES, TASKS, TEST_SEED, fixed_tasks, sine
+from .turtle_cells import Protocol, aggregate, cached_cells, run_cells, with_settings
+from .turtle_cli import parse_settings, protocol_arguments, set_threads, stderr_log
+from .turtle_common import BASELINES, TASKS, TEST_SEED, fixed_tasks, sine, spec
 
 NAME = "turtle-table6"
 DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
@@ -65,7 +65,8 @@ def _cells(models: Sequence[str], steps: Sequence[int], shots: Sequence[int]) ->
 def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: Sequence[str] = MODELS,
         steps: Sequence[int] = STEPS, shots: Sequence[int] = SHOTS, tasks: Optional[int] = None,
         test_tasks: Optional[int] = None, val_every: Optional[int] = -1, val_tasks: Optional[int] = None,
-        log: Any = None, report: bool = False, threads: int = 1) -> list[dict[str, Any]]:
+        log: Any = None, report: bool = False, threads: int = 1,
+        changes: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
     """Run the table (``seeds`` runs per cell; default 5, ``quick``: 1 seed, 5 shots, 1 and 5 steps,
     300 tasks, 100 test tasks) and write ``table.md``/``results.json`` after every cell.
     ``threads``: torch threads (default 1, for two jobs on two cores; one job alone trains faster on two).
@@ -76,7 +77,10 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     stderr; no wall clock is recorded, as nothing is trained). This is how a
     table trained by several processes or over several sessions is put together.
     A cell is "at most the paper's value or within its interval" when our mean, rounded to the
-    thesis's two decimals, is at most the thesis's mean plus its interval."""
+    thesis's two decimals, is at most the thesis's mean plus its interval.
+
+    ``changes``: train the meta-learners with settings other than ``spec``'s (``with_settings``:
+    ``{"rule.prev_gate": "logit"}``, ``{"clip_value_scope": "init"}``); the table says which."""
     out = Path(out)
     if quick:
         models, steps, shots = QUICK["models"], QUICK["steps"], QUICK["shots"]
@@ -87,6 +91,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     if bad:
         raise ValueError(f"{NAME}: unknown model {bad[0]!r}; choose from {', '.join(MODELS)}")
     set_threads(NAME, threads)
+    check_changes(models, steps, shots, changes)     # a bad setting fails now, not after hours of training
     t0 = time.perf_counter()
     note = (f"Mean MSE on {proto.test_tasks} fixed test tasks (query sets of 50) per run; {n_seeds} run(s) per "
             f"cell summarised as in 004 (mean, median and 95% interval across runs after IQR outlier "
@@ -97,6 +102,9 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
             f"this part of the uncertainty is not in the across-run interval, and a comparison with the thesis "
             f"(other test tasks) carries it. "
             f"Paper: 004 Table 6, mean over 30 runs.")
+    if changes:
+        note += (" Meta-learners trained with settings other than the protocol's: "
+                 + ", ".join(f"{k}={v!r}" for k, v in changes.items()) + ".")
     scale, expected = target_scale(shots, proto.test_tasks)
     note += (" Test-set scale, mean squared query target (the MSE of predicting 0; expectation "
              f"{expected:.2f}): " + ", ".join(f"k={k} {v:.2f} ({100 * (v / expected - 1):+.1f}%)" for k, v in scale.items())
@@ -106,14 +114,14 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     missing: list[str] = []     # report: cells with fewer kept runs than ``seeds``
     for model, t, k in _cells(models, steps, shots):
         if report:
-            cells = cached_cells(out, model, t, k, range(n_seeds), proto)
+            cells = cached_cells(out, model, t, k, range(n_seeds), proto, changes)
             if len(cells) < n_seeds:
                 missing.append(f"{model}{'' if t is None else f' T={t}'} k={k}"
                                + (f" ({len(cells)} of {n_seeds} runs)" if cells else ""))
             if not cells:
                 continue
         else:
-            cells = run_cells(out, model, t, k, range(n_seeds), proto, log)
+            cells = run_cells(out, model, t, k, range(n_seeds), proto, log, changes=changes)
         stats = aggregate(cells)
         paper, paper_ci = _paper(model, t, k)
         extra: dict[str, Any] = {"paper_ci95": paper_ci, "seeds": len(cells), "tasks": proto.tasks,
@@ -234,6 +242,14 @@ def claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def check_changes(models: Sequence[str], steps: Sequence[int], shots: Sequence[int],
+                  changes: Optional[dict[str, Any]]) -> None:
+    """Raise ``ValueError`` (naming the setting) if ``changes`` do not apply to every meta-learner cell."""
+    for model, t, k in _cells(models, steps, shots) if changes else ():
+        if model not in BASELINES:
+            with_settings(spec(model, t, k), changes)
+
+
 def _plot(rows: list[dict[str, Any]], out: Path) -> None:
     # colour = model, line style and marker = inner steps: 20 lines stay tellable apart
     look = {None: ("-", "o"), 1: (":", "v"), 5: ("--", "s"), 10: ("-", "D")}
@@ -251,13 +267,24 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=DESCRIPTION)
     protocol_arguments(p, STEPS)
-    p.add_argument("--models", nargs="+", default=list(MODELS))
-    p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS))
+    p.add_argument("--models", nargs="+", default=list(MODELS), help=f"default: {' '.join(MODELS)}")
+    p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS),
+                   help=f"support points k (default {' '.join(map(str, SHOTS))})")
     p.add_argument("--report", action="store_true", help="train nothing; tabulate the runs cached under OUT/cells")
+    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", dest="changes",
+                   help="train the meta-learners with other settings: a Spec field (clip_value_scope=init) or a "
+                        "field of the update rule (rule.prev_gate=logit); runs record them, use a new --out")
     a = p.parse_args(argv)
+    try:
+        changes = parse_settings(a.changes)
+        if a.quick:
+            a.models, a.steps, a.shots = QUICK["models"], QUICK["steps"], QUICK["shots"]
+        check_changes(a.models, a.steps, a.shots, changes)
+    except ValueError as e:
+        p.error(str(e))
     run(a.out, a.quick, a.seeds, models=a.models, steps=a.steps, shots=a.shots, tasks=a.tasks,
         test_tasks=a.test_tasks, val_every=a.val_every, val_tasks=a.val_tasks,
-        log=stderr_log, report=a.report, threads=a.threads)
+        log=stderr_log, report=a.report, threads=a.threads, changes=changes)
 
 
 if __name__ == "__main__":
