@@ -238,6 +238,7 @@ def test_changed_settings_train_apart_and_bad_ones_are_named(tmp_path: Path) -> 
     from metagrad.experiments.reproduce.turtle_cli import parse_settings
     changes = parse_settings(["rule.prev_gate=logit", "rule.layer1_init=torch", "clip_norm=1", "clip_value=none"])
     assert changes == {"rule.prev_gate": "logit", "rule.layer1_init": "torch", "clip_norm": 1, "clip_value": None}
+    assert parse_settings(["rule.second_order=False", "rule.p=2.5"]) == {"rule.second_order": False, "rule.p": 2.5}
     sp = with_settings(spec("LSTM", 1, 5), changes)
     rule = sp.learner()
     assert (rule.prev_gate, rule.layer1_init, rule.grad_scale, sp.clip_norm) == ("logit", "torch", 0.2, 1)

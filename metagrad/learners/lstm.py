@@ -24,8 +24,8 @@ PyTorch port that 004 builds on carries them (``"logit"``). The two agree on the
 start at zero) and differ from the second on. ``layer1_init`` says how the first layer starts:
 ``"small"`` (default; every weight and its one bias ``U(-0.01, 0.01)``) or ``"torch"`` (PyTorch's
 ``LSTMCell`` initialisation, ``U(-1/sqrt(hidden), 1/sqrt(hidden))`` with separate input and hidden
-biases, as in Ravi & Larochelle's code and 004's ``modules/network.py``: only the second layer,
-the gates of eq. (9)-(10), starts at ``U(-0.01, 0.01)`` there).
+biases, as 004's code does, ``modules/network.py``: only the second layer, the gates of
+eq. (9)-(10), starts at ``U(-0.01, 0.01)`` there).
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class LSTMMetaLearner(Learner):
             ``"logit"`` (as in 004's code: their pre-sigmoid activations).
         layer1_init: ``"small"`` (every first-layer weight and bias ``U(-0.01, 0.01)``) or
             ``"torch"`` (``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))``, input and hidden biases
-            apart, as the original code's ``LSTMCell``).
+            apart, as 004's code's ``LSTMCell``).
 
     The gates start as in the original code: weights ``U(-0.01, 0.01)``, forget-gate bias
     ``U(4, 6)`` (gate near 1) and input-gate bias ``U(-5, -4)`` (rate near 0.01), so that the

@@ -32,14 +32,16 @@ def protocol_arguments(p: "argparse.ArgumentParser", steps: Sequence[int]) -> No
 
 
 def parse_settings(items: Optional[Sequence[str]]) -> dict[str, Any]:
-    """``KEY=VALUE`` words as a dict; a value is read as an integer, a float, ``none`` (``None``) or else
-    a string: ``["rule.prev_gate=logit", "clip_norm=1"]`` -> ``{"rule.prev_gate": "logit", "clip_norm": 1}``."""
+    """``KEY=VALUE`` words as a dict; a value is read as an integer, a float, ``true``/``false``, ``none``
+    (``None``) or else a string: ``["rule.prev_gate=logit", "clip_norm=1"]`` ->
+    ``{"rule.prev_gate": "logit", "clip_norm": 1}``."""
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set: expected KEY=VALUE (e.g. rule.prev_gate=logit), got {item!r}")
-        value: Any = None if text.lower() == "none" else text
+        # a bare "false" must not reach a flag as the (truthy) string "false"
+        value: Any = {"none": None, "true": True, "false": False}.get(text.lower(), text)
         for kind in (int, float):
             try:
                 value = kind(text)
