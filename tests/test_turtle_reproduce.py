@@ -13,7 +13,8 @@ from metagrad.experiments.reproduce import EXPERIMENTS, load
 from metagrad.experiments.reproduce import turtle_order, turtle_table6
 from metagrad.evaluation import robust_summary
 from metagrad.experiments.reproduce.common import format_table, row
-from metagrad.experiments.reproduce.turtle_cells import aggregate, run_cell
+from metagrad.experiments.reproduce.turtle_cells import aggregate, cached_cells, run_cell, run_cells, with_settings
+from metagrad.experiments.reproduce.turtle_cli import parse_settings
 from metagrad.experiments.reproduce.turtle_cells import Protocol
 from metagrad.experiments.reproduce.turtle_common import build_meta, clip_grads, spec
 from metagrad.population import Population
@@ -234,8 +235,6 @@ def test_state_dict_follows_later_adam_steps() -> None:
 
 
 def test_changed_settings_train_apart_and_bad_ones_are_named(tmp_path: Path) -> None:
-    from metagrad.experiments.reproduce.turtle_cells import cached_cells, run_cells, with_settings
-    from metagrad.experiments.reproduce.turtle_cli import parse_settings
     changes = parse_settings(["rule.prev_gate=logit", "rule.layer1_init=torch", "clip_norm=1", "clip_value=none"])
     assert changes == {"rule.prev_gate": "logit", "rule.layer1_init": "torch", "clip_norm": 1, "clip_value": None}
     assert parse_settings(["rule.second_order=False", "rule.p=2.5"]) == {"rule.second_order": False, "rule.p": 2.5}

@@ -123,6 +123,7 @@ def _spec(model: str, steps: Optional[int], k_shot: int, settings: Optional[Mapp
 
 def _settings(model: str, steps: Optional[int], k_shot: int,
               settings: Optional[Mapping[str, Any]] = None) -> Optional[dict[str, Any]]:
+    # the baselines have no spec, so no settings to change
     return None if model in BASELINES else _spec(model, steps, k_shot, settings).describe()
 
 
@@ -165,7 +166,6 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
     ``changes``: settings that differ from ``spec``'s (``with_settings``; meta-learners only).
     """
     seeds = list(seeds)
-    changes = None if model in BASELINES else changes
     settings = _settings(model, steps, k_shot, changes)
     found = {s: _cached(_cell_path(out, model, steps, k_shot, s), proto, settings) for s in seeds}
     todo = [s for s in seeds if found[s] is None]
@@ -199,7 +199,7 @@ def cached_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds
                  proto: Protocol, changes: Optional[Mapping[str, Any]] = None) -> list[dict[str, Any]]:
     """The runs of (model, steps, shots) already cached under ``out/cells`` for ``proto`` and the
     settings (``spec`` with ``changes``; no training)."""
-    settings = _settings(model, steps, k_shot, None if model in BASELINES else changes)
+    settings = _settings(model, steps, k_shot, changes)
     found = (_cached(_cell_path(out, model, steps, k_shot, s), proto, settings) for s in seeds)
     return [c for c in found if c is not None]
 
