@@ -209,6 +209,20 @@ def test_table6_report_tabulates_cached_runs_only(tmp_path: Path) -> None:
     assert "| ± test tasks |" in (tmp_path / "table.md").read_text()
 
 
+def test_table6_tabulates_every_kept_run_of_a_cell(tmp_path: Path) -> None:
+    """Runs of seeds beyond ``--seeds`` (a cheap cell given the thesis's 30) are never left out of the table."""
+    from metagrad.experiments.reproduce.turtle_cells import kept_seeds, run_cells
+    proto = Protocol(tasks=4, test_tasks=8, val_every=None, val_tasks=0)
+    run_cells(tmp_path, "so-MAML", 1, 5, [0, 1, 7], proto)
+    run_cells(tmp_path, "so-MAML", 1, 15, [3], proto)          # another cell's run (k=15 is not k=1 + "5")
+    assert kept_seeds(tmp_path, "so-MAML", 1, 5, 2) == [0, 1, 7]
+    assert kept_seeds(tmp_path, "so-MAML", 1, 1, 2) == [0, 1]
+    kw = dict(models=["so-MAML"], steps=[1], shots=[5], tasks=4, test_tasks=8, val_every=None, val_tasks=0)
+    assert [r["seeds"] for r in turtle_table6.run(tmp_path, seeds=2, report=True, **kw)] == [3]
+    assert [r["seeds"] for r in turtle_table6.run(tmp_path, seeds=2, **kw)] == [3]      # nothing to train
+    assert [r["seeds"] for r in turtle_table6.run(tmp_path, seeds=2, report=True, data="thesis", **kw)] == []
+
+
 def test_table6_report_lists_what_is_not_measured(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from metagrad.experiments.reproduce.turtle_cells import run_cells
     proto = Protocol(tasks=4, test_tasks=8, val_every=None, val_tasks=0)

@@ -20,11 +20,12 @@ from ...baselines import Finetuning, TrainFromScratch, merge_tasks
 from ...batch import TaskBatch
 from ...evaluation import iqr_kept, mean_ci95, robust_summary
 from ...io import write_json
-from .turtle_common import (BASELINES, TASKS, TEST_SEED, TEST_TASKS, VAL_EVERY, VAL_TASKS, Record, Spec, base_model,
-                            fixed_tasks, sine, spec, train_meta)
+from .turtle_common import (BASELINES, QUERY, TASKS, TEST_TASKS, VAL_EVERY, VAL_TASKS, Record, Spec, base_model,
+                            fixed_test_tasks, sine, spec, train_meta)
+from .turtle_data import check_data, thesis_tasks
 
 __all__ = ["COMPILE", "Protocol", "run_baseline", "run_cells", "cached_cells", "run_cell", "aggregate",
-           "with_settings"]
+           "with_settings", "kept_seeds"]
 
 # Whether to torch.compile a model's population meta-loss (measured, 5 seeds, T=5, 1 thread:
 # so-MAML 19.7 -> 7.2 ms/it, LSTM 102 -> 39 ms/it, so-TURTLE 99 -> 233 ms/it). The evaluation
@@ -35,33 +36,41 @@ COMPILE = {"so-MAML": True, "fo-MAML": True, "LSTM": True}
 
 @dataclass(frozen=True)
 class Protocol:
-    """Run lengths: meta-training tasks, test tasks, validation cadence (004: 70,000 / 2,000 / 2,500 / 1,000)."""
+    """Run lengths: meta-training tasks, test tasks, validation cadence (004: 70,000 / 2,000 / 2,500 / 1,000),
+    and where the tasks come from (``turtle_data.DATA``: ``"metagrad"``'s own draws or the thesis's tasks)."""
 
     tasks: int = TASKS
     test_tasks: int = TEST_TASKS
     val_every: Optional[int] = VAL_EVERY
     val_tasks: int = VAL_TASKS
+    data: str = "metagrad"
+
+    def __post_init__(self) -> None:
+        check_data("Protocol", self.data, self.tasks, self.val_tasks if self.val_every else 0, self.test_tasks)
 
     @classmethod
     def quick(cls) -> "Protocol":
         return cls(tasks=300, test_tasks=100, val_every=None, val_tasks=0)
 
     def replace(self, tasks: Optional[int] = None, test_tasks: Optional[int] = None, val_every: Optional[int] = -1,
-                val_tasks: Optional[int] = None) -> "Protocol":
+                val_tasks: Optional[int] = None, data: Optional[str] = None) -> "Protocol":
         """This protocol with the given fields changed (``None``, or ``-1`` for ``val_every``: keep;
         ``val_every=None``: no validation)."""
         return Protocol(tasks=self.tasks if tasks is None else tasks,
                         test_tasks=self.test_tasks if test_tasks is None else test_tasks,
                         val_every=self.val_every if val_every == -1 else val_every,
-                        val_tasks=self.val_tasks if val_tasks is None else val_tasks)
+                        val_tasks=self.val_tasks if val_tasks is None else val_tasks,
+                        data=self.data if data is None else data)
 
 
 def run_baseline(name: str, k_shot: int, seed: int, tasks: int = TASKS, *,
-                 test: Optional[TaskBatch] = None) -> Record:
-    """``TrainFromScratch`` or ``Finetuning`` (pre-trained on ``tasks`` flat batches of 16)."""
+                 test: Optional[TaskBatch] = None, data: str = "metagrad") -> Record:
+    """``TrainFromScratch`` or ``Finetuning`` (pre-trained on ``tasks`` flat batches of 16 from the
+    merged data of ``tasks`` meta-training tasks: its own draws, or with ``data="thesis"`` the thesis's)."""
+    check_data("run_baseline", data, tasks, 0, 0)
     gen = torch.Generator().manual_seed(seed)
     model = base_model(seed)
-    test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
+    test = test if test is not None else fixed_test_tasks(k_shot, TEST_TASKS, data)
     t0 = time.perf_counter()
     iterations = 0
     if name == "TrainFromScratch":
@@ -69,7 +78,8 @@ def run_baseline(name: str, k_shot: int, seed: int, tasks: int = TASKS, *,
     elif name == "Finetuning":
         method = Finetuning.from_model(model)
         # the merged meta-training data: all support and query points of `tasks` tasks
-        x, y = merge_tasks(sine(k_shot).sample(tasks, gen))
+        pool = thesis_tasks(k_shot, QUERY).train[:tasks] if data == "thesis" else sine(k_shot).sample(tasks, gen)
+        x, y = merge_tasks(pool)
         iterations = tasks
         method.pretrain(x, y, tasks, gen)
     else:
@@ -85,9 +95,19 @@ def _cell_path(out: Path, model: str, steps: Optional[int], k_shot: int, seed: i
     return Path(out) / "cells" / f"{model}_T{steps if steps is not None else '-'}_k{k_shot}_s{seed}.json"
 
 
+def kept_seeds(out: Path, model: str, steps: Optional[int], k_shot: int, n: int) -> list[int]:
+    """Seeds ``0..n-1`` and every further seed with a kept run of the cell under ``out/cells`` (a cell
+    given more runs, e.g. the thesis's 30 for a cheap baseline, is tabulated with all of them)."""
+    stem = _cell_path(out, model, steps, k_shot, 0).name[:-len("0.json")]
+    found = {int(f.name[len(stem):-len(".json")]) for f in (Path(out) / "cells").glob(f"{stem}*.json")
+             if f.name[len(stem):-len(".json")].isdigit()}
+    return sorted(set(range(n)) | found)
+
+
 def _protocol_key(proto: Protocol) -> dict[str, Any]:
+    # the task source is recorded only where it is not our own draws (what every earlier run used)
     return {"tasks": proto.tasks, "test_tasks": proto.test_tasks, "val_every": proto.val_every,
-            "val_tasks": proto.val_tasks}
+            "val_tasks": proto.val_tasks, **({"data": proto.data} if proto.data != "metagrad" else {})}
 
 
 def with_settings(sp: Spec, settings: Optional[Mapping[str, Any]] = None) -> Spec:
@@ -170,16 +190,16 @@ def run_cells(out: Path, model: str, steps: Optional[int], k_shot: int, seeds: S
     found = {s: _cached(_cell_path(out, model, steps, k_shot, s), proto, settings) for s in seeds}
     todo = [s for s in seeds if found[s] is None]
     if todo:
-        test = fixed_tasks(k_shot, proto.test_tasks, TEST_SEED)
+        test = fixed_test_tasks(k_shot, proto.test_tasks, proto.data)
         if model in BASELINES:
-            recs = [run_baseline(model, k_shot, s, proto.tasks, test=test) for s in todo]
+            recs = [run_baseline(model, k_shot, s, proto.tasks, test=test, data=proto.data) for s in todo]
         else:
             # compiling pays off only over long runs (about a minute to compile)
             long = proto.tasks >= 10_000
             use = COMPILE.get(model, False) and long if compile is None else compile
             recs = train_meta(_spec(model, steps, k_shot, changes), k_shot, steps, todo, proto.tasks,
                               val_every=proto.val_every, val_tasks=proto.val_tasks, test=test, log=log, compile=use,
-                              compile_eval=long if compile is None else compile,
+                              compile_eval=long if compile is None else compile, data=proto.data,
                               checkpoint=_cell_path(out, model, steps, k_shot, todo[0]).with_suffix(".partial.pt"))
         for s, rec in zip(todo, recs):
             summary = {"model": model, "steps": steps, "k_shot": k_shot, "seed": s, "protocol": _protocol_key(proto),

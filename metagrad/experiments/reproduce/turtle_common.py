@@ -1,7 +1,10 @@
 """004's sine protocol (appendix A.1) shared by ``turtle-table6`` and ``turtle-order``.
 
 * Tasks ``y = A sin(x - p)``, ``A ~ U[0.1, 5]``, ``p ~ U[0, pi]``, ``x ~ U[-5, 5]``; ``k`` support
-  points, query sets of 50; 2,000 fixed test tasks (the same for every model and seed).
+  points, query sets of 50; 2,000 fixed test tasks (the same for every model and seed). Drawn
+  by us (``data="metagrad"``: each seed its own meta-training stream) or the thesis's own tasks
+  (``data="thesis"``, ``turtle_data``: its 70,000 meta-training tasks in its order for every
+  seed, its 1,000 validation and 2,000 test tasks).
 * Base-learner: MLP 1-40-40-1, ReLU, zero biases (the thesis's code).
 * 70,000 meta-training tasks; Adam 1e-3; validation every 2,500 tasks on 1,000 fixed tasks,
   the best validated state is tested (as the thesis's text says; besides it, the state its code
@@ -59,10 +62,11 @@ from ...learners.turtle import Turtle
 from ...models.mlp import MLP
 from ...tasks.base import check_shots
 from ...tasks.sine import Sinusoid
+from .turtle_data import DATA, check_data, thesis_tasks
 
-__all__ = ["TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "Spec", "spec", "sine",
-           "fixed_tasks", "base_model", "train_meta", "evaluate_meta", "evaluate_population", "Record", "BASELINES",
-           "clip_grads"]
+__all__ = ["TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "DATA", "Spec", "spec", "sine",
+           "fixed_tasks", "fixed_test_tasks", "check_data", "base_model", "train_meta", "evaluate_meta",
+           "evaluate_population", "Record", "BASELINES", "clip_grads"]
 
 BASELINES = ("TrainFromScratch", "Finetuning")
 
@@ -82,6 +86,12 @@ def sine(k_shot: int) -> Sinusoid:
 def fixed_tasks(k_shot: int, n: int, seed: int) -> TaskBatch:
     """A fixed set of ``n`` tasks (the same for every model and training seed)."""
     return sine(k_shot).sample(n, torch.Generator().manual_seed(seed + k_shot))
+
+
+def fixed_test_tasks(k_shot: int, n: int = TEST_TASKS, data: str = "metagrad") -> TaskBatch:
+    """The first ``n`` test tasks of ``data`` for ``k_shot`` (the same for every model and seed)."""
+    check_data("fixed_test_tasks", data, 0, 0, n)
+    return thesis_tasks(k_shot, QUERY).test[:n] if data == "thesis" else fixed_tasks(k_shot, n, TEST_SEED)
 
 
 def base_model(seed: int) -> MLP:
@@ -262,7 +272,8 @@ def build_meta(sp: Spec, steps: int, seed: int) -> MAML:
 def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: int = TASKS, *,
                val_every: Optional[int] = VAL_EVERY, val_tasks: int = VAL_TASKS, test: Optional[TaskBatch] = None,
                log: Optional[Callable[[str], None]] = None, compile: bool = False, compile_eval: bool = False,
-               checkpoint: Optional[Path] = None, checkpoint_every_s: float = 300.0) -> list[Record]:
+               checkpoint: Optional[Path] = None, checkpoint_every_s: float = 300.0,
+               data: str = "metagrad") -> list[Record]:
     """Meta-train ``sp`` once per seed on ``tasks`` sine tasks, keep each run's best validated
     state, test it; one ``Record`` per seed.
 
@@ -284,12 +295,15 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     in ``Record.skipped``.
     """
     seeds = list(seeds)
+    check_data("train_meta", data, tasks, val_tasks if val_every else 0, 0)
     task_clip = sp.clip_value if sp.clip_value_scope == "init_per_task" else None
     pop = Population([build_meta(sp, steps, s) for s in seeds], compile=compile, compile_curves=compile_eval,
                      task_clip=task_clip)
     opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
     dist, gens = sine(k_shot), [torch.Generator().manual_seed(s) for s in seeds]
-    val = fixed_tasks(k_shot, val_tasks, VAL_SEED) if val_every else None
+    pool = thesis_tasks(k_shot, QUERY).train if data == "thesis" else None    # in the thesis's order
+    val = None if not val_every else \
+        thesis_tasks(k_shot, QUERY).val[:val_tasks] if data == "thesis" else fixed_tasks(k_shot, val_tasks, VAL_SEED)
     best: list[Optional[dict[str, torch.Tensor]]] = [None] * len(seeds)
     best_val, curves = [math.inf] * len(seeds), [[] for _ in seeds]
     nonfinite_at: list[Optional[int]] = [None] * len(seeds)
@@ -298,7 +312,8 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     every = max(1, (val_every or tasks) // sp.meta_batch)
     # the settings belong to the key: a checkpoint never resumes under other settings
     key = {"model": sp.name, "steps": steps, "k_shot": k_shot, "seeds": seeds, "tasks": tasks,
-           "val_every": val_every, "val_tasks": val_tasks, "spec": sp.describe()}
+           "val_every": val_every, "val_tasks": val_tasks, "spec": sp.describe(),
+           **({"data": data} if data != "metagrad" else {})}
     t0 = time.perf_counter()
     train_time, first, earlier = 0.0, 1, 0.0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -317,7 +332,11 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     last_save = time.perf_counter()
     for it in range(first, iterations + 1):
         t1 = time.perf_counter()
-        losses = pop.meta_losses(TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens]))
+        if pool is not None:    # every member the same tasks, the thesis's next meta-batch
+            batch = TaskBatch.cat([pool[(it - 1) * sp.meta_batch:it * sp.meta_batch]] * len(seeds))
+        else:
+            batch = TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens])
+        losses = pop.meta_losses(batch)
         opt.zero_grad()
         losses.sum().backward()       # members share nothing: each slice gets its own gradient
         bad = _nonfinite_members(pop)
@@ -352,7 +371,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
                                     "nonfinite_at": nonfinite_at, "skipped": skipped,
                                     "elapsed": earlier + time.perf_counter() - t0})
             last_save = time.perf_counter()
-    test = test if test is not None else fixed_tasks(k_shot, TEST_TASKS, TEST_SEED)
+    test = test if test is not None else fixed_test_tasks(k_shot, TEST_TASKS, data)
     thesis = _thesis_restore_test(sp, pop, best, test, steps)
     for p, state in enumerate(best):
         if state is not None:

@@ -19,9 +19,10 @@ from typing import Any, Optional, Sequence
 from ...evaluation import robust_summary
 from ...plotting import plot_lines
 from .common import row, versus_paper, write_results
-from .turtle_cells import Protocol, aggregate, cached_cells, run_cells, with_settings
+from .turtle_cells import Protocol, aggregate, cached_cells, kept_seeds, run_cells, with_settings
 from .turtle_cli import parse_settings, protocol_arguments, set_threads, stderr_log
-from .turtle_common import BASELINES, TASKS, TEST_SEED, fixed_tasks, sine, spec
+from .turtle_common import BASELINES, TASKS, fixed_test_tasks, sine, spec
+from .turtle_data import DATA
 
 NAME = "turtle-table6"
 DESCRIPTION = "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, 1/5/10 steps, 5-20 shots"
@@ -66,9 +67,10 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
         steps: Sequence[int] = STEPS, shots: Sequence[int] = SHOTS, tasks: Optional[int] = None,
         test_tasks: Optional[int] = None, val_every: Optional[int] = -1, val_tasks: Optional[int] = None,
         log: Any = None, report: bool = False, threads: int = 1,
-        changes: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
-    """Run the table (``seeds`` runs per cell; default 5, ``quick``: 1 seed, 5 shots, 1 and 5 steps,
-    300 tasks, 100 test tasks) and write ``table.md``/``results.json`` after every cell.
+        changes: Optional[dict[str, Any]] = None, data: str = "metagrad") -> list[dict[str, Any]]:
+    """Run the table (``seeds`` runs per cell, seeds ``0..seeds-1``; default 5, ``quick``: 1 seed, 5 shots,
+    1 and 5 steps, 300 tasks, 100 test tasks) and write ``table.md``/``results.json`` after every cell.
+    A cell with kept runs of further seeds (``kept_seeds``) is tabulated with all of them.
     ``threads``: torch threads (default 1, for two jobs on two cores; one job alone trains faster on two).
 
     ``report``: train nothing; build the table from the runs cached under ``OUT/cells`` (cells
@@ -80,12 +82,15 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     thesis's two decimals, is at most the thesis's mean plus its interval.
 
     ``changes``: train the meta-learners with settings other than ``spec``'s (``with_settings``:
-    ``{"rule.prev_gate": "logit"}``, ``{"clip_value_scope": "init"}``); the table says which."""
+    ``{"rule.prev_gate": "logit"}``, ``{"clip_value_scope": "init"}``); the table says which.
+
+    ``data``: ``"metagrad"`` (our own task draws) or ``"thesis"`` (the thesis's own meta-training,
+    validation and test tasks, ``turtle_data``); runs record it, so the two never mix."""
     out = Path(out)
     if quick:
         models, steps, shots = QUICK["models"], QUICK["steps"], QUICK["shots"]
     base = Protocol.quick() if quick else Protocol()
-    proto = base.replace(tasks, test_tasks, val_every, val_tasks)
+    proto = base.replace(tasks, test_tasks, val_every, val_tasks, data)
     n_seeds = seeds or (1 if quick else 5)
     bad = [m for m in models if m not in MODELS]
     if bad:
@@ -94,18 +99,21 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     check_changes(models, steps, shots, changes)     # a bad setting fails now, not after hours of training
     t0 = time.perf_counter()
     note = (f"Mean MSE on {proto.test_tasks} fixed test tasks (query sets of 50) per run; {n_seeds} run(s) per "
-            f"cell summarised as in 004 (mean, median and 95% interval across runs after IQR outlier "
+            f"cell (or more: the 'runs' column gives each cell's) summarised as in 004 (mean, median and 95% interval across runs after IQR outlier "
             f"removal; with one run the interval is over test tasks). Meta-training: {proto.tasks} tasks "
             f"(protocol: {TASKS}), validation every {proto.val_every} tasks on {proto.val_tasks} tasks. "
             f"'± test tasks': the 95% interval of one run's mean over its {proto.test_tasks} test tasks (mean over "
             f"the runs the across-run statistics keep); every run of every cell uses the same test tasks, so "
-            f"this part of the uncertainty is not in the across-run interval, and a comparison with the thesis "
-            f"(other test tasks) carries it. "
-            f"Paper: 004 Table 6, mean over 30 runs.")
+            f"this part of the uncertainty is not in the across-run interval"
+            + (", and a comparison with the thesis (other test tasks) carries it. " if proto.data == "metagrad" else
+               ". Tasks: the thesis's own (turtle_data: its 70,000 meta-training tasks in its order for every "
+               "run, its validation and test tasks), so the comparison with the thesis carries no test-draw "
+               "difference. ")
+            + "Paper: 004 Table 6, mean over 30 runs.")
     if changes:
         note += (" Meta-learners trained with settings other than the protocol's: "
                  + ", ".join(f"{k}={v!r}" for k, v in changes.items()) + ".")
-    scale, expected = target_scale(shots, proto.test_tasks)
+    scale, expected = target_scale(shots, proto.test_tasks, proto.data)
     note += (" Test-set scale, mean squared query target (the MSE of predicting 0; expectation "
              f"{expected:.2f}): " + ", ".join(f"k={k} {v:.2f} ({100 * (v / expected - 1):+.1f}%)" for k, v in scale.items())
              + "; every model's MSE grows with it.")
@@ -113,15 +121,18 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     rows: list[dict[str, Any]] = []
     missing: list[str] = []     # report: cells with fewer kept runs than ``seeds``
     for model, t, k in _cells(models, steps, shots):
+        # seeds 0..n-1, and any further kept run of the cell (never left out once made)
+        seeds_here = kept_seeds(out, model, t, k, n_seeds)
         if report:
-            cells = cached_cells(out, model, t, k, range(n_seeds), proto, changes)
+            cells = cached_cells(out, model, t, k, seeds_here, proto, changes)
             if len(cells) < n_seeds:
                 missing.append(f"{model}{'' if t is None else f' T={t}'} k={k}"
                                + (f" ({len(cells)} of {n_seeds} runs)" if cells else ""))
             if not cells:
                 continue
         else:
-            cells = run_cells(out, model, t, k, range(n_seeds), proto, log, changes=changes)
+            cells = run_cells(out, model, t, k, range(n_seeds), proto, log, changes=changes) + \
+                cached_cells(out, model, t, k, seeds_here[n_seeds:], proto, changes)
         stats = aggregate(cells)
         paper, paper_ci = _paper(model, t, k)
         extra: dict[str, Any] = {"paper_ci95": paper_ci, "seeds": len(cells), "tasks": proto.tasks,
@@ -158,7 +169,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     return rows
 
 
-def target_scale(shots: Sequence[int], n_tasks: int) -> tuple[dict[int, float], float]:
+def target_scale(shots: Sequence[int], n_tasks: int, data: str = "metagrad") -> tuple[dict[int, float], float]:
     """How hard each shot's fixed test set is: its mean squared query target ``mean y^2`` (the MSE of
     predicting 0), and the task distribution's expectation ``E[A^2] / 2`` (``sin^2`` has period pi
     and the phase is uniform over [0, pi], so ``E[sin^2] = 1/2`` at every ``x``).
@@ -167,7 +178,7 @@ def target_scale(shots: Sequence[int], n_tasks: int) -> tuple[dict[int, float], 
     cell of that shot look worse against the thesis (whose test tasks are other draws)."""
     lo, hi = sine(5).amplitude
     expected = (hi ** 3 - lo ** 3) / (3 * (hi - lo)) / 2
-    return {k: float((fixed_tasks(k, n_tasks, TEST_SEED).query_y.double() ** 2).mean()) for k in shots}, expected
+    return {k: float((fixed_test_tasks(k, n_tasks, data).query_y.double() ** 2).mean()) for k in shots}, expected
 
 
 def _lost(cell: dict[str, Any]) -> bool:
@@ -271,6 +282,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS),
                    help=f"support points k (default {' '.join(map(str, SHOTS))})")
     p.add_argument("--report", action="store_true", help="train nothing; tabulate the runs cached under OUT/cells")
+    p.add_argument("--data", choices=DATA, default="metagrad",
+                   help="tasks: our own draws (default) or the thesis's own meta-training, validation and test "
+                        "tasks (turtle_data); runs record it, use a new --out")
     p.add_argument("--set", nargs="+", metavar="KEY=VALUE", dest="changes",
                    help="train the meta-learners with other settings: a Spec field (clip_value_scope=init) or a "
                         "field of the update rule (rule.prev_gate=logit); runs record them, use a new --out")
@@ -284,7 +298,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         p.error(str(e))
     run(a.out, a.quick, a.seeds, models=a.models, steps=a.steps, shots=a.shots, tasks=a.tasks,
         test_tasks=a.test_tasks, val_every=a.val_every, val_tasks=a.val_tasks,
-        log=stderr_log, report=a.report, threads=a.threads, changes=changes)
+        log=stderr_log, report=a.report, threads=a.threads, changes=changes, data=a.data)
 
 
 if __name__ == "__main__":
