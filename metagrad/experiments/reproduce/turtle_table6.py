@@ -99,8 +99,8 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     check_changes(models, steps, shots, changes)     # a bad setting fails now, not after hours of training
     t0 = time.perf_counter()
     note = (f"Mean MSE on {proto.test_tasks} fixed test tasks (query sets of 50) per run; {n_seeds} run(s) per "
-            f"cell (or more: the 'runs' column gives each cell's) summarised as in 004 (mean, median and 95% interval across runs after IQR outlier "
-            f"removal; with one run the interval is over test tasks). Meta-training: {proto.tasks} tasks "
+            f"cell (or more: the 'runs' column gives each cell's) summarised as in 004 (mean, median and 95% "
+            f"interval across runs after IQR outlier removal; with one run the interval is over test tasks). Meta-training: {proto.tasks} tasks "
             f"(protocol: {TASKS}), validation every {proto.val_every} tasks on {proto.val_tasks} tasks. "
             f"'± test tasks': the 95% interval of one run's mean over its {proto.test_tasks} test tasks (mean over "
             f"the runs the across-run statistics keep); every run of every cell uses the same test tasks, so "
