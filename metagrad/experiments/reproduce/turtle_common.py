@@ -301,9 +301,12 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
                      task_clip=task_clip)
     opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
     dist, gens = sine(k_shot), [torch.Generator().manual_seed(s) for s in seeds]
-    pool = thesis_tasks(k_shot, QUERY).train if data == "thesis" else None    # in the thesis's order
-    val = None if not val_every else \
-        thesis_tasks(k_shot, QUERY).val[:val_tasks] if data == "thesis" else fixed_tasks(k_shot, val_tasks, VAL_SEED)
+    splits = thesis_tasks(k_shot, QUERY) if data == "thesis" else None
+    pool = splits.train if splits is not None else None     # in the thesis's order, the same for every member
+    if not val_every:
+        val = None
+    else:
+        val = splits.val[:val_tasks] if splits is not None else fixed_tasks(k_shot, val_tasks, VAL_SEED)
     best: list[Optional[dict[str, torch.Tensor]]] = [None] * len(seeds)
     best_val, curves = [math.inf] * len(seeds), [[] for _ in seeds]
     nonfinite_at: list[Optional[int]] = [None] * len(seeds)
