@@ -2,7 +2,7 @@
 
     metagrad train PRESET_OR_CONFIG [--set key=value ...] [--out DIR] [--resume DIR]
     metagrad eval RUN_DIR [--tasks N] [--steps T] [--set key=value ...] [--plot]
-    metagrad reproduce NAME [--quick] [--seeds N] [--out DIR]
+    metagrad reproduce NAME [--quick] [--seeds N] [--out DIR] [experiment options, e.g. --data thesis]
     metagrad list
 """
 from __future__ import annotations
@@ -40,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", action="store_true", help="also write adaptation.png and training.png")
     e.add_argument("--no-progress", action="store_true")
 
-    r = sub.add_parser("reproduce", help="run one paper experiment and write table.md and results.json")
+    r = sub.add_parser("reproduce", help="run one paper experiment and write table.md and results.json",
+                       epilog="Further options go to the experiment itself where it has its own command line "
+                              "(turtle-table6: --data thesis, --models, --shots, --steps, --report, --set ...; "
+                              "`python -m metagrad.experiments.reproduce.turtle_table6 --help` lists them).")
     r.add_argument("name", help="experiment name (see `metagrad list`)")
     r.add_argument("--quick", action="store_true", help="a shortened run for smoke checks")
     r.add_argument("--seeds", type=int, help="number of seeds where the experiment aggregates runs")
@@ -72,7 +75,14 @@ def _run(args: argparse.Namespace) -> int:
         from .experiments.reproduce import load
         mod = load(args.name)
         out = Path(args.out) if args.out else Path("runs") / "reproduce" / (args.name + ("-quick" if args.quick else ""))
-        mod.run(out, quick=args.quick, seeds=args.seeds)
+        if args.extra:
+            # experiment-specific options (e.g. turtle-table6 --data thesis) go to its own parser
+            if not hasattr(mod, "main"):
+                raise ValueError(f"reproduce: {args.name} takes only --quick, --seeds and --out, got {' '.join(args.extra)}")
+            mod.main([*args.extra, "--out", str(out), *(["--quick"] if args.quick else []),
+                      *([] if args.seeds is None else ["--seeds", str(args.seeds)])])
+        else:
+            mod.run(out, quick=args.quick, seeds=args.seeds)
         print((out / "table.md").read_text())
         print(f"written to {out}")
     elif args.command == "list":
@@ -102,7 +112,11 @@ def _print_eval(path: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "reproduce":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return _run(args)
     except KeyboardInterrupt:

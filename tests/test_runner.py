@@ -125,6 +125,15 @@ def test_cli_train_eval_list_and_errors(tmp_path, capsys):
     cfg.write_text("{not json")
     assert main(["train", str(cfg)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+    # experiment options reach an experiment's own parser, and only experiments that have one
+    assert main(["reproduce", "mtnet-table1", "--data", "thesis"]) == 2
+    assert "mtnet-table1 takes only --quick, --seeds and --out, got --data thesis" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reproduce", "turtle-table6", "--out", str(tmp_path / "t6"), "--data", "thesys"])
+    assert "invalid choice: 'thesys'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", str(out), "--data", "thesis"])
+    assert "unrecognized arguments: --data thesis" in capsys.readouterr().err
 
 
 def test_cosine_schedule_and_threads_option():
