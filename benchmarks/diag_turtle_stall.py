@@ -20,9 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from metagrad.batch import TaskBatch  # noqa: E402
-from metagrad.experiments.reproduce.turtle_common import QUERY, build_meta, clip_grads, spec  # noqa: E402
+from metagrad.experiments.reproduce.turtle_common import QUERY, build_population, clip_grads, spec  # noqa: E402
 from metagrad.experiments.reproduce.turtle_data import thesis_tasks  # noqa: E402
-from metagrad.population import Population  # noqa: E402
 
 
 def main() -> None:
@@ -35,8 +34,7 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     sp = spec(a.model, a.steps, a.shots)
-    task_clip = sp.clip_value if sp.clip_value_scope == "init_per_task" else None
-    pop = Population([build_meta(sp, a.steps, s) for s in a.seeds], task_clip=task_clip)
+    pop = build_population(sp, a.steps, a.seeds)     # as train_meta builds it
     opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
     pool = thesis_tasks(a.shots, QUERY).train
     report = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, a.iterations}

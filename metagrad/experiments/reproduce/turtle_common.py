@@ -66,7 +66,7 @@ from .turtle_data import DATA, check_data, thesis_tasks
 
 __all__ = ["TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "DATA", "Spec", "spec", "sine",
            "fixed_tasks", "fixed_test_tasks", "check_data", "base_model", "train_meta", "evaluate_meta",
-           "evaluate_population", "Record", "BASELINES", "clip_grads"]
+           "evaluate_population", "Record", "BASELINES", "clip_grads", "build_population"]
 
 BASELINES = ("TrainFromScratch", "Finetuning")
 
@@ -269,6 +269,13 @@ def build_meta(sp: Spec, steps: int, seed: int) -> MAML:
     return MAML(model, learner=sp.learner(), inner_steps=steps, mode=sp.mode, grad_clip=sp.grad_clip)
 
 
+def build_population(sp: Spec, steps: int, seeds: Sequence[int], **kwargs: Any) -> Population:
+    """The seeds of spec ``sp`` as one ``Population`` (``build_meta`` per seed), clamping each task's
+    meta-gradient of the initialisation where ``sp`` asks for it (``clip_value_scope="init_per_task"``)."""
+    task_clip = sp.clip_value if sp.clip_value_scope == "init_per_task" else None
+    return Population([build_meta(sp, steps, s) for s in seeds], task_clip=task_clip, **kwargs)
+
+
 def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: int = TASKS, *,
                val_every: Optional[int] = VAL_EVERY, val_tasks: int = VAL_TASKS, test: Optional[TaskBatch] = None,
                log: Optional[Callable[[str], None]] = None, compile: bool = False, compile_eval: bool = False,
@@ -296,9 +303,7 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     """
     seeds = list(seeds)
     check_data("train_meta", data, tasks, val_tasks if val_every else 0, 0)
-    task_clip = sp.clip_value if sp.clip_value_scope == "init_per_task" else None
-    pop = Population([build_meta(sp, steps, s) for s in seeds], compile=compile, compile_curves=compile_eval,
-                     task_clip=task_clip)
+    pop = build_population(sp, steps, seeds, compile=compile, compile_curves=compile_eval)
     opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
     dist, gens = sine(k_shot), [torch.Generator().manual_seed(s) for s in seeds]
     splits = thesis_tasks(k_shot, QUERY) if data == "thesis" else None
