@@ -3,7 +3,8 @@
 For each of so-MAML, so-TURTLE and the LSTM meta-learner (004 appendix A.1 settings, 5 shots),
 times one meta-iteration (sampling, meta-loss, backward, clipping, Adam) of:
 
-* ``single``: one run (``MAML.meta_loss``; its meta-batch of 1 or 2 tasks);
+* ``single``: one run (``MAML.meta_loss``; its meta-batch of 1 to 4 tasks; so-TURTLE, whose
+  spec clamps each task's meta-gradient, as a ``Population`` of one);
 * ``population``: ``P`` runs as one ``Population`` (eager);
 * ``population compiled``: the same under ``torch.compile`` (compilation time reported apart).
 
@@ -29,13 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from metagrad.batch import TaskBatch  # noqa: E402
-from metagrad.experiments.reproduce.turtle_common import (build_meta, clip_grads, evaluate_population,  # noqa: E402
-                                                          fixed_tasks, sine, spec)
-from metagrad.population import Population  # noqa: E402
+from metagrad.experiments.reproduce.turtle_common import (build_meta, build_population, clip_grads,  # noqa: E402
+                                                          evaluate_population, fixed_tasks, sine, spec)
 
 
 def single(model: str, steps: int) -> Callable[[], None]:
     sp = spec(model, steps, 5)
+    if sp.clip_value_scope == "init_per_task":
+        # the per-task clamp lives in Population's meta-loss: one run is a population of one
+        return population(model, steps, 1, False)
     algo = build_meta(sp, steps, 0)
     opt = torch.optim.Adam(algo.parameters(), lr=1e-3)
     gen, dist = torch.Generator().manual_seed(0), sine(5)
@@ -51,7 +54,7 @@ def single(model: str, steps: int) -> Callable[[], None]:
 
 def population(model: str, steps: int, members: int, compile: bool) -> Callable[[], None]:
     sp = spec(model, steps, 5)
-    pop = Population([build_meta(sp, steps, s) for s in range(members)], compile=compile)
+    pop = build_population(sp, steps, range(members), compile=compile)
     opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
     gens, dist = [torch.Generator().manual_seed(s) for s in range(members)], sine(5)
 
@@ -66,7 +69,7 @@ def population(model: str, steps: int, members: int, compile: bool) -> Callable[
 
 def evaluation(model: str, steps: int, members: int, compile: bool) -> Callable[[], None]:
     sp = spec(model, steps, 5)
-    pop = Population([build_meta(sp, steps, s) for s in range(members)], compile_curves=compile)
+    pop = build_population(sp, steps, range(members), compile_curves=compile)
     tasks = fixed_tasks(5, 250, 0)
     return lambda: evaluate_population(pop, tasks, steps, chunk=50)
 

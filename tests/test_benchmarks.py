@@ -1,0 +1,49 @@
+"""The benchmark scripts still run (tiny settings, one round each).
+
+The benchmarks are run on demand, never imported by the library, so a change to the code they
+call can break them unnoticed: ``bench_population.py`` built its so-TURTLE population without the
+spec's per-task clamp until this test existed. Each script runs in its own process (they set
+torch's thread count) and must print the line its README row promises; the timings themselves
+are not checked here (see ``benchmarks/README.md``).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    # T=10: the so-TURTLE spec whose population clamps each task's meta-gradient
+    "bench_population.py": (["--steps", "10", "--members", "2", "--rounds", "1", "--iters", "1", "--no-compile"],
+                            ["so-MAML T=10, 2 seeds", "so-TURTLE T=10, 2 seeds", "LSTM T=10, 2 seeds"]),
+    "bench_threads.py": (["--steps", "1", "--shots", "5", "--seeds", "1", "--tasks", "8", "--rounds", "1"],
+                         ["speed-up of 2 threads over 1"]),
+    "diag_turtle_stall.py": (["--steps", "1", "--seeds", "0", "--iterations", "2"],
+                             ["seed 0: active units (layer 1, layer 2) of 40 at the initialisation"]),
+    "bench_sine.py": (["--rounds", "1", "--iters", "1", "--no-compile", "--no-memory"],
+                      ["vmap:second_order", "loop:first_order"]),
+    "bench_conv4.py": (["--rounds", "1", "--warmup", "0", "--meta-batch", "2", "--no-memory", "--threads", "1"],
+                       ["metagrad vmap second_order", "metagrad loop first_order"]),
+    "bench_memory.py": (["--batches", "2", "--modes", "first_order"], ["| 2 | first_order |"]),
+}
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_script_runs(script: str) -> None:
+    args, expected = CASES[script]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"{script} {' '.join(args)} failed:\n{out.stderr[-3000:]}"
+    for line in expected:
+        assert line in out.stdout, f"{script}: {line!r} not in its output:\n{out.stdout[-3000:]}"
+
+
+def test_every_benchmark_script_is_smoke_tested() -> None:
+    scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")} - {"l2l_stub.py"}
+    assert scripts == set(CASES), f"benchmarks without a smoke test: {sorted(scripts - set(CASES))}"
