@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
-from metagrad.batch import TaskBatch  # noqa: E402
-from metagrad.experiments.reproduce.turtle_common import QUERY, build_population, clip_grads, spec  # noqa: E402
+from metagrad.experiments.reproduce.turtle_common import (QUERY, build_population, clip_grads, spec,  # noqa: E402
+                                                          thesis_meta_batch)
 from metagrad.experiments.reproduce.turtle_data import thesis_tasks  # noqa: E402
 
 
@@ -39,9 +39,7 @@ def main() -> None:
     pool = thesis_tasks(a.shots, QUERY).train
     report = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, a.iterations}
     for it in range(1, a.iterations + 1):
-        # every run the same tasks, the thesis's next meta-batch (as train_meta with data="thesis")
-        batch = TaskBatch.cat([pool[(it - 1) * sp.meta_batch:it * sp.meta_batch]] * len(a.seeds))
-        losses = pop.meta_losses(batch)
+        losses = pop.meta_losses(thesis_meta_batch(pool, it, sp.meta_batch, len(a.seeds)))   # as train_meta
         opt.zero_grad()
         losses.sum().backward()
         clip_grads(sp, pop)

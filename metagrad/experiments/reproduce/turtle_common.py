@@ -66,7 +66,8 @@ from .turtle_data import DATA, check_data, thesis_tasks
 
 __all__ = ["TASKS", "TEST_TASKS", "VAL_TASKS", "VAL_EVERY", "QUERY", "DATA", "Spec", "spec", "sine",
            "fixed_tasks", "fixed_test_tasks", "check_data", "base_model", "train_meta", "evaluate_meta",
-           "evaluate_population", "Record", "BASELINES", "clip_grads", "build_population"]
+           "evaluate_population", "Record", "BASELINES", "clip_grads", "build_population",
+           "thesis_meta_batch"]
 
 BASELINES = ("TrainFromScratch", "Finetuning")
 
@@ -276,6 +277,13 @@ def build_population(sp: Spec, steps: int, seeds: Sequence[int], **kwargs: Any) 
     return Population([build_meta(sp, steps, s) for s in seeds], task_clip=task_clip, **kwargs)
 
 
+def thesis_meta_batch(pool: TaskBatch, it: int, meta_batch: int, members: int) -> TaskBatch:
+    """Meta-iteration ``it``'s (from 1) batch on the thesis's tasks: its next ``meta_batch`` tasks
+    in its order, the same for every one of the ``members`` (the thesis trains all runs of a
+    setting on one task stream; ``turtle_data``)."""
+    return TaskBatch.cat([pool[(it - 1) * meta_batch:it * meta_batch]] * members)
+
+
 def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: int = TASKS, *,
                val_every: Optional[int] = VAL_EVERY, val_tasks: int = VAL_TASKS, test: Optional[TaskBatch] = None,
                log: Optional[Callable[[str], None]] = None, compile: bool = False, compile_eval: bool = False,
@@ -340,8 +348,8 @@ def train_meta(sp: Spec, k_shot: int, steps: int, seeds: Sequence[int], tasks: i
     last_save = time.perf_counter()
     for it in range(first, iterations + 1):
         t1 = time.perf_counter()
-        if pool is not None:    # every member the same tasks, the thesis's next meta-batch
-            batch = TaskBatch.cat([pool[(it - 1) * sp.meta_batch:it * sp.meta_batch]] * len(seeds))
+        if pool is not None:
+            batch = thesis_meta_batch(pool, it, sp.meta_batch, len(seeds))
         else:
             batch = TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens])
         losses = pop.meta_losses(batch)
