@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from metagrad.batch import TaskBatch  # noqa: E402
-from metagrad.experiments.reproduce.turtle_common import (build_meta, build_population, clip_grads,  # noqa: E402
-                                                          evaluate_population, fixed_tasks, sine, spec)
+from metagrad.experiments.reproduce.turtle_common import clip_grads, fixed_tasks, sine, spec  # noqa: E402
+from metagrad.experiments.reproduce.turtle_train import build_meta, build_population, evaluate_population  # noqa: E402
 
 
 def single(model: str, steps: int) -> Callable[[], None]:

@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
-from metagrad.experiments.reproduce.turtle_common import TEST_SEED, fixed_tasks, spec, train_meta  # noqa: E402
+from metagrad.experiments.reproduce.turtle_common import TEST_SEED, fixed_tasks, spec  # noqa: E402
+from metagrad.experiments.reproduce.turtle_train import train_meta  # noqa: E402
 
 
 def main() -> None:

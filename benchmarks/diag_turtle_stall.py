@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
-from metagrad.experiments.reproduce.turtle_common import (QUERY, build_population, clip_grads, spec,  # noqa: E402
-                                                          thesis_meta_batch)
+from metagrad.experiments.reproduce.turtle_common import QUERY, clip_grads, spec  # noqa: E402
+from metagrad.experiments.reproduce.turtle_train import build_population, thesis_meta_batch  # noqa: E402
 from metagrad.experiments.reproduce.turtle_data import thesis_tasks  # noqa: E402
 
 

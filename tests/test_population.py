@@ -8,8 +8,8 @@ import torch
 
 import metagrad as mg
 from metagrad.batch import TaskBatch
-from metagrad.experiments.reproduce.turtle_common import (Spec, _nonfinite_members, build_meta, clip_grads, sine, spec,
-                                                          train_meta)
+from metagrad.experiments.reproduce.turtle_common import Spec, clip_grads, sine, spec
+from metagrad.experiments.reproduce.turtle_train import _nonfinite_members, build_meta, train_meta
 from metagrad.learners.sgd import SGD
 from metagrad.population import Population
 
@@ -204,7 +204,7 @@ def test_train_meta_never_resumes_a_checkpoint_of_other_settings(tmp_path) -> No
 
 @pytest.mark.parametrize("model", ["so-MAML", "so-TURTLE", "LSTM"])
 def test_population_adaptation_curves_equal_each_members(model: str) -> None:
-    from metagrad.experiments.reproduce.turtle_common import evaluate_meta, evaluate_population
+    from metagrad.experiments.reproduce.turtle_train import evaluate_meta, evaluate_population
     members = _members(model, 2, [0, 1, 2])
     pop = Population(members)
     tasks = sine(5).sample(7, torch.Generator().manual_seed(3)).to(torch.float64)
@@ -275,7 +275,7 @@ def test_train_meta_skips_nonfinite_updates_when_asked() -> None:
 def test_thesis_restore_tests_the_state_the_thesis_code_keeps() -> None:
     # the thesis's dump_state copies the initialisation but holds TURTLE's meta-network (and all of
     # the LSTM) by reference: its test sees the best initialisation with the final rule
-    from metagrad.experiments.reproduce.turtle_common import _thesis_restore_test, evaluate_population
+    from metagrad.experiments.reproduce.turtle_train import _thesis_restore_test, evaluate_population
     tasks = sine(5).sample(6, torch.Generator().manual_seed(3))
     pop = Population([build_meta(spec("so-TURTLE", 2), 2, s) for s in (0, 1)])
     best = [pop.member_state(0), None]              # member 1 never validated finite: it keeps its final state

@@ -11,7 +11,8 @@ import torch
 
 from metagrad.experiments.reproduce import turtle_table6
 from metagrad.experiments.reproduce.turtle_cells import Protocol, cached_cells, run_baseline, run_cell
-from metagrad.experiments.reproduce.turtle_common import build_meta, fixed_test_tasks, spec, train_meta
+from metagrad.experiments.reproduce.turtle_common import fixed_test_tasks, spec
+from metagrad.experiments.reproduce.turtle_train import build_meta, train_meta
 from metagrad.experiments.reproduce.turtle_data import SPLITS, check_data, thesis_tasks
 
 

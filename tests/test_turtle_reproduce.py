@@ -16,7 +16,8 @@ from metagrad.experiments.reproduce.common import format_table, row
 from metagrad.experiments.reproduce.turtle_cells import aggregate, cached_cells, run_cell, run_cells, with_settings
 from metagrad.experiments.reproduce.turtle_cli import parse_settings
 from metagrad.experiments.reproduce.turtle_cells import Protocol
-from metagrad.experiments.reproduce.turtle_common import build_meta, clip_grads, spec
+from metagrad.experiments.reproduce.turtle_common import clip_grads, spec
+from metagrad.experiments.reproduce.turtle_train import build_meta
 from metagrad.population import Population
 
 

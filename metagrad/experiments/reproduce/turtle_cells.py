@@ -21,7 +21,8 @@ from ...batch import TaskBatch
 from ...evaluation import iqr_kept, mean_ci95, robust_summary
 from ...io import write_json
 from .turtle_common import (BASELINES, QUERY, TASKS, TEST_TASKS, VAL_EVERY, VAL_TASKS, Record, Spec, base_model,
-                            fixed_test_tasks, sine, spec, train_meta)
+                            fixed_test_tasks, sine, spec)
+from .turtle_train import train_meta
 from .turtle_data import check_data, thesis_tasks
 
 __all__ = ["COMPILE", "Protocol", "run_baseline", "run_cells", "cached_cells", "run_cell", "aggregate",
