@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import metagrad as mg
+from conftest import directional_fd_errors
 from metagrad.models.conv4 import BatchNormStats, Conv4, batch_norm
 
 N, K, B, SIZE = 3, 2, 2, 16
@@ -29,25 +30,7 @@ def _fd_errors(algo: mg.MAML, batch: mg.TaskBatch, directions: int = 3, eps: flo
     """Relative errors of the autograd meta-gradient against central finite differences of the
     meta-loss along random directions. eps = 1e-7: batch norm on tiny batches is so curved (and
     max-pooling so kinked) that eps = 1e-4 has errors of ~10%, while float64 round-off stays ~1e-9."""
-    ps = list(algo.parameters())
-    grads = torch.autograd.grad(algo.meta_loss(batch), ps)
-    g = torch.Generator().manual_seed(7)
-    errs = []
-    for _ in range(directions):
-        v = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in ps]
-        with torch.no_grad():
-            for p, vi in zip(ps, v):
-                p.add_(eps * vi)
-            plus = algo.meta_loss(batch).item()
-            for p, vi in zip(ps, v):
-                p.sub_(2 * eps * vi)
-            minus = algo.meta_loss(batch).item()
-            for p, vi in zip(ps, v):
-                p.add_(eps * vi)
-        fd = (plus - minus) / (2 * eps)
-        an = sum((gi * vi).sum() for gi, vi in zip(grads, v)).item()
-        errs.append(abs(fd - an) / abs(fd))
-    return errs
+    return directional_fd_errors(lambda: algo.meta_loss(batch), list(algo.parameters()), directions, eps, seed=7)
 
 
 @pytest.mark.parametrize("pooling,steps", [("stride", 1), ("max", 1), ("stride", 2)])

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import metagrad as mg
+from conftest import directional_fd_errors
 from metagrad.learners.turtle import TURTLE_INPUTS, Turtle
 
 D = torch.float64
@@ -48,22 +49,7 @@ def _directional_check(algo: mg.MAML, batch: mg.TaskBatch, eps: float = 1e-7) ->
     eps = 1e-7: the eq. (11) log features are strongly curved, and the O(eps^2) truncation error
     of eps = 1e-5 exceeds 1e-6 there (measured: 4.6e-5 at 1e-5, 4.4e-7 at 1e-6, 4.4e-9 at 1e-7).
     """
-    params = list(algo.parameters())
-    grads = torch.autograd.grad(algo.meta_loss(batch), params, allow_unused=True)
-    gen = torch.Generator().manual_seed(1)
-    vs = [torch.randn(p.shape, generator=gen, dtype=D) for p in params]
-    analytic = sum((g * v).sum() for g, v in zip(grads, vs) if g is not None)
-    with torch.no_grad():
-        for p, v in zip(params, vs):
-            p.add_(eps * v)
-        plus = algo.meta_loss(batch)
-        for p, v in zip(params, vs):
-            p.sub_(2 * eps * v)
-        minus = algo.meta_loss(batch)
-        for p, v in zip(params, vs):
-            p.add_(eps * v)
-    numeric = (plus - minus) / (2 * eps)
-    return float((analytic - numeric).abs() / numeric.abs().clamp(min=1e-12))
+    return directional_fd_errors(lambda: algo.meta_loss(batch), list(algo.parameters()), eps=eps)[0]
 
 
 @pytest.mark.parametrize("inputs", [(name,) for name in TURTLE_INPUTS] + [tuple(TURTLE_INPUTS)])
