@@ -39,6 +39,9 @@
   neither explains the thesis's stable T = 10 runs.
 * Transfer baselines: Adam 1e-3; Finetuning pre-trains on 70,000 flat batches of 16 from the
   merged meta-training data; test protocol 100 steps on batches of 4, best of every 25.
+
+This file holds the protocol's constants and settings (``Spec``, ``spec``, ``clip_grads``);
+``turtle_train`` meta-trains and tests a cell's runs with them.
 """
 from __future__ import annotations
 
