@@ -272,3 +272,18 @@ def test_changed_settings_train_apart_and_bad_ones_are_named(tmp_path: Path) -> 
         parse_settings(["logit"])
     with pytest.raises(SystemExit):    # the CLI: one line on stderr before any training
         turtle_table6.main(["--out", str(tmp_path / "t"), "--models", "so-MAML", "--set", "rule.prev_gate=logit"])
+
+
+def test_table6_only_seeds_trains_just_those_seeds_and_tabulates_all(tmp_path: Path) -> None:
+    """``--only-seeds`` splits a cell's runs across jobs: each job trains its seeds, the table has them all."""
+    kw = dict(models=["so-MAML"], steps=[1], shots=[5], tasks=4, test_tasks=8, val_every=None, val_tasks=0)
+    rows = turtle_table6.run(tmp_path, seeds=2, only_seeds=[3], **kw)
+    assert sorted(p.name for p in (tmp_path / "cells").glob("*.json")) == ["so-MAML_T1_k5_s3.json"]
+    assert [r["seeds"] for r in rows] == [1]
+    rows = turtle_table6.run(tmp_path, seeds=2, only_seeds=[0], **kw)   # the other job
+    assert [r["seeds"] for r in rows] == [2]
+    assert [r["seeds"] for r in turtle_table6.run(tmp_path, seeds=2, report=True, **kw)] == [2]
+    with pytest.raises(ValueError, match="-1"):
+        turtle_table6.run(tmp_path, seeds=2, only_seeds=[-1], **kw)
+    with pytest.raises(ValueError, match="only-seeds"):
+        turtle_table6.run(tmp_path, seeds=2, only_seeds=[1], report=True, **kw)

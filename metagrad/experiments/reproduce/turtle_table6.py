@@ -67,7 +67,8 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
         steps: Sequence[int] = STEPS, shots: Sequence[int] = SHOTS, tasks: Optional[int] = None,
         test_tasks: Optional[int] = None, val_every: Optional[int] = -1, val_tasks: Optional[int] = None,
         log: Any = None, report: bool = False, threads: int = 1,
-        changes: Optional[dict[str, Any]] = None, data: str = "metagrad") -> list[dict[str, Any]]:
+        changes: Optional[dict[str, Any]] = None, data: str = "metagrad",
+        only_seeds: Optional[Sequence[int]] = None) -> list[dict[str, Any]]:
     """Run the table (``seeds`` runs per cell, seeds ``0..seeds-1``; default 5, ``quick``: 1 seed, 5 shots,
     1 and 5 steps, 300 tasks, 100 test tasks) and write ``table.md``/``results.json`` after every cell.
     A cell with kept runs of further seeds (``kept_seeds``) is tabulated with all of them.
@@ -80,6 +81,10 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     table trained by several processes or over several sessions is put together.
     A cell is "at most the paper's value or within its interval" when our mean, rounded to the
     thesis's two decimals, is at most the thesis's mean plus its interval.
+
+    ``only_seeds``: train only these seeds of each cell (``0..seeds-1`` is not filled in), so the runs of
+    one cell can be split across jobs (``[5, 6, 7]`` in one, ``[8, 9]`` in another); each cell is
+    still tabulated with every kept run.
 
     ``changes``: train the meta-learners with settings other than ``spec``'s (``with_settings``:
     ``{"rule.prev_gate": "logit"}``, ``{"clip_value_scope": "init"}``); the table says which.
@@ -96,6 +101,11 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     if bad:
         raise ValueError(f"{NAME}: unknown model {bad[0]!r}; choose from {', '.join(MODELS)}")
     set_threads(NAME, threads)
+    bad_seeds = [s for s in only_seeds or () if not (isinstance(s, int) and s >= 0)]
+    if bad_seeds:
+        raise ValueError(f"{NAME}: seeds are integers >= 0, got {bad_seeds[0]!r} in only_seeds")
+    if report and only_seeds:
+        raise ValueError(f"{NAME}: a report trains nothing; drop only_seeds (--only-seeds) or report")
     check_changes(models, steps, shots, changes)     # a bad setting fails now, not after hours of training
     t0 = time.perf_counter()
     note = (f"Mean MSE on {proto.test_tasks} fixed test tasks (query sets of 50) per run; {n_seeds} run(s) per "
@@ -131,8 +141,10 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
             if not cells:
                 continue
         else:
-            cells = run_cells(out, model, t, k, range(n_seeds), proto, log, changes=changes) + \
-                cached_cells(out, model, t, k, seeds_here[n_seeds:], proto, changes)
+            train = range(n_seeds) if only_seeds is None else sorted(set(only_seeds))
+            cells = run_cells(out, model, t, k, train, proto, log, changes=changes)
+            # with every kept run of the cell, trained here or before
+            cells = cached_cells(out, model, t, k, kept_seeds(out, model, t, k, n_seeds), proto, changes)
         stats = aggregate(cells)
         paper, paper_ci = _paper(model, t, k)
         extra: dict[str, Any] = {"paper_ci95": paper_ci, "seeds": len(cells), "tasks": proto.tasks,
@@ -285,6 +297,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--data", choices=DATA, default="metagrad",
                    help="tasks: our own draws (default) or the thesis's own meta-training, validation and test "
                         "tasks (turtle_data); runs record it, use a new --out")
+    p.add_argument("--only-seeds", nargs="+", type=int, metavar="S",
+                   help="train only these seeds of each cell, to split a cell's runs across jobs "
+                        "(--only-seeds 5 6 7 in one, --only-seeds 8 9 in another); the table has every kept run")
     p.add_argument("--set", nargs="+", metavar="KEY=VALUE", dest="changes",
                    help="train the meta-learners with other settings: a Spec field (clip_value_scope=init) or a "
                         "field of the update rule (rule.prev_gate=logit); runs record them, use a new --out")
@@ -298,7 +313,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         p.error(str(e))
     run(a.out, a.quick, a.seeds, models=a.models, steps=a.steps, shots=a.shots, tasks=a.tasks,
         test_tasks=a.test_tasks, val_every=a.val_every, val_tasks=a.val_tasks,
-        log=stderr_log, report=a.report, threads=a.threads, changes=changes, data=a.data)
+        log=stderr_log, report=a.report, threads=a.threads, changes=changes, data=a.data, only_seeds=a.only_seeds)
 
 
 if __name__ == "__main__":
