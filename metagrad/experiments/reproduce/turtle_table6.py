@@ -131,20 +131,17 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     rows: list[dict[str, Any]] = []
     missing: list[str] = []     # report: cells with fewer kept runs than ``seeds``
     for model, t, k in _cells(models, steps, shots):
-        # seeds 0..n-1, and any further kept run of the cell (never left out once made)
-        seeds_here = kept_seeds(out, model, t, k, n_seeds)
-        if report:
-            cells = cached_cells(out, model, t, k, seeds_here, proto, changes)
-            if len(cells) < n_seeds:
-                missing.append(f"{model}{'' if t is None else f' T={t}'} k={k}"
-                               + (f" ({len(cells)} of {n_seeds} runs)" if cells else ""))
-            if not cells:
-                continue
-        else:
+        if not report:
             train = range(n_seeds) if only_seeds is None else sorted(set(only_seeds))
-            cells = run_cells(out, model, t, k, train, proto, log, changes=changes)
-            # with every kept run of the cell, trained here or before
-            cells = cached_cells(out, model, t, k, kept_seeds(out, model, t, k, n_seeds), proto, changes)
+            run_cells(out, model, t, k, train, proto, log, changes=changes)
+        # every kept run of the cell (seeds 0..n-1 and any further one, never left out once made),
+        # trained now or before: a training run and --report tabulate the same runs
+        cells = cached_cells(out, model, t, k, kept_seeds(out, model, t, k, n_seeds), proto, changes)
+        if report and len(cells) < n_seeds:
+            missing.append(f"{model}{'' if t is None else f' T={t}'} k={k}"
+                           + (f" ({len(cells)} of {n_seeds} runs)" if cells else ""))
+        if not cells:
+            continue
         stats = aggregate(cells)
         paper, paper_ci = _paper(model, t, k)
         extra: dict[str, Any] = {"paper_ci95": paper_ci, "seeds": len(cells), "tasks": proto.tasks,
