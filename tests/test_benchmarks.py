@@ -25,6 +25,11 @@ CASES = {
                          ["speed-up of 2 threads over 1"]),
     "diag_turtle_stall.py": (["--steps", "1", "--seeds", "0", "--iterations", "2"],
                              ["seed 0: active units (layer 1, layer 2) of 40 at the initialisation"]),
+    # reads the committed record (no training): the cell that needed the thesis's 30 runs
+    "diag_turtle_curves.py": (["--out", "reproductions/turtle-table6-thesis-data", "--data", "thesis",
+                               "--steps", "10", "--shots", "15", "--at-most", "0.09"],
+                              ["so-TURTLE T=10 k=15: 30 runs, 20 with test MSE at most 0.09, 5 dropped",
+                               "stalled: [4, 20]"]),
     "bench_sine.py": (["--rounds", "1", "--iters", "1", "--no-compile", "--no-memory"],
                       ["vmap:second_order", "loop:first_order"]),
     "bench_conv4.py": (["--rounds", "1", "--warmup", "0", "--meta-batch", "2", "--no-memory", "--threads", "1"],
