@@ -287,3 +287,6 @@ def test_table6_only_seeds_trains_just_those_seeds_and_tabulates_all(tmp_path: P
         turtle_table6.run(tmp_path, seeds=2, only_seeds=[-1], **kw)
     with pytest.raises(ValueError, match="only-seeds"):
         turtle_table6.run(tmp_path, seeds=2, only_seeds=[1], report=True, **kw)
+    with pytest.raises(SystemExit):    # the CLI: one line on stderr, nothing trained
+        turtle_table6.main(["--out", str(tmp_path / "t"), "--only-seeds", "-1"])
+    assert not (tmp_path / "t").exists()

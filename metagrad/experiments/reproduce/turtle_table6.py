@@ -101,11 +101,7 @@ def run(out: Path, quick: bool = False, seeds: Optional[int] = None, *, models: 
     if bad:
         raise ValueError(f"{NAME}: unknown model {bad[0]!r}; choose from {', '.join(MODELS)}")
     set_threads(NAME, threads)
-    bad_seeds = [s for s in only_seeds or () if not (isinstance(s, int) and s >= 0)]
-    if bad_seeds:
-        raise ValueError(f"{NAME}: seeds are integers >= 0, got {bad_seeds[0]!r} in only_seeds")
-    if report and only_seeds:
-        raise ValueError(f"{NAME}: a report trains nothing; drop only_seeds (--only-seeds) or report")
+    check_only_seeds(only_seeds, report)
     check_changes(models, steps, shots, changes)     # a bad setting fails now, not after hours of training
     t0 = time.perf_counter()
     note = (f"Mean MSE on {proto.test_tasks} fixed test tasks (query sets of 50) per run; {n_seeds} run(s) per "
@@ -284,6 +280,15 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> None:
                styles=styles, figsize=(6, 4))
 
 
+def check_only_seeds(only_seeds: Optional[Sequence[int]], report: bool) -> None:
+    """``only_seeds`` are integers >= 0 and go with training, not ``report`` (a ValueError naming the bad one)."""
+    bad = [s for s in only_seeds or () if not (isinstance(s, int) and s >= 0)]
+    if bad:
+        raise ValueError(f"{NAME}: seeds are integers >= 0, got {bad[0]!r} in only_seeds")
+    if report and only_seeds:
+        raise ValueError(f"{NAME}: a report trains nothing; drop only_seeds (--only-seeds) or report")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=DESCRIPTION)
     protocol_arguments(p, STEPS)
@@ -306,6 +311,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if a.quick:
             a.models, a.steps, a.shots = QUICK["models"], QUICK["steps"], QUICK["shots"]
         check_changes(a.models, a.steps, a.shots, changes)
+        check_only_seeds(a.only_seeds, a.report)
     except ValueError as e:
         p.error(str(e))
     run(a.out, a.quick, a.seeds, models=a.models, steps=a.steps, shots=a.shots, tasks=a.tasks,
