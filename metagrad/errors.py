@@ -1,0 +1,48 @@
+"""The one error family of metagrad: ``MetagradError`` and its kinds.
+
+Every error caused by what a user gave (a config, a path, a run folder, a device, data) is a
+``MetagradError``; the command line prints it as one line (``metagrad: error: ...``) and exits
+with status 2, while any other exception is a bug in metagrad and keeps its traceback. Each kind
+also derives from the built-in exception a Python user would catch (``ConfigError`` is a
+``ValueError``), so ``except ValueError`` keeps working.
+"""
+from __future__ import annotations
+
+__all__ = ["MetagradError", "ConfigError", "RunError", "DivergenceError", "DeviceError", "check_int", "check_positive"]
+
+
+class MetagradError(Exception):
+    """Base class: bad input from the user, reported in one line that names the value and the fix."""
+
+
+class ConfigError(MetagradError, ValueError):
+    """A bad config: unknown key, wrong type or invalid value (one line, names the key)."""
+
+
+class RunError(MetagradError, RuntimeError):
+    """A run folder that cannot be used (missing, locked, unreadable, or from another version)."""
+
+
+class DivergenceError(MetagradError, FloatingPointError):
+    """Meta-training diverged (a non-finite or exploded loss, gradient or optimiser state)."""
+
+
+class DeviceError(MetagradError, RuntimeError):
+    """A device that does not exist on this machine (``--device cuda`` without a GPU)."""
+
+
+def check_int(where: str, name: str, v: object, lo: int = 0, error: type[Exception] = ConfigError) -> int:
+    """``v`` as an integer ``>= lo`` (booleans rejected), else ``error`` naming ``name`` and ``v``."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise error(f"{where}: {name} must be an integer >= {lo}, got {v!r}")
+    return v
+
+
+def check_positive(where: str, name: str, v: object, optional: bool = False,
+                   error: type[Exception] = ConfigError) -> float | None:
+    """``v`` as a finite number ``> 0`` (or ``None`` when ``optional``), else ``error`` naming it."""
+    if v is None and optional:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
+        raise error(f"{where}: {name} must be a finite positive number, got {v!r}")
+    return float(v)
