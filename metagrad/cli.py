@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .errors import ConfigError, MetagradError
+
 __all__ = ["main"]
 
 
@@ -29,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
     t.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for this process (also on --resume: e.g. more once other jobs end)")
+    t.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the config's device, cpu)")
+    t.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty --out")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out tasks")
@@ -38,16 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="evaluation setting override, e.g. --set task.k_shot=5")
     e.add_argument("--plot", action="store_true", help="also write adaptation.png and training.png")
+    e.add_argument("--device", help="cpu, cuda, cuda:1 or mps (a run trained on a GPU evaluates on a CPU)")
     e.add_argument("--no-progress", action="store_true")
 
     r = sub.add_parser("reproduce", help="run one paper experiment and write table.md and results.json",
-                       epilog="Further options go to the experiment itself where it has its own command line "
-                              "(turtle-table6: --data thesis, --models, --shots, --steps, --report, --set ...; "
-                              "`python -m metagrad.experiments.reproduce.turtle_table6 --help` lists them).")
-    r.add_argument("name", help="experiment name (see `metagrad list`)")
-    r.add_argument("--quick", action="store_true", help="a shortened run for smoke checks")
-    r.add_argument("--seeds", type=int, help="number of seeds where the experiment aggregates runs")
-    r.add_argument("--out", help="output directory (default runs/reproduce/<name>[-quick])")
+                       add_help=False)
+    r.add_argument("name", nargs="?", help="experiment name (see `metagrad list`); "
+                                           "`metagrad reproduce NAME --help` lists its options")
 
     sub.add_parser("list", help="list presets and reproducible experiments")
     return p
@@ -57,43 +58,75 @@ def _run(args: argparse.Namespace) -> int:
     from .experiments import runner
     if args.command == "train":
         if args.resume:
-            if args.config or args.overrides:
-                raise ValueError("train: --resume reads the config from the run directory; drop the preset and --set")
-            run = runner.train(out=args.resume, resume=True, progress=not args.no_progress, threads=args.threads)
+            if args.config or args.out:
+                raise ConfigError("train: --resume reads the config from the run directory; drop the preset and "
+                                  "--out (--set may change only resumable settings, e.g. outer.lr)")
+            run = runner.train(out=args.resume, resume=True, overrides=args.overrides, progress=not args.no_progress,
+                               threads=args.threads, device=args.device)
         else:
             if not args.config:
-                raise ValueError("train: give a preset name or a JSON config (see `metagrad list`)")
+                raise ConfigError("train: give a preset name or a JSON config (see `metagrad list`)")
             run = runner.train(args.config, args.out, overrides=args.overrides, progress=not args.no_progress,
-                               threads=args.threads)
+                               threads=args.threads, device=args.device, overwrite=args.overwrite)
         _print_eval(run / "eval.json")
         print(f"run written to {run}")
     elif args.command == "eval":
         res = runner.evaluate_run(args.run, args.tasks, args.steps, args.overrides, plot=args.plot,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, device=args.device)
         _print_result(res)
     elif args.command == "reproduce":
-        from .experiments.reproduce import load
-        mod = load(args.name)
-        out = Path(args.out) if args.out else Path("runs") / "reproduce" / (args.name + ("-quick" if args.quick else ""))
-        if args.extra:
-            # experiment-specific options (e.g. turtle-table6 --data thesis) go to its own parser
-            if not hasattr(mod, "main"):
-                raise ValueError(f"reproduce: {args.name} takes only --quick, --seeds and --out, got {' '.join(args.extra)}")
-            mod.main([*args.extra, "--out", str(out), *(["--quick"] if args.quick else []),
-                      *([] if args.seeds is None else ["--seeds", str(args.seeds)])])
-        else:
-            mod.run(out, quick=args.quick, seeds=args.seeds)
-        print((out / "table.md").read_text())
-        print(f"written to {out}")
+        return _reproduce(args.name, args.extra)
     elif args.command == "list":
         from .experiments.presets import PRESETS
-        from .experiments.reproduce import EXPERIMENTS, load
+        from .experiments import specs
         print("presets:")
         for name in sorted(PRESETS):
             print(f"  {name}")
         print("experiments (metagrad reproduce NAME):")
-        for name in sorted(EXPERIMENTS):
-            print(f"  {name:24s} {getattr(load(name), 'DESCRIPTION', '')}")
+        for name in sorted(specs.SPECS):
+            print(f"  {name:24s} {specs.get(name).description}")
+    return 0
+
+
+def _reproduce_parser(spec: object) -> argparse.ArgumentParser:
+    """The options of ``metagrad reproduce NAME``: the sweep's own, then the experiment's."""
+    p = argparse.ArgumentParser(prog=f"metagrad reproduce {spec.name}", description=spec.description)
+    p.add_argument("--out", help="output folder: table.md, results.json and cells/ (one JSON per finished run; "
+                                 "a rerun reuses them and resumes a cut-off run)")
+    p.add_argument("--quick", action="store_true", help="a shortened smoke run (one seed, short training)")
+    p.add_argument("--seeds", type=int, help=f"runs per cell, seeds 0..N-1 (default {spec.seeds}, the same for every row)")
+    p.add_argument("--only-seeds", nargs="+", type=int, metavar="S", help="train just these seeds (split a cell across jobs)")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                   help="only the cells whose label matches, e.g. --only model=so-TURTLE --only steps=5,10")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every cell (the grammar of metagrad train); runs record it")
+    p.add_argument("--jobs", type=int, default=1, help="train cells as N independent processes")
+    p.add_argument("--cell", help=argparse.SUPPRESS)
+    p.add_argument("--report", action="store_true", help="tabulate the cached runs only; train nothing")
+    for key, default in spec.options.items():
+        p.add_argument(f"--{key.replace('_', '-')}", dest=f"opt_{key}", default=default, type=type(default),
+                       help=f"experiment option (default {default!r})")
+    return p
+
+
+def _reproduce(name: Optional[str], argv: Sequence[str]) -> int:
+    from .experiments import specs, sweep
+    if name is None:
+        raise ConfigError(f"reproduce: name an experiment: {', '.join(sorted(specs.SPECS))}")
+    spec = specs.get(name)
+    args = _reproduce_parser(spec).parse_args(list(argv))
+    if args.jobs < 1 or (args.seeds is not None and args.seeds < 1) or any(s < 0 for s in args.only_seeds or ()):
+        raise ConfigError(f"reproduce: --jobs and --seeds must be >= 1 and --only-seeds >= 0, got jobs={args.jobs}, "
+                          f"seeds={args.seeds}, only-seeds={args.only_seeds}")
+    if args.report and args.only_seeds is not None:
+        raise ConfigError("reproduce: --report trains nothing; drop --only-seeds")
+    out = Path(args.out) if args.out else Path("runs") / "reproduce" / (name + ("-quick" if args.quick else ""))
+    options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
+    sweep.run(spec, out, quick=args.quick, seeds=args.seeds, overrides=args.overrides, only=args.only,
+              only_seeds=args.only_seeds, options=options, jobs=args.jobs, cell_id=args.cell, report_only=args.report)
+    if args.cell is None:
+        print((out / "table.md").read_text())
+        print(f"written to {out}")
     return 0
 
 
@@ -114,6 +147,8 @@ def _print_eval(path: Path) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command == "reproduce" and "-h" in extra + ([args.name] if args.name else []) and not args.name:
+        parser.parse_args(["reproduce", "--help"])
     if extra and args.command != "reproduce":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
@@ -122,11 +157,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("metagrad: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, KeyError, OSError, RuntimeError, ArithmeticError) as e:
+    except MetagradError as e:   # bad input: one line; anything else is a bug and keeps its traceback
         if os.environ.get("METAGRAD_DEBUG"):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"metagrad: error: {msg}", file=sys.stderr)
+        print(f"metagrad: error: {e}", file=sys.stderr)
         return 2
 
 

@@ -1,12 +1,76 @@
-"""Evaluation statistics: mean and 95% confidence interval, and 004's robust across-seed summary."""
+"""``evaluate``: adapt to held-out tasks and summarise; the statistics every table uses.
+
+``adaptation_curves(module, tasks, steps)`` is the query metric (MSE or accuracy) of every task
+after ``0..steps`` inner steps, ``[n_tasks, steps + 1]`` for a ``MAML`` and ``[P, n_tasks, steps + 1]``
+for a ``Population``, computed in chunks to bound memory; ``evaluate`` adds the mean and 95%
+interval after each step. Across runs, ``robust_summary`` is 004's statistic (IQR outliers out).
+"""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Optional, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
-__all__ = ["mean_ci95", "robust_summary"]
+from .batch import TaskBatch
+
+__all__ = ["mean_ci95", "robust_summary", "iqr_kept", "adaptation_curves", "evaluate", "fixed_tasks"]
+
+
+def fixed_tasks(task: Any, n_tasks: int, seed: int, dtype: torch.dtype = torch.float32) -> TaskBatch:
+    """``n_tasks`` tasks drawn once from ``task`` with a generator seeded ``seed`` (the same held-out
+    set for every model and run that uses the seed)."""
+    return task.sample(n_tasks, torch.Generator().manual_seed(seed), dtype)
+
+
+@torch.no_grad()
+def adaptation_curves(module: Any, tasks: TaskBatch | tuple[Any, int, int], steps: Optional[int] = None, *,
+                      chunk: int = 100, dtype: torch.dtype = torch.float32, progress: bool = False) -> torch.Tensor:
+    """Query metric after ``0..steps`` inner steps (default: the module's own) for every task.
+
+    ``tasks`` is a ``TaskBatch`` or ``(distribution, n_tasks, seed)``, drawn chunk by chunk from one
+    generator seeded ``seed`` (so a long evaluation never holds every task at once). Tasks are
+    moved to the module's device. Returns ``[n, steps + 1]`` (MAML) or ``[P, n, steps + 1]`` (Population).
+    """
+    param = next(iter(module.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    pop = hasattr(module, "adaptation_curves")
+    if isinstance(tasks, TaskBatch):
+        total, draw = tasks.n_tasks, (lambda i, n: tasks[i:i + n])
+    else:
+        dist, total, seed = tasks
+        g = torch.Generator().manual_seed(seed)
+        draw = lambda i, n: dist.sample(n, g, dtype)   # noqa: E731 (chunks in order from one generator)
+    out = []
+    with tqdm(total=total, desc="eval", unit="task", disable=not progress, leave=False) as bar:
+        for i in range(0, total, chunk):
+            b = draw(i, min(chunk, total - i)).to(device)
+            c = module.adaptation_curves(b, steps) if pop else module.adaptation_curve(b, steps)
+            out.append(c.cpu())
+            bar.update(b.n_tasks)
+    return torch.cat(out, dim=1 if pop else 0)
+
+
+def evaluate(module: Any, tasks: TaskBatch | tuple[Any, int, int], steps: Optional[int] = None, *,
+             chunk: int = 100, dtype: torch.dtype = torch.float32, progress: bool = False,
+             **extra: Any) -> dict[str, Any] | list[dict[str, Any]]:
+    """Mean and 95% interval of the query metric after each of ``0..steps`` steps on ``tasks``.
+
+    Returns ``{"metric", "mean", "ci95", "n_tasks", "steps", "curve", "curve_ci95", **extra}``
+    (``mean``/``ci95`` after ``steps`` steps), or one such dict per member of a ``Population``.
+    """
+    template = getattr(module, "template", module)
+    steps = template.inner_steps if steps is None else steps
+    curves = adaptation_curves(module, tasks, steps, chunk=chunk, dtype=dtype, progress=progress)
+    per_member = curves if curves.dim() == 3 else curves.unsqueeze(0)
+    out = []
+    for c in per_member.to(torch.float64):
+        stats = [mean_ci95(c[:, t]) for t in range(c.shape[1])]
+        out.append({"metric": template.metric_name, "mean": stats[-1][0], "ci95": stats[-1][1],
+                    "n_tasks": c.shape[0], "steps": steps, **extra,
+                    "curve": [m for m, _ in stats], "curve_ci95": [h for _, h in stats]})
+    return out if curves.dim() == 3 else out[0]
 
 
 def mean_ci95(values: Sequence[float] | torch.Tensor) -> tuple[float, float]:

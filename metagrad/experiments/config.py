@@ -27,13 +27,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..errors import ConfigError
 from . import registry
 
 __all__ = ["Config", "ConfigError", "INNER_KEYS", "OUTER_DEFAULTS", "EVAL_DEFAULTS", "parse_value"]
 
 
-class ConfigError(ValueError):
-    """A bad config: unknown key, wrong type or invalid value (one line, names the key)."""
 
 
 INNER_KEYS: dict[str, Any] = {"learner": "sgd", "steps": 1, "mode": "second_order", "grad_clip": None,
@@ -41,9 +40,10 @@ INNER_KEYS: dict[str, Any] = {"learner": "sgd", "steps": 1, "mode": "second_orde
 OUTER_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "meta_batch": 25, "iterations": 70000,
                                   "clip_norm": None, "hvp_batch": False,
                                   "adaptive_L": None, "adaptive_rho": None, "adaptive_c": 1.0,
-                                  "schedule": "constant"}
+                                  "schedule": "constant", "nonfinite": "raise", "explode": 1e6,
+                                  "clip_value": None, "clip_scope": "all"}
 EVAL_DEFAULTS: dict[str, Any] = {"tasks": 600, "steps": None, "batch": 100, "seed": 12345,
-                                 "every": 0, "val_tasks": 100}
+                                 "every": 0, "val_tasks": 100, "test_state": "best"}
 _OPTIMIZERS = ("adam", "sgd")
 _DTYPES = ("float32", "float64")
 
@@ -73,6 +73,7 @@ class Config:
     log_every: int = 100
     checkpoint_every: int = 1000
     threads: Any = None
+    device: str = "cpu"
 
     # -- construction -----------------------------------------------------------------------
     @staticmethod
@@ -156,6 +157,17 @@ class Config:
         if (self.outer["adaptive_L"] is None) != (self.outer["adaptive_rho"] is None):
             raise ConfigError("config: outer.adaptive_L and outer.adaptive_rho go together (002's adaptive "
                               "meta step size); set both or neither")
+        if self.outer["nonfinite"] not in ("raise", "stop", "skip"):
+            raise ConfigError(f"config: outer.nonfinite must be raise, stop or skip, got {self.outer['nonfinite']!r}")
+        _pos("outer.explode", self.outer["explode"], optional=True)
+        _pos("outer.clip_value", self.outer["clip_value"], optional=True)
+        if self.outer["clip_scope"] not in ("all", "init", "init_per_task"):
+            raise ConfigError(f"config: outer.clip_scope must be all, init or init_per_task (which meta-gradients "
+                              f"outer.clip_value clamps), got {self.outer['clip_scope']!r}")
+        if self.eval["test_state"] not in ("best", "final"):
+            raise ConfigError(f"config: eval.test_state must be best or final, got {self.eval['test_state']!r}")
+        if not isinstance(self.device, str):
+            raise ConfigError(f"config: device must be a string such as cpu, cuda, cuda:1 or mps, got {self.device!r}")
         _int("eval.tasks", self.eval["tasks"], 1)
         _int("eval.batch", self.eval["batch"], 1)
         _int("eval.every", self.eval["every"], 0)

@@ -1,0 +1,81 @@
+"""Build what a config describes: the algorithm and its tasks, the optimiser, the step-size schedule,
+and the module and task stream that ``fit`` trains (one run, or several seeds as a ``Population``)."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import torch
+
+from ..algorithm import MAML
+from ..device import resolve_device
+from ..distributed import World
+from ..errors import ConfigError
+from ..population import Population
+from ..schedules import AdaptiveMetaStep
+from ..streams import PopulationStream, SampledStream, TaskStream
+from ..training import constant_schedule, cosine_schedule
+from . import registry
+from .config import Config
+
+__all__ = ["build", "make_module", "optimizer", "schedule", "DTYPES"]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def build(cfg: Config, split: str = "train") -> tuple[MAML, Any]:
+    """Build ``(algorithm, task distribution of split)`` from a config (model seeded by ``cfg.seed``,
+    on ``cfg.device``)."""
+    device = resolve_device(cfg.device)
+    task = registry.build("task", registry.TASKS, cfg.task["name"], cfg.section_options("task"), split=split)
+    torch.manual_seed(cfg.seed)
+    model = registry.build("model", registry.MODELS, cfg.model["name"], cfg.section_options("model"), task)
+    model, learner = registry.build("inner", registry.LEARNERS, cfg.inner["learner"], cfg.learner_options(), model)
+    model = model.to(DTYPES[cfg.dtype])
+    algo = MAML(model, learner=learner, inner_steps=cfg.inner["steps"], mode=cfg.inner["mode"],
+                loss=task.loss, grad_clip=cfg.inner["grad_clip"], hf_delta=cfg.inner["hf_delta"],
+                hf_rho=cfg.inner["hf_rho"], vectorize=cfg.vectorize, compile=cfg.compile)
+    return algo.to(DTYPES[cfg.dtype]).to(device), task
+
+
+def optimizer(cfg: Config, algo: torch.nn.Module) -> torch.optim.Optimizer:
+    cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[cfg.outer["optimizer"]]
+    if cfg.outer["adaptive_L"] is not None and cls is not torch.optim.SGD:
+        warnings.warn("002's adaptive meta step size is a step size for plain SGD (its theorems' setting); with "
+                      f"outer.optimizer={cfg.outer['optimizer']!r} it scales Adam's step instead", stacklevel=2)
+    return cls(algo.parameters(), lr=cfg.outer["lr"])
+
+
+def schedule(cfg: Config) -> Any:
+    if cfg.outer["adaptive_L"] is not None:
+        return AdaptiveMetaStep(cfg.outer["adaptive_L"], cfg.outer["adaptive_rho"], cfg.outer["adaptive_c"])
+    if cfg.outer["schedule"] == "cosine":
+        return cosine_schedule(cfg.outer["lr"], cfg.outer["iterations"])
+    return constant_schedule(cfg.outer["lr"])
+
+
+def make_module(cfg: Config, seeds: Sequence[int], world: World = World()) -> tuple[MAML | Population, TaskStream, list[MAML], Any]:
+    """``(module, stream, members, task)`` for training ``cfg`` once per seed: one ``MAML`` and a
+    ``SampledStream``, or a ``Population`` and a ``PopulationStream`` for several seeds (or for
+    ``outer.clip_scope="init_per_task"``, whose per-task clamp lives in ``Population``). A task
+    distribution with ``stream(meta_batch, seeds)`` supplies its own stream (a paper's task pool)."""
+    seeds = list(seeds)
+    dtype, dev = DTYPES[cfg.dtype], resolve_device(cfg.device)
+    built = [build(cfg.override([f"seed={s}"]), "train") for s in seeds]
+    members, task = [a for a, _ in built], built[0][1]
+    mb = cfg.outer["meta_batch"]
+    per_task = cfg.outer["clip_scope"] == "init_per_task" and cfg.outer["clip_value"] is not None
+    if len(seeds) == 1 and not per_task:
+        stream = task.stream(mb, seeds) if hasattr(task, "stream") else \
+            SampledStream(task, mb, seeds[0], dtype=dtype, device=dev, world=world,
+                          hvp=cfg.outer["hvp_batch"] and members[0].mode == "hessian_free",
+                          beta=cfg.outer["adaptive_L"] is not None)
+        return members[0], stream, members, task
+    if cfg.inner["mode"] == "hessian_free":
+        raise ConfigError("train: hessian_free trains one seed at a time and has no per-task clamp "
+                          "(outer.clip_scope=init_per_task); use second_order or first_order")
+    if world.size > 1:
+        raise ConfigError("train: several seeds (a Population) do not run under torchrun; train one seed per process")
+    pop = Population(members, compile=cfg.compile, task_clip=cfg.outer["clip_value"] if per_task else None)
+    stream = task.stream(mb, seeds) if hasattr(task, "stream") else PopulationStream(task, mb, seeds, dtype=dtype, device=dev)
+    return pop, stream, members, task

@@ -1,0 +1,25 @@
+"""Paper tables as data: one ``sweep.Spec`` per experiment, run by ``metagrad reproduce NAME``.
+
+``SPECS`` maps each name to the module that defines it (imported lazily); ``get(name)`` returns
+the ``Spec`` with a one-line error listing the names for an unknown one.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ...errors import ConfigError
+
+__all__ = ["SPECS", "get"]
+
+# name -> (module under metagrad.experiments.specs, attribute)
+SPECS: dict[str, tuple[str, str]] = {
+    "mtnet-table1": ("mtnet", "TABLE1"),
+}
+
+
+def get(name: str):   # -> sweep.Spec (imported lazily: the sweep imports torch-heavy modules)
+    """The ``Spec`` of experiment ``name``."""
+    if name not in SPECS:
+        raise ConfigError(f"reproduce: unknown experiment {name!r}; choose one of {', '.join(sorted(SPECS))}")
+    module, attr = SPECS[name]
+    return getattr(importlib.import_module(f"metagrad.experiments.specs.{module}"), attr)

@@ -1,0 +1,287 @@
+"""The sweep runner: an experiment is data (a ``Spec``), and one function runs any of them.
+
+A ``Spec`` is a grid of cells (each a ``Config`` that ``metagrad train`` could run) times a fixed
+number of seeds, the evaluations of each run, the table rows with the paper's numbers, the
+statistic, and the claims. ``run`` trains what is missing and writes the table::
+
+    for cell in spec.cells(options):                 # filtered by --only key=value
+        runs = cached runs of cell under OUT/cells/  # one JSON summary per (cell, seed)
+        train the missing seeds with ``train_runs`` (one fit; several seeds as one Population),
+            checkpointing to OUT/cells/CELL.partial.pt, so a cut-off run resumes exactly
+    rows = aggregate each table row over seeds 0..N-1 (the same N for every row, fixed in the spec)
+    write OUT/table.md and OUT/results.json ("partial": true while cells are missing)
+
+A run summary is reused only when it was made under the same cell config (its ``config`` is
+stored in it), so runs made with ``--set`` never mix with the default table's. ``--jobs N`` trains
+cells as N independent processes (``metagrad reproduce NAME --cell ID``), which any scheduler can
+also spread over machines.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from ..errors import ConfigError
+from ..evaluation import robust_summary
+from ..io import write_json
+from ..runlog import RunLock
+from .config import Config
+from .reproduce.common import format_table, row as table_row
+from .train_runs import train_runs
+
+__all__ = ["Cell", "Row", "Spec", "run", "report", "SCHEMA"]
+
+SCHEMA = 2
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One trained setting: ``config`` (a ``Config`` dict; each run sets ``seed``) and its evaluations,
+    ``evals[name] = overrides`` applied to the config at test time (``[]``: as trained)."""
+
+    id: str
+    config: Mapping[str, Any]
+    evals: Mapping[str, Sequence[str]] = field(default_factory=lambda: {"test": []})
+    trainer: str = "meta"               # "meta" (fit) or a key of train_runs.BASELINES
+    labels: Mapping[str, Any] = field(default_factory=dict)   # what --only filters on, e.g. model, steps
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: evaluation ``eval`` of the runs of cell ``cell``, beside the paper's number."""
+
+    model: str
+    setting: Mapping[str, Any]
+    cell: str
+    eval: str = "test"
+    paper: Optional[float] = None
+    paper_ci95: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A paper table: cells x ``seeds`` runs, rows, statistic (``"runs"``: 004's robust summary of the
+    runs' means; ``"tasks"``: mean and interval over the test tasks of every run), claims."""
+
+    name: str
+    description: str
+    cells: Callable[[Mapping[str, Any]], list[Cell]]
+    rows: Callable[[Mapping[str, Any]], list[Row]]
+    seeds: int
+    statistic: str = "runs"
+    quick: Sequence[str] = ()                        # overrides of every cell for --quick
+    options: Mapping[str, Any] = field(default_factory=dict)   # experiment options and their defaults
+    claims: Optional[Callable[[list[dict[str, Any]]], dict[str, Any]]] = None
+    note: str = ""
+
+
+def _summary_path(out: Path, cell: Cell, seed: int) -> Path:
+    return out / "cells" / f"{cell.id}_s{seed}.json"
+
+
+def _cell_config(cell: Cell, overrides: Sequence[str]) -> Config:
+    return Config.from_dict(cell.config).override(list(overrides))
+
+
+def cached(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The summaries of ``cell`` under ``out/cells`` made under ``cfg`` (any seed in ``seeds``)."""
+    want = _identity(cfg)
+    found = {}
+    for s in seeds:
+        p = _summary_path(out, cell, s)
+        if p.exists():
+            d = json.loads(p.read_text())
+            if d.get("schema") == SCHEMA and d.get("config") == want:
+                found[s] = d
+    return found
+
+
+def _identity(cfg: Config) -> dict[str, Any]:
+    d = cfg.to_dict()
+    for k in ("name", "seed", "threads", "device", "log_every", "checkpoint_every"):
+        d.pop(k, None)
+    return json.loads(json.dumps(d))
+
+
+def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Callable[[str], None]) -> None:
+    """Train the seeds of ``cell`` that are not cached yet (together), write their summaries."""
+    todo = [s for s in seeds if s not in cached(out, cell, cfg, seeds)]
+    if not todo:
+        return
+    tag = "-".join(map(str, todo))
+    with RunLock(out / "cells" / f".{cell.id}_s{tag}", f"reproduce {cell.id}"):
+        todo = [s for s in todo if s not in cached(out, cell, cfg, todo)]   # another job may have finished them
+        if not todo:
+            return
+        ckpt = out / "cells" / f"{cell.id}_s{tag}.partial.pt"
+        summaries = train_runs(cfg, todo, cell.evals, trainer=cell.trainer, checkpoint=ckpt, log=log, label=cell.id)
+        for s, summ in zip(todo, summaries):
+            write_json(_summary_path(out, cell, s), {"schema": SCHEMA, "cell": cell.id, "seed": s,
+                                                     "labels": dict(cell.labels), "config": _identity(cfg), **summ})
+            means = ", ".join(f"{k} {v['mean']:.4g}" for k, v in summ["evals"].items())
+            log(f"{cell.id} seed {s}: {means} ({summ['train']['seconds']:.0f} s)")
+        ckpt.unlink(missing_ok=True)
+
+
+def select(cells: list[Cell], only: Sequence[str]) -> list[Cell]:
+    """The cells whose labels match every ``key=value`` of ``only`` (values compared as text)."""
+    filters = [o.split("=", 1) for o in only]
+    for f in filters:
+        if len(f) != 2:
+            raise ConfigError(f"reproduce: --only takes key=value (e.g. model=so-TURTLE), got {'='.join(f)!r}")
+    return [c for c in cells if all(str(c.labels.get(k)) in v.split(",") for k, v in filters)]
+
+
+def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int] = None, overrides: Sequence[str] = (),
+        only: Sequence[str] = (), only_seeds: Optional[Sequence[int]] = None, options: Optional[Mapping[str, Any]] = None,
+        jobs: int = 1, cell_id: Optional[str] = None, report_only: bool = False,
+        log: Callable[[str], None] = lambda m: print(time.strftime("%H:%M:%S"), m, file=sys.stderr, flush=True)
+        ) -> list[dict[str, Any]]:
+    """Train the missing runs of ``spec``'s selected cells, then write and return the table's rows."""
+    out = Path(out)
+    opts = {**spec.options, **(options or {})}
+    n = seeds if seeds is not None else (1 if quick else spec.seeds)
+    over = [*(spec.quick if quick else ()), *overrides]
+    cells = select(spec.cells(opts), only)
+    if cell_id is not None:
+        cells = [c for c in cells if c.id == cell_id]
+    train_seeds = list(only_seeds) if only_seeds is not None else list(range(n))
+    if not report_only:
+        if jobs > 1 and cell_id is None:
+            _run_jobs(spec, out, cells, jobs, quick, n, overrides, only_seeds, opts)
+        else:
+            for c in cells:
+                train_cell(out, c, _cell_config(c, over), train_seeds, log)
+    if cell_id is not None:
+        return []
+    return report(spec, out, quick=quick, seeds=n, overrides=overrides, options=opts, cells=cells)
+
+
+def _run_jobs(spec: Spec, out: Path, cells: list[Cell], jobs: int, quick: bool, n: int, overrides: Sequence[str],
+              only_seeds: Optional[Sequence[int]], opts: Mapping[str, Any]) -> None:
+    """Each cell as its own ``metagrad reproduce ... --cell ID`` process, ``jobs`` at a time."""
+    base = [sys.executable, "-m", "metagrad", "reproduce", spec.name, "--out", str(out), "--seeds", str(n),
+            *(["--quick"] if quick else []), *[a for o in overrides for a in ("--set", o)],
+            *[a for k, v in opts.items() if v != spec.options.get(k) for a in (f"--{k.replace('_', '-')}", str(v))],
+            *(["--only-seeds", *map(str, only_seeds)] if only_seeds is not None else [])]
+    running: list[subprocess.Popen] = []
+    failed = []
+    for c in cells:
+        while len(running) >= jobs:
+            running = _reap(running, failed)
+        running.append(subprocess.Popen([*base, "--cell", c.id]))
+    while running:
+        running = _reap(running, failed)
+    if failed:
+        raise ConfigError(f"reproduce: {len(failed)} cell job(s) failed (exit codes {failed}); see their messages above")
+
+
+def _reap(running: list[subprocess.Popen], failed: list[int]) -> list[subprocess.Popen]:
+    time.sleep(0.2)
+    left = []
+    for p in running:
+        rc = p.poll()
+        if rc is None:
+            left.append(p)
+        elif rc != 0:
+            failed.append(rc)
+    return left
+
+
+def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int] = None,
+           overrides: Sequence[str] = (), options: Optional[Mapping[str, Any]] = None,
+           cells: Optional[list[Cell]] = None) -> list[dict[str, Any]]:
+    """Tabulate the cached runs (no training): each row over seeds ``0..N-1``; runs of further seeds
+    go in a separate "all runs" column, never into the verdict. Writes ``table.md``/``results.json``."""
+    out = Path(out)
+    opts = {**spec.options, **(options or {})}
+    n = seeds if seeds is not None else (1 if quick else spec.seeds)
+    over = [*(spec.quick if quick else ()), *overrides]
+    by_id = {c.id: c for c in (cells if cells is not None else spec.cells(opts))}
+    rows, missing = [], []
+    for r in spec.rows(opts):
+        if r.cell not in by_id:
+            continue
+        cell = by_id[r.cell]
+        extra_seeds = _seeds_on_disk(out, cell)
+        runs = cached(out, cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
+        fixed = [runs[s] for s in range(n) if s in runs]
+        if len(fixed) < n:
+            missing.append(f"{r.cell} ({len(fixed)} of {n} runs)")
+            if not fixed:
+                continue
+        rows.append(_row(spec, r, fixed, [runs[s] for s in sorted(runs)], n))
+    claims = spec.claims(rows) if spec.claims is not None and not missing else {}
+    note = spec.note + (f" Runs per row: {n}, fixed in advance for every row." if n else "")
+    if missing:
+        note += f" PARTIAL: {len(missing)} cell(s) incomplete: {', '.join(missing)}."
+    write_json(out / "results.json", {"experiment": spec.name, "schema": SCHEMA, "partial": bool(missing),
+                                      "missing": missing, "runs_per_row": n, "rows": rows, "claims": claims})
+    from ..io import write_text
+    write_text(out / "table.md", format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else "")))
+    return rows
+
+
+def _seeds_on_disk(out: Path, cell: Cell) -> set[int]:
+    stem = f"{cell.id}_s"
+    return {int(p.name[len(stem):-5]) for p in (out / "cells").glob(f"{stem}*.json") if p.name[len(stem):-5].isdigit()}
+
+
+def _row(spec: Spec, r: Row, fixed: list[dict[str, Any]], every: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    stat = _aggregate(spec.statistic, [f["evals"][r.eval] for f in fixed])
+    metric = fixed[0]["evals"][r.eval].get("metric", "mse")
+    extra: dict[str, Any] = {"runs_used": len(fixed), "paper_ci95": r.paper_ci95, "seeds": [f["seed"] for f in fixed],
+                             "runs": stat.pop("runs_note")}
+    for k in ("final",):   # the final state's number beside the best validated one, where runs carry it
+        if all(k in f["evals"][r.eval] for f in fixed):
+            extra["final_state"] = _aggregate(spec.statistic, [f["evals"][r.eval][k] for f in fixed])["mean"]
+    if len(every) > len(fixed):   # a sensitivity column: every run on disk, labelled, never in the verdict
+        allstat = _aggregate(spec.statistic, [f["evals"][r.eval] for f in every])
+        extra["all_runs"] = {"n": len(every), "mean": allstat["mean"], "ci95": allstat["ci95"]}
+    if r.paper is not None:
+        extra["vs_paper"] = verdict(stat["mean"], stat["ci95"], r.paper, r.paper_ci95, higher_is_better=metric == "accuracy")
+    return table_row(r.model, dict(r.setting), metric, stat["mean"], stat["ci95"], paper=r.paper,
+                     median=stat.get("median"), diverged=stat["mean"] != stat["mean"], **extra)
+
+
+def _aggregate(statistic: str, evals: list[dict[str, Any]]) -> dict[str, Any]:
+    if statistic == "runs":
+        means = [e["mean"] if not e.get("diverged") else math.nan for e in evals]
+        s = robust_summary(means)
+        if len(evals) == 1:
+            s["ci95"] = evals[0]["ci95_tasks"]
+        s["runs_note"] = f"{s['n']} of {len(evals)}" + (f", {s['outliers']} outlier(s) out" if s["outliers"] else "") + \
+            (f", {len(evals) - s['n'] - s['outliers']} diverged" if len(evals) - s['n'] - s['outliers'] else "")
+        return s
+    if statistic == "tasks":   # pooled over every run's test tasks, from each run's mean, std and count
+        if any(e.get("diverged") for e in evals):
+            return {"mean": math.nan, "ci95": math.nan, "median": None, "runs_note": "diverged"}
+        n = sum(e["n_tasks"] for e in evals)
+        mean = sum(e["mean"] * e["n_tasks"] for e in evals) / n
+        ss = sum((e["n_tasks"] - 1) * e["std_tasks"] ** 2 + e["n_tasks"] * (e["mean"] - mean) ** 2 for e in evals)
+        median = sorted(e["mean"] for e in evals)[len(evals) // 2] if len(evals) > 1 else None
+        return {"mean": mean, "ci95": 1.96 * math.sqrt(ss / (n - 1) / n), "median": median,
+                "runs_note": f"{len(evals)} run(s), {n} tasks"}
+    raise ConfigError(f"sweep: statistic must be 'runs' or 'tasks', got {statistic!r}")
+
+
+def verdict(mean: float, ci: Optional[float], paper: float, paper_ci: Optional[float],
+            higher_is_better: bool = False) -> str:
+    """``better`` / ``worse`` when our 95% interval and the paper's do not overlap, else ``within``
+    (``diverged`` for a NaN); never from rounding our mean to the paper's decimals."""
+    if mean != mean:
+        return "diverged"
+    lo, hi = mean - (ci or 0.0) if ci == ci else mean, mean + (ci or 0.0) if ci == ci else mean
+    plo, phi = paper - (paper_ci or 0.0), paper + (paper_ci or 0.0)
+    if hi < plo:
+        return "worse" if higher_is_better else "better"
+    if lo > phi:
+        return "better" if higher_is_better else "worse"
+    return "within"
+

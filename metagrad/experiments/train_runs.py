@@ -1,0 +1,150 @@
+"""``train_runs``: train the runs (seeds) of one sweep cell with ``fit`` and test them.
+
+The seeds of a cell train together: several seeds of a vmappable mode as one ``Population``
+(each member with its own initialisation from ``build(seed)`` and its own task stream), or one
+``MAML``. Validation (``eval.every`` iterations, ``eval.val_tasks`` fixed tasks) keeps each run's
+best state; the test uses it (``eval.test_state="best"``) or the final state, and where the two
+differ the final state is tested too (``evals[name]["final"]``), so a table can show both.
+
+Fixed task sets (validation, test) come from ``fixed_set``: a distribution's own ``fixed(n, seed)``
+where it has one (a paper's own task files), else ``sample(n, Generator(seed))``. A distribution
+with ``stream(meta_batch, seeds)`` supplies its own training stream (e.g. a fixed pool in a
+paper's order); others get ``PopulationStream`` / ``SampledStream``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import torch
+
+from ..batch import TaskBatch
+from ..errors import ConfigError
+from ..evaluation import adaptation_curves, mean_ci95
+from ..population import Population
+from ..training import fit
+from .building import DTYPES as _DTYPES, build, make_module, optimizer as _optimizer, schedule as _schedule
+from .config import Config
+
+__all__ = ["train_runs", "fixed_set", "BASELINES"]
+
+BASELINES = ("TrainFromScratch", "Finetuning")
+
+
+def fixed_set(task: Any, n: int, seed: int, dtype: torch.dtype = torch.float32) -> TaskBatch:
+    """``n`` held-out tasks, the same for every model and run that asks with ``seed``."""
+    if hasattr(task, "fixed"):
+        return task.fixed(n, seed).to(dtype)
+    return task.sample(n, torch.Generator().manual_seed(seed), dtype)
+
+
+def _stats(values: torch.Tensor, metric: str) -> dict[str, Any]:
+    v = values.to(torch.float64)
+    finite = bool(torch.isfinite(v).all())
+    mean, ci = mean_ci95(v) if finite else (math.nan, math.nan)
+    return {"metric": metric, "mean": mean, "median": float(v.median()) if finite else math.nan,
+            "std_tasks": float(v.std()) if finite and v.numel() > 1 else math.nan, "ci95_tasks": ci,
+            "n_tasks": int(v.numel()), "diverged": not finite}
+
+
+def _clip_keys(scope: str) -> Optional[Callable[[str], bool]]:
+    return None if scope == "all" else (lambda n: n.startswith("model."))
+
+
+def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[str]], *, trainer: str = "meta",
+               checkpoint: Optional[Path] = None, log: Callable[[str], None] = print,
+               label: str = "train") -> list[dict[str, Any]]:
+    """Train ``cfg`` once per seed and test every evaluation (``evals[name]``: config overrides at
+    test time); one ``{"evals": {name: stats}, "train": {...}}`` per seed."""
+    if trainer in BASELINES:
+        return [_baseline(cfg.override([f"seed={s}"]), trainer, evals) for s in seeds]
+    if trainer != "meta":
+        raise ConfigError(f"train_runs: unknown trainer {trainer!r}; choose meta or {', '.join(BASELINES)}")
+    seeds = list(seeds)
+    dtype = _DTYPES[cfg.dtype]
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    module, stream, members, task = make_module(cfg, seeds)
+    scope, clip_value = cfg.outer["clip_scope"], cfg.outer["clip_value"]
+    opt = _optimizer(cfg, module)
+    validate = None
+    if cfg.eval["every"]:
+        val = fixed_set(build(cfg, "val")[1], cfg.eval["val_tasks"], cfg.eval["seed"] + 1, dtype)
+        steps = cfg.eval["steps"]
+
+        def validate(m: Any) -> torch.Tensor:
+            c = adaptation_curves(m, val, steps, chunk=cfg.eval["batch"])
+            return c[..., -1].mean(-1).reshape(-1)
+    t0 = time.perf_counter()
+    res = fit(module, stream, opt, cfg.outer["iterations"], schedule=_schedule(cfg),
+              clip_value=None if scope == "init_per_task" else clip_value, clip_keys=_clip_keys(scope),
+              clip_norm=cfg.outer["clip_norm"], nonfinite=cfg.outer["nonfinite"], explode=cfg.outer["explode"],
+              validate=validate, val_every=cfg.eval["every"], maximize=members[0].metric_name == "accuracy",
+              checkpoint=checkpoint, checkpoint_every_s=300.0, key={"config": cfg.to_dict(), "seeds": seeds},
+              progress=label, on_record=lambda r: None)
+    seconds = time.perf_counter() - t0
+    pop = isinstance(module, Population)
+    final = [module.member_state(p) for p in range(len(seeds))] if pop else \
+        [{n: v.detach().clone() for n, v in module.named_parameters()}]
+    use_best = cfg.eval["test_state"] == "best" and cfg.eval["every"] > 0
+    states = [(b if use_best and b is not None else f) for b, f in zip(res.best, final)]
+    out = [{"evals": {}, "train": {"iterations": res.iteration, "seconds": seconds / len(seeds),
+                                   "ms_per_iteration": res.ms_per_iteration, "population": len(seeds),
+                                   "best_val": res.best_val[p], "val_curve": res.val_curves[p],
+                                   "nonfinite_at": res.nonfinite_at[p], "skipped": res.skipped[p],
+                                   "state": "best_validated" if use_best and res.best[p] is not None else "final"}}
+           for p in range(len(seeds))]
+    for name, overrides in evals.items():
+        ecfg = cfg.override(list(overrides))
+        test = fixed_set(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
+        tested = _test(module, ecfg, seeds, states, test)
+        finals = _test(module, ecfg, seeds, final, test) if use_best else None
+        for p in range(len(seeds)):
+            out[p]["evals"][name] = _stats(tested[p], members[0].metric_name)
+            if finals is not None:
+                out[p]["evals"][name]["final"] = _stats(finals[p], members[0].metric_name)
+    return out
+
+
+def _test(module: Any, cfg: Config, seeds: Sequence[int], states: list[dict[str, torch.Tensor]],
+          test: TaskBatch) -> list[torch.Tensor]:
+    """Per-task test metric of each state under ``cfg`` (its learner may differ from training's, e.g.
+    an MT-net's hard mask: then each run is rebuilt from ``cfg`` and given its state)."""
+    steps = cfg.eval["steps"]
+    out = []
+    for p, s in enumerate(seeds):
+        algo = build(cfg.override([f"seed={s}"]), "test")[0]
+        named = dict(algo.named_parameters())
+        with torch.no_grad():
+            for n, v in states[p].items():
+                named[n].copy_(v)
+        out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"])[:, -1])
+    return out
+
+
+def _baseline(cfg: Config, name: str, evals: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """004's transfer baselines: TrainFromScratch, or Finetuning pre-trained on the merged data of
+    ``outer.iterations`` meta-training tasks (flat batches of 16), tested with 004's protocol."""
+    from ..baselines import Finetuning, TrainFromScratch, merge_tasks
+    dtype = _DTYPES[cfg.dtype]
+    algo, task = build(cfg, "train")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    if name == "TrainFromScratch":
+        method: Any = TrainFromScratch(algo.model)
+    else:
+        method = Finetuning.from_model(algo.model)
+        n = cfg.outer["iterations"]
+        pool = fixed_set(task, n, cfg.seed, dtype) if hasattr(task, "fixed") else task.sample(n, gen, dtype)
+        x, y = merge_tasks(pool)
+        method.pretrain(x, y, n, gen)
+    result: dict[str, Any] = {"evals": {}, "train": {"iterations": cfg.outer["iterations"], "population": 1}}
+    for ename, overrides in evals.items():
+        ecfg = cfg.override(list(overrides))
+        test = fixed_set(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
+        v = torch.cat([method.evaluate(test[i:i + 500], gen) for i in range(0, test.n_tasks, 500)])
+        result["evals"][ename] = _stats(v, "mse")
+    result["train"]["seconds"] = time.perf_counter() - t0
+    return result

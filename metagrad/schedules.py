@@ -1,0 +1,52 @@
+"""Outer-loop step-size schedules for ``fit``: ``schedule(it, module, draw) -> lr``.
+
+``constant_schedule`` and ``cosine_schedule`` live in ``training``; this file holds 002's adaptive
+meta step size, which needs the module and its own batch of tasks (``Draw.beta``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, vmap
+
+from .errors import ConfigError, check_positive
+
+__all__ = ["adaptive_meta_step_size", "AdaptiveMetaStep"]
+
+
+def adaptive_meta_step_size(algo: Any, batch: Any, L: float, rho: float, c: float = 1.0) -> float:
+    """002's adaptive meta step size, eq. (16)-(17): ``beta = c / (4 L + 2 rho a mean_j ||grad f_j(w, D_beta)||)``.
+
+    ``batch`` is a separate batch of ``B'`` tasks; each task's gradient is taken on its support
+    set at the current meta-parameters ``w`` (no adaptation). ``a`` is the learner's nominal step
+    size, ``L`` the gradient's and ``rho`` the Hessian's Lipschitz constants (002 Assumptions
+    4.3-4.4); 002's theorems use ``c = 1/12`` (MAML), ``1/18`` (FO-MAML), ``1/25`` (HF-MAML).
+    """
+    alpha = algo.learner.nominal_lr
+    if alpha is None:
+        raise ConfigError(f"adaptive_meta_step_size: learner {algo.learner.name!r} has no nominal step size a")
+    for name, v in (("L", L), ("rho", rho), ("c", c)):
+        check_positive("adaptive_meta_step_size", name, v)
+    params = {k: v.detach() for k, v in algo.params().items()}
+
+    def grad_norm(x: Tensor, y: Tensor) -> Tensor:
+        g = torch.func.grad(lambda p: algo.loss(functional_call(algo.model, p, (x,)), y))(params)
+        return torch.sqrt(sum((t * t).sum() for t in g.values()))
+
+    mean_norm = vmap(grad_norm)(batch.support_x, batch.support_y).mean()
+    return float(c / (4 * L + 2 * rho * alpha * mean_norm))
+
+
+class AdaptiveMetaStep:
+    """``schedule`` for ``fit``: 002's ``beta_k`` (eq. 16-17) from each iteration's ``D_beta``
+    (``SampledStream(..., beta=True)``), for plain SGD as in 002's theorems."""
+
+    def __init__(self, L: float, rho: float, c: float = 1.0) -> None:
+        self.L, self.rho, self.c = L, rho, c
+
+    def __call__(self, it: int, module: Any, draw: Any) -> float:
+        if draw.beta is None:
+            raise ConfigError("AdaptiveMetaStep: the task stream draws no D_beta batch; build it with beta=True")
+        return adaptive_meta_step_size(module, draw.beta, self.L, self.rho, self.c)
