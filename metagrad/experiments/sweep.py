@@ -32,7 +32,7 @@ from ..evaluation import robust_summary
 from ..io import write_json
 from ..runlog import RunLock
 from .config import Config
-from .reproduce.common import format_table, row as table_row
+from .tables import format_table, row as table_row
 from .train_runs import train_runs
 
 __all__ = ["Cell", "Row", "Spec", "run", "report", "SCHEMA"]

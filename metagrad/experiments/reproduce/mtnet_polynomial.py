@@ -19,7 +19,7 @@ import torch
 from ...learners.tnet import update_fraction, update_fractions
 from ...plotting import pyplot, save_figure
 from ...tasks.polynomial import Polynomial
-from .common import row, write_results
+from ..tables import row, write_results
 from .mtnet_common import ITERATIONS, QUICK_ITERATIONS, QUICK_TEST_TASKS, TEST_TASKS, build, evaluate, summarise, train
 
 NAME = "mtnet-polynomial"

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import torch
 
 from ...learners.tnet import update_fraction, update_fractions
-from .common import row, versus_paper, write_results
+from ..tables import row, versus_paper, write_results
 from .mtnet_common import (ITERATIONS, KINDS, QUICK_ITERATIONS, QUICK_TEST_TASKS, TEST_TASKS, build,
                            evaluate, sine_task, summarise, train)
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import torch
 
-from .common import row, write_results
+from ..tables import row, write_results
 from .mtnet_common import (ITERATIONS, QUICK_ITERATIONS, QUICK_TEST_TASKS, TEST_TASKS, build, evaluate,
                            sine_task, summarise, train)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ...plotting import plot_lines
-from .common import row, write_results
+from ..tables import row, write_results
 from .turtle_cells import Protocol, aggregate, run_cells
 from .turtle_cli import protocol_arguments, set_threads, stderr_log
 from .turtle_common import TASKS

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 from ...evaluation import robust_summary
 from ...plotting import plot_lines
-from .common import row, versus_paper, write_results
+from ..tables import row, versus_paper, write_results
 from .turtle_cells import Protocol, aggregate, cached_cells, kept_seeds, run_cells, with_settings
 from .turtle_cli import parse_settings, protocol_arguments, set_threads, stderr_log
 from .turtle_common import BASELINES, TASKS, fixed_test_tasks, sine, spec

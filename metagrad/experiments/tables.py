@@ -1,4 +1,4 @@
-"""Shared output of ``metagrad reproduce``: ``results.json`` and ``table.md`` (ours beside the paper).
+"""The tables of ``metagrad reproduce``: ``results.json`` rows and ``table.md`` (ours beside the paper).
 
 Each row is one table cell::
 
@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from ...io import write_json, write_text
+from ..io import write_json, write_text
 
 __all__ = ["row", "write_results", "format_table"]
 
@@ -44,12 +44,16 @@ def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
     restore = any("thesis_restore" in r for r in rows)
     test_set = any("test_set_ci95" in r for r in rows)
     runs = any("runs" in r for r in rows)
+    final = any("final_state" in r for r in rows)
+    every = any("all_runs" in r for r in rows)
     lines = [f"# {name}", ""] + ([note, ""] if note else []) + [
              "| model | setting | ours (mean ± 95% CI) | median |" + (" ± test tasks |" if test_set else "")
              + " paper |" + (" vs paper |" if verdict else "") + (" runs |" if runs else "")
-             + (" as thesis code |" if restore else ""),
+             + (" as thesis code |" if restore else "") + (" final state |" if final else "")
+             + (" all runs (sensitivity, not in the verdict) |" if every else ""),
              "| --- | --- | --- | --- |" + (" --- |" if test_set else "") + " --- |" + (" --- |" if verdict else "")
-             + (" --- |" if runs else "") + (" --- |" if restore else "")]
+             + (" --- |" if runs else "") + (" --- |" if restore else "") + (" --- |" if final else "")
+             + (" --- |" if every else "")]
     for r in rows:
         setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items())
         if r["diverged"]:
@@ -64,7 +68,10 @@ def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
                      + f" {paper} |" + (f" {r.get('vs_paper', '-')} |" if verdict else "")
                      + (f" {r.get('runs', '-')} |" if runs else "")
                      + (f" {_fmt(r['thesis_restore'], r['metric'])} ± {_fmt(r['thesis_restore_ci95'], r['metric'])} |"
-                        if "thesis_restore" in r else " - |" if restore else ""))
+                        if "thesis_restore" in r else " - |" if restore else "")
+                     + (f" {_fmt(r.get('final_state'), r['metric'])} |" if final else "")
+                     + ((f" {_fmt(r['all_runs']['mean'], r['metric'])} ± {_fmt(r['all_runs']['ci95'], r['metric'])}"
+                         f" ({r['all_runs']['n']} runs) |" if "all_runs" in r else " - |") if every else ""))
     unit = "accuracy in %" if any(r["metric"] == "accuracy" for r in rows) else "metric: " + (rows[0]["metric"] if rows else "")
     lines += ["", f"({unit}; '-' where the paper gives no number)", ""]
     return "\n".join(lines)
