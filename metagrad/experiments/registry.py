@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
+import torch
 from torch import nn
 
 from ..learners.base import Learner
@@ -26,7 +27,7 @@ from ..models.bias_transform import bias_transformed_mlp
 from ..tasks.polynomial import Polynomial
 from ..tasks.sine import Sinusoid
 
-__all__ = ["TASKS", "MODELS", "LEARNERS", "register_task", "register_model", "register_learner",
+__all__ = ["TASKS", "MODELS", "LEARNERS", "MEASURES", "register_task", "register_model", "register_learner",
            "accepted_keys", "build"]
 
 TASKS: dict[str, Callable[..., Any]] = {}
@@ -104,12 +105,14 @@ register_learner("sgd", _sgd)
 
 # --- learned inner-loop geometry (001: Meta-SGD, T-net, MT-net) ----------------------------
 from ..learners.meta_sgd import MetaSGD  # noqa: E402
-from ..learners.tnet import MTNet, TNet  # noqa: E402
+from ..learners.tnet import MTNet, TNet, update_fraction  # noqa: E402
 from ..models.tnet import to_tnet  # noqa: E402
 
 
 def _meta_sgd(model: nn.Module, lr: float = 0.01, lr_init: str = "uniform",
-              lr_range: tuple[float, float] = (0.005, 0.1), seed: int = 0) -> tuple[nn.Module, Learner]:
+              lr_range: tuple[float, float] = (0.005, 0.1), seed: Optional[int] = None) -> tuple[nn.Module, Learner]:
+    # seed None: the rates' draw comes from the global RNG, which ``building.build`` seeds with the run's seed
+    seed = int(torch.randint(0, 2 ** 31 - 1, ())) if seed is None else seed
     return model, MetaSGD(lr=lr, lr_init=lr_init, lr_range=tuple(lr_range), seed=seed)
 
 
@@ -126,6 +129,12 @@ def _mtnet(model: nn.Module, lr: float = 0.01, temperature: float = 1.0, hard: b
 register_learner("meta_sgd", _meta_sgd)
 register_learner("tnet", _tnet)
 register_learner("mtnet", _mtnet)
+
+# Numbers a sweep computes on each trained run (``sweep.Cell.measures``): name -> f(MAML) -> float.
+MEASURES: dict[str, Callable[[Any], float]] = {
+    "update_fraction": lambda algo: update_fraction(algo.meta_params()),   # 001 Fig. 4: mean sigmoid(zeta)
+    "threshold_fraction": lambda algo: update_fraction(algo.meta_params(), threshold=True),   # sigmoid(zeta) > 1/2
+}
 
 
 # --- learned optimisers (004: TURTLE, the LSTM meta-learner) --------------------------------

@@ -50,6 +50,7 @@ class Cell:
     evals: Mapping[str, Sequence[str]] = field(default_factory=lambda: {"test": []})
     trainer: str = "meta"               # "meta" (fit) or a key of train_runs.BASELINES
     labels: Mapping[str, Any] = field(default_factory=dict)   # what --only filters on, e.g. model, steps
+    measures: Sequence[str] = ()        # names in registry.MEASURES, computed on each trained run (summary "measures")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Row:
     eval: str = "test"
     paper: Optional[float] = None
     paper_ci95: Optional[float] = None
+    measure: Optional[str] = None       # tabulate this per-run measure (over runs) instead of evaluation ``eval``
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Ca
         if not todo:
             return
         ckpt = out / "cells" / f"{cell.id}_s{tag}.partial.pt"
-        summaries = train_runs(cfg, todo, cell.evals, trainer=cell.trainer, checkpoint=ckpt, log=log, label=cell.id)
+        summaries = train_runs(cfg, todo, cell.evals, trainer=cell.trainer, checkpoint=ckpt, log=log, label=cell.id,
+                               measures=cell.measures)
         for s, summ in zip(todo, summaries):
             write_json(_summary_path(out, cell, s), {"schema": SCHEMA, "cell": cell.id, "seed": s,
                                                      "labels": dict(cell.labels), "config": _identity(cfg), **summ})
@@ -233,16 +236,26 @@ def _seeds_on_disk(out: Path, cell: Cell) -> set[int]:
     return {int(p.name[len(stem):-5]) for p in (out / "cells").glob(f"{stem}*.json") if p.name[len(stem):-5].isdigit()}
 
 
+def _measured(r: Row, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A measure row's runs as evaluations of one number each (aggregated over runs, 004's statistic)."""
+    vals = [f.get("measures", {}).get(r.measure, math.nan) for f in runs]
+    return [{"evals": {r.eval: {"metric": r.measure, "mean": v, "ci95_tasks": math.nan, "diverged": v != v}},
+             "seed": f["seed"]} for f, v in zip(runs, vals)]
+
+
 def _row(spec: Spec, r: Row, fixed: list[dict[str, Any]], every: list[dict[str, Any]], n: int) -> dict[str, Any]:
-    stat = _aggregate(spec.statistic, [f["evals"][r.eval] for f in fixed])
+    statistic = spec.statistic if r.measure is None else "runs"
+    if r.measure is not None:
+        fixed, every = _measured(r, fixed), _measured(r, every)
+    stat = _aggregate(statistic, [f["evals"][r.eval] for f in fixed])
     metric = fixed[0]["evals"][r.eval].get("metric", "mse")
     extra: dict[str, Any] = {"runs_used": len(fixed), "paper_ci95": r.paper_ci95, "seeds": [f["seed"] for f in fixed],
                              "runs": stat.pop("runs_note")}
     for k in ("final",):   # the final state's number beside the best validated one, where runs carry it
         if all(k in f["evals"][r.eval] for f in fixed):
-            extra["final_state"] = _aggregate(spec.statistic, [f["evals"][r.eval][k] for f in fixed])["mean"]
+            extra["final_state"] = _aggregate(statistic, [f["evals"][r.eval][k] for f in fixed])["mean"]
     if len(every) > len(fixed):   # a sensitivity column: every run on disk, labelled, never in the verdict
-        allstat = _aggregate(spec.statistic, [f["evals"][r.eval] for f in every])
+        allstat = _aggregate(statistic, [f["evals"][r.eval] for f in every])
         extra["all_runs"] = {"n": len(every), "mean": allstat["mean"], "ci95": allstat["ci95"]}
     if r.paper is not None:
         extra["vs_paper"] = verdict(stat["mean"], stat["ci95"], r.paper, r.paper_ci95, higher_is_better=metric == "accuracy")

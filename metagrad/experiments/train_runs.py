@@ -26,6 +26,7 @@ from ..evaluation import adaptation_curves, mean_ci95
 from ..population import Population
 from ..training import fit
 from .building import DTYPES as _DTYPES, build, make_module, optimizer as _optimizer, schedule as _schedule
+from . import registry
 from .config import Config
 
 __all__ = ["train_runs", "fixed_set", "BASELINES"]
@@ -55,14 +56,20 @@ def _clip_keys(scope: str) -> Optional[Callable[[str], bool]]:
 
 def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[str]], *, trainer: str = "meta",
                checkpoint: Optional[Path] = None, log: Callable[[str], None] = print,
-               label: str = "train") -> list[dict[str, Any]]:
+               label: str = "train", measures: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Train ``cfg`` once per seed and test every evaluation (``evals[name]``: config overrides at
-    test time); one ``{"evals": {name: stats}, "train": {...}}`` per seed."""
+    test time); one ``{"evals": {name: stats}, "train": {...}, "measures": {name: value}}`` per seed.
+
+    A run stopped by ``outer.nonfinite="stop"`` is tested at its best validated state where it has
+    one; without one its evaluations are marked ``diverged``. ``measures`` name functions of
+    ``registry.MEASURES`` computed on each tested state (``nan`` for a diverged run)."""
     if trainer in BASELINES:
         return [_baseline(cfg.override([f"seed={s}"]), trainer, evals) for s in seeds]
     if trainer != "meta":
         raise ConfigError(f"train_runs: unknown trainer {trainer!r}; choose meta or {', '.join(BASELINES)}")
     seeds = list(seeds)
+    if any(m not in registry.MEASURES for m in measures):
+        raise ConfigError(f"train_runs: unknown measure in {list(measures)}; choose from {', '.join(registry.MEASURES)}")
     dtype = _DTYPES[cfg.dtype]
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -96,6 +103,8 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
                                    "nonfinite_at": res.nonfinite_at[p], "skipped": res.skipped[p],
                                    "state": "best_validated" if use_best and res.best[p] is not None else "final"}}
            for p in range(len(seeds))]
+    lost = [res.nonfinite_at[p] is not None and cfg.outer["nonfinite"] == "stop" and out[p]["train"]["state"] == "final"
+            for p in range(len(seeds))]
     for name, overrides in evals.items():
         ecfg = cfg.override(list(overrides))
         test = fixed_set(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
@@ -103,9 +112,23 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
         finals = _test(module, ecfg, seeds, final, test) if use_best else None
         for p in range(len(seeds)):
             out[p]["evals"][name] = _stats(tested[p], members[0].metric_name)
+            out[p]["evals"][name]["diverged"] |= lost[p]
             if finals is not None:
                 out[p]["evals"][name]["final"] = _stats(finals[p], members[0].metric_name)
+    for p, s in enumerate(seeds):
+        algo = _member(cfg, s, states[p], "train") if measures else None
+        out[p]["measures"] = {m: math.nan if lost[p] else float(registry.MEASURES[m](algo)) for m in measures}
     return out
+
+
+def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str = "test") -> Any:
+    """Run ``seed`` of ``cfg`` rebuilt and given ``state``."""
+    algo = build(cfg.override([f"seed={seed}"]), split)[0]
+    named = dict(algo.named_parameters())
+    with torch.no_grad():
+        for n, v in state.items():
+            named[n].copy_(v)
+    return algo
 
 
 def _test(module: Any, cfg: Config, seeds: Sequence[int], states: list[dict[str, torch.Tensor]],
@@ -115,11 +138,7 @@ def _test(module: Any, cfg: Config, seeds: Sequence[int], states: list[dict[str,
     steps = cfg.eval["steps"]
     out = []
     for p, s in enumerate(seeds):
-        algo = build(cfg.override([f"seed={s}"]), "test")[0]
-        named = dict(algo.named_parameters())
-        with torch.no_grad():
-            for n, v in states[p].items():
-                named[n].copy_(v)
+        algo = _member(cfg, s, states[p])
         out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"])[:, -1])
     return out
 

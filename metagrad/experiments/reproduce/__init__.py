@@ -12,7 +12,6 @@ __all__ = ["EXPERIMENTS", "load"]
 
 # name -> module under metagrad.experiments.reproduce (imported lazily: each may be heavy)
 EXPERIMENTS: dict[str, str] = {}
-EXPERIMENTS.update({"mtnet-table1": "mtnet_table1", "mtnet-table2": "mtnet_table2", "mtnet-polynomial": "mtnet_polynomial"})
 EXPERIMENTS.update({"turtle-table6": "turtle_table6", "turtle-order": "turtle_order"})
 
 

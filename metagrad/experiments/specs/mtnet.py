@@ -1,36 +1,44 @@
-"""001 (Lee & Choi 2018) sine tables as sweep specs; protocol in DESIGN.md section 4.
+"""001 (Lee & Choi 2018) sine and polynomial experiments as sweep specs; protocol in DESIGN.md section 4.
 
-Sine family ``y = A sin(w x + b)``, ``A ~ U[0.1, 5]``, ``w ~ U[0.8, 1.2]``, ``b ~ U[0, pi]`` (our
-``sin(w x - p)`` with ``p ~ U[-pi, 0]``), ``x ~ U[-5, 5]``, 10 query points; MLP 1-40-40-1 (ReLU,
-weights normal with std 0.01, zero biases); one inner SGD step; Adam 1e-3, meta-batch 25, 70,000
-iterations, second order. Tested after one step on 600 tasks; the interval is over test tasks.
+Every cell is a setting of ``presets_geometry`` (``sine001``, ``poly001``): the sine family
+``y = A sin(w x + b)``, MLP 1-40-40-1 (ReLU, weights normal with std 0.01, zero biases), one inner
+SGD step, Adam 1e-3, meta-batch 25, 70,000 iterations, second order; tested after one step on 600
+tasks. A run whose meta-loss or meta-gradient becomes non-finite stops (``outer.nonfinite="stop"``)
+and its rows show ``diverged``, as do non-finite test losses. Runs are seeded by their seed alone
+(model, Meta-SGD's rates, task stream, MT-net's Gumbel noise); the test tasks by ``eval.seed``.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
+from ..presets_geometry import KINDS, poly001, sine001
 from ..sweep import Cell, Row, Spec
 
-__all__ = ["TABLE1", "config"]
+__all__ = ["TABLE1", "TABLE2", "POLYNOMIAL", "config"]
+
+config = sine001   # 001's sine setting for a kind (a Config dict that ``metagrad train`` also runs)
 
 SHOTS = (5, 10, 20)
-KINDS = {"MAML": {"learner": "sgd"}, "Meta-SGD": {"learner": "meta_sgd", "lr_init": "uniform"},
-         "T-net": {"learner": "tnet"}, "MT-net": {"learner": "mtnet"}}
 # 001 Table 1: mean ± 95% interval over test tasks at K = 5, 10, 20
 PAPER1 = {"MAML": ((1.07, 0.11), (0.71, 0.07), (0.50, 0.05)), "Meta-SGD": ((0.88, 0.14), (0.53, 0.09), (0.35, 0.06)),
           "T-net": ((0.83, 0.08), (0.56, 0.06), (0.38, 0.04)), "MT-net": ((0.76, 0.09), (0.49, 0.05), (0.33, 0.04))}
+RATES = (10.0, 1.0, 0.1, 0.01, 0.001, 0.0001)
+# 001 Table 2: 10-shot, mean ± 95% interval over test tasks at inner learning rates RATES
+PAPER2 = {"MAML": ((171.92, 25.04), (5.81, 0.49), (1.05, 0.11), (0.71, 0.07), (0.82, 0.08), (2.54, 0.19)),
+          "MT-net": ((4.18, 0.30), (0.61, 0.07), (0.54, 0.05), (0.49, 0.05), (0.59, 0.06), (0.72, 0.07))}
+ORDERS = (0, 1, 2, 3)
 
 
-def config(kind: str, lr: float = 0.01, k_shot: int = 10) -> dict[str, Any]:
-    """001's sine setting for ``kind`` (a ``Config`` dict that ``metagrad train`` also runs)."""
-    return {"name": f"001-{kind}", "task": {"name": "sine", "k_shot": k_shot, "k_query": 10, "amplitude": [0.1, 5.0],
-                                           "phase": [-math.pi, 0.0], "frequency": [0.8, 1.2]},
-            "model": {"name": "mlp", "hidden": [40, 40], "init": "normal"},
-            "inner": {**KINDS[kind], "lr": lr, "steps": 1, "mode": "second_order"},
-            "outer": {"optimizer": "adam", "lr": 1e-3, "meta_batch": 25, "iterations": 70000, "nonfinite": "stop"},
-            "eval": {"tasks": 600, "steps": 1, "seed": 90_000}, "vectorize": True, "threads": 1}
+def _mean(rows: list[dict[str, Any]], model: str, **setting: Any) -> Optional[float]:
+    """The mean of the row of ``model`` whose setting includes ``setting`` (``inf``: diverged; ``None``: not run)."""
+    for r in rows:
+        if r["model"] == model and all(r["setting"].get(k) == v for k, v in setting.items()):
+            return math.inf if r["mean"] is None else r["mean"]
+    return None
 
+
+# --- Table 1: MAML / Meta-SGD / T-net / MT-net, meta-trained at K = 10, tested at K = 5, 10, 20 --------
 
 def _evals(kind: str) -> dict[str, list[str]]:
     out = {f"k{k}": [f"task.k_shot={k}"] for k in SHOTS}
@@ -40,7 +48,7 @@ def _evals(kind: str) -> dict[str, list[str]]:
 
 
 def _cells1(opts: Mapping[str, Any]) -> list[Cell]:
-    return [Cell(f"{k}", config(k), _evals(k), labels={"model": k}) for k in KINDS]
+    return [Cell(k, sine001(k), _evals(k), labels={"model": k}) for k in KINDS]
 
 
 def _rows1(opts: Mapping[str, Any]) -> list[Row]:
@@ -54,8 +62,8 @@ def _rows1(opts: Mapping[str, Any]) -> list[Row]:
 
 
 def _claims1(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    by = {(r["model"], r["setting"]["k_shot"]): r["mean"] for r in rows}
-    return {"mtnet_beats_maml_every_k": all(by[("MT-net", k)] < by[("MAML", k)] for k in SHOTS),
+    mt, maml = ([_mean(rows, m, k_shot=k) for k in SHOTS] for m in ("MT-net", "MAML"))
+    return {"mtnet_beats_maml_every_k": None if None in mt + maml else all(a < b for a, b in zip(mt, maml)),
             "all_within_or_better_than_paper": all(r.get("vs_paper") in ("within", "better")
                                                    for r in rows if r.get("paper") is not None)}
 
@@ -63,4 +71,68 @@ def _claims1(rows: list[dict[str, Any]]) -> dict[str, Any]:
 TABLE1 = Spec("mtnet-table1", "001 Table 1: MAML / Meta-SGD / T-net / MT-net on 001's sine family, K = 5, 10, 20",
               _cells1, _rows1, seeds=1, statistic="tasks", claims=_claims1,
               quick=["outer.iterations=300", "eval.tasks=100"],
-              note="Loss after one inner step, meta-trained at K = 10; 95% interval over test tasks.")
+              note="Loss after one inner step, meta-trained at K = 10; 95% interval over test tasks. "
+                   "MT-net (threshold): the hard mask sigmoid(zeta) > 1/2.")
+
+
+# --- Table 2: robustness to the inner learning rate (10-shot, MAML vs MT-net) ----------------------------
+
+def _cells2(opts: Mapping[str, Any]) -> list[Cell]:
+    return [Cell(f"{k}-lr{lr:g}", sine001(k, lr), labels={"model": k, "inner_lr": f"{lr:g}"})
+            for k in PAPER2 for lr in RATES]
+
+
+def _rows2(opts: Mapping[str, Any]) -> list[Row]:
+    return [Row(k, {"inner_lr": lr, "k_shot": 10, "steps": 1}, f"{k}-lr{lr:g}", "test", *PAPER2[k][i])
+            for k in PAPER2 for i, lr in enumerate(RATES)]
+
+
+def _claims2(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """001 section 6.2: MT-net below 1.0 for rates 1 ... 1e-4; MAML worse at both extremes than at 0.01."""
+    mt = [_mean(rows, "MT-net", inner_lr=lr) for lr in RATES[1:]]
+    maml = [_mean(rows, "MAML", inner_lr=lr) for lr in (10.0, 0.0001, 0.01)]
+    return {"mtnet_below_1_for_rates_1_to_1e-4": None if None in mt else all(m < 1.0 for m in mt),
+            "maml_degrades_at_extremes": None if None in maml else maml[0] > maml[2] < maml[1]}
+
+
+TABLE2 = Spec("mtnet-table2", "001 Table 2: MAML and MT-net for inner learning rates 10 ... 0.0001 (10-shot sine)",
+              _cells2, _rows2, seeds=1, statistic="tasks", claims=_claims2,
+              quick=["outer.iterations=150", "eval.tasks=100"],
+              note="10-shot loss after one inner step; 95% interval over test tasks. 001 section 6.2: an MT-net "
+                   "can undo a bad inner rate a by scaling T by sqrt(a0/a) and W by sqrt(a/a0); MAML cannot.")
+
+
+# --- Fig. 4: fraction of rows the MT-net mask updates vs polynomial order ----------------------------------
+
+def _cells3(opts: Mapping[str, Any]) -> list[Cell]:
+    return [Cell(f"order{o}", poly001(o), labels={"order": o}, measures=("update_fraction", "threshold_fraction"))
+            for o in ORDERS]
+
+
+def _rows3(opts: Mapping[str, Any]) -> list[Row]:
+    rows = []
+    for o in ORDERS:
+        s = {"order": o, "k_shot": 10}
+        rows += [Row("MT-net: fraction of rows updated", s, f"order{o}", measure="update_fraction"),
+                 Row("MT-net: rows with sigmoid(zeta) > 1/2", s, f"order{o}", measure="threshold_fraction"),
+                 Row("MT-net: 10-shot MSE after one step", s, f"order{o}")]
+    return rows
+
+
+def _claims3(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    # 001's Fig. 4 text averages e^{-l}/(e^{-l}+1) = 1 - sigmoid(l), the probability that a row is *not*
+    # updated under its own mask (the reference code's summary); both directions are reported.
+    f = [_mean(rows, "MT-net: fraction of rows updated", order=o) for o in ORDERS]
+    ok = all(v is not None and math.isfinite(v) for v in f)
+    return {"fraction_by_order": {str(o): v if v is None or math.isfinite(v) else None for o, v in zip(ORDERS, f)},
+            "rises_with_order": ok and all(a < b for a, b in zip(f, f[1:])),
+            "highest_order_above_lowest": ok and f[-1] > f[0],
+            "paper_formula_rises_with_order": ok and all(a > b for a, b in zip(f, f[1:]))}
+
+
+POLYNOMIAL = Spec("mtnet-polynomial", "001 Fig. 4: fraction of MT-net rows updated vs polynomial order 0..3",
+                  _cells3, _rows3, seeds=3, statistic="runs", claims=_claims3,
+                  quick=["outer.iterations=300", "eval.tasks=100"],
+                  note="MT-net; fraction = mean sigmoid(zeta) over every row of every layer (the update probability "
+                       "of eq. (9)); 001's formula 1 - fraction is its complement. Mean over runs. The paper gives "
+                       "the fraction only as a plot (Fig. 4).")

@@ -1,0 +1,131 @@
+"""The sweep runner: caching, --only, --only-seeds, the equal-runs rule, partial results, verdicts,
+--jobs and the per-experiment --help. Tiny settings: a few meta-iterations of 001's sine MAML."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from metagrad import cli
+from metagrad.experiments import sweep
+from metagrad.experiments.presets_geometry import sine001
+from metagrad.experiments.sweep import Cell, Row, Spec, report, run, verdict
+
+TINY = ["outer.iterations=10", "outer.meta_batch=5", "eval.tasks=10"]
+QUIET = {"log": lambda m: None}
+
+
+def _cells(opts):
+    return [Cell("a", sine001("MAML", 0.01), labels={"model": "a"}),
+            Cell("b", sine001("MAML", 0.1), labels={"model": "b"})]
+
+
+def _rows(opts):   # a's paper number far above ours (better), b's far below (worse)
+    return [Row("a", {"lr": 0.01}, "a", paper=100.0, paper_ci95=1.0), Row("b", {"lr": 0.1}, "b", paper=1e-4)]
+
+
+SPEC = Spec("tiny", "a tiny sweep", _cells, _rows, seeds=2, quick=TINY, options={"flavour": "plain"},
+            claims=lambda rows: {"rows": len(rows)})
+
+
+def _results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def _summaries(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "cells").glob("*.json"))
+
+
+def _boom(*a, **k):
+    raise AssertionError("train_runs called: the cached runs were not reused")
+
+
+def test_rerun_trains_nothing_and_a_changed_config_does(tmp_path, monkeypatch):
+    rows = run(SPEC, tmp_path, quick=True, seeds=2, **QUIET)
+    assert _summaries(tmp_path) == ["a_s0.json", "a_s1.json", "b_s0.json", "b_s1.json"]
+    assert [r["vs_paper"] for r in rows] == ["better", "worse"] and all(r["runs_used"] == 2 for r in rows)
+    monkeypatch.setattr(sweep, "train_runs", _boom)
+    assert run(SPEC, tmp_path, quick=True, seeds=2, **QUIET) == rows
+    assert report(SPEC, tmp_path, quick=True, seeds=2) == rows
+    with pytest.raises(AssertionError, match="not reused"):   # runs made under another config never mix in
+        run(SPEC, tmp_path, quick=True, seeds=2, overrides=["inner.lr=0.05"], **QUIET)
+
+
+def test_only_filters_cells_and_results_stay_partial_until_every_cell_is_done(tmp_path):
+    rows = run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], **QUIET)
+    assert [r["model"] for r in rows] == ["a"] and _summaries(tmp_path) == ["a_s0.json"]
+    report(SPEC, tmp_path, quick=True, seeds=1)   # the whole table: b is missing
+    data = _results(tmp_path)
+    assert data["partial"] is True and data["missing"] == ["b (0 of 1 runs)"] and data["claims"] == {}
+    assert "PARTIAL" in (tmp_path / "table.md").read_text()
+    run(SPEC, tmp_path, quick=True, seeds=1, only=["model=b,c"], **QUIET)
+    report(SPEC, tmp_path, quick=True, seeds=1)
+    data = _results(tmp_path)
+    assert data["partial"] is False and data["missing"] == [] and data["claims"] == {"rows": 2}
+    assert sweep.select(_cells({}), ["model=c"]) == []
+    with pytest.raises(Exception, match="key=value"):
+        sweep.select(_cells({}), ["model"])
+
+
+def test_only_seeds_split_a_cell_and_the_report_tabulates_all(tmp_path):
+    run(SPEC, tmp_path, quick=True, seeds=2, only=["model=a"], only_seeds=[0], **QUIET)
+    report(SPEC, tmp_path, quick=True, seeds=2)
+    data = _results(tmp_path)
+    assert data["partial"] and "a (1 of 2 runs)" in data["missing"] and data["rows"][0]["runs_used"] == 1
+    run(SPEC, tmp_path, quick=True, seeds=2, only=["model=a"], only_seeds=[1], **QUIET)
+    rows = report(SPEC, tmp_path, quick=True, seeds=2)
+    assert rows[0]["runs_used"] == 2 and rows[0]["seeds"] == [0, 1] and rows[0]["runs"] == "2 of 2"
+    assert _results(tmp_path)["missing"] == ["b (0 of 2 runs)"]
+
+
+def test_an_extra_seed_goes_into_the_all_runs_column_not_the_verdict(tmp_path):
+    before = run(SPEC, tmp_path, quick=True, seeds=2, **QUIET)
+    run(SPEC, tmp_path, quick=True, seeds=2, only=["model=a"], only_seeds=[2], **QUIET)   # seed 2 of a only
+    after = report(SPEC, tmp_path, quick=True, seeds=2)
+    a, b = after
+    assert a["runs_used"] == 2 and a["seeds"] == [0, 1] and a["all_runs"]["n"] == 3
+    assert (a["mean"], a["ci95"], a["vs_paper"]) == (before[0]["mean"], before[0]["ci95"], before[0]["vs_paper"])
+    assert b == before[1] and "all_runs" not in b
+    table = (tmp_path / "table.md").read_text()
+    assert "all runs (sensitivity, not in the verdict)" in table and "(3 runs)" in table
+    assert "Runs per row: 2, fixed in advance for every row." in table
+
+
+def test_verdict_from_intervals():
+    assert verdict(0.50, 0.02, 0.60, 0.05) == "better"      # our interval wholly below the paper's (a loss)
+    assert verdict(0.70, 0.02, 0.60, 0.05) == "worse"
+    assert verdict(0.62, 0.02, 0.60, 0.05) == "within"      # overlapping intervals
+    assert verdict(0.58, 0.03, 0.60, None) == "within"      # the paper's number inside ours
+    assert verdict(0.58, 0.01, 0.60, None) == "better"      # no rounding of 0.58 to 0.6
+    assert verdict(0.99, 0.002, 0.95, 0.01, higher_is_better=True) == "better"   # accuracy
+    assert verdict(0.90, 0.002, 0.95, 0.01, higher_is_better=True) == "worse"
+    assert verdict(0.951, 0.002, 0.95, 0.01, higher_is_better=True) == "within"
+    assert verdict(float("nan"), None, 0.6, 0.05) == "diverged"
+
+
+def test_jobs_2_runs_cells_as_processes_with_the_results_of_jobs_1(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    started = []
+    popen = sweep.subprocess.Popen
+    monkeypatch.setattr(sweep.subprocess, "Popen", lambda cmd, **k: started.append(cmd) or popen(cmd, **k))
+    args = ["reproduce", "mtnet-table2", "--quick", "--only", "model=MAML", "--only", "inner_lr=0.1,0.01",
+            *[a for t in TINY for a in ("--set", t)]]
+    assert cli.main([*args, "--out", str(tmp_path / "j2"), "--jobs", "2"]) == 0
+    assert len(started) == 2 and {c[c.index("--cell") + 1] for c in started} == {"MAML-lr0.1", "MAML-lr0.01"}
+    assert cli.main([*args, "--out", str(tmp_path / "j1")]) == 0
+    j1, j2 = (_results(tmp_path / d)["rows"] for d in ("j1", "j2"))
+    assert len(j1) == 2 and [(r["mean"], r["ci95"]) for r in j1] == [(r["mean"], r["ci95"]) for r in j2]
+
+
+def test_reproduce_help_lists_the_experiment_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["reproduce", "mtnet-table2", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for opt in ("--quick", "--seeds", "--only", "--only-seeds", "--set", "--jobs", "--report", "--out"):
+        assert opt in text
+    assert "001 Table 2" in text
+    assert "--flavour" in cli._reproduce_parser(SPEC).format_help()   # a spec's own options too
