@@ -1,10 +1,11 @@
 """Seeds as one vmapped ``Population`` against the same seeds run one after the other (004's sine).
 
-For each of so-MAML, so-TURTLE and the LSTM meta-learner (004 appendix A.1 settings, 5 shots),
+For each of so-MAML, so-TURTLE and the LSTM meta-learner (004 appendix A.1 settings,
+``specs.turtle.config``, 5 shots; public API only),
 times one meta-iteration (sampling, meta-loss, backward, clipping, Adam) of:
 
-* ``single``: one run (``MAML.meta_loss``; its meta-batch of 1 to 4 tasks; so-TURTLE, whose
-  spec clamps each task's meta-gradient, as a ``Population`` of one);
+* ``single``: one run (``MAML.meta_loss``; its meta-batch of 1 to 4 tasks; so-TURTLE T = 10, whose
+  setting clamps each task's meta-gradient, as a ``Population`` of one);
 * ``population``: ``P`` runs as one ``Population`` (eager);
 * ``population compiled``: the same under ``torch.compile`` (compilation time reported apart).
 
@@ -30,48 +31,75 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from metagrad.batch import TaskBatch  # noqa: E402
-from metagrad.experiments.reproduce.turtle_common import clip_grads, fixed_tasks, sine, spec  # noqa: E402
-from metagrad.experiments.reproduce.turtle_train import build_meta, build_population, evaluate_population  # noqa: E402
+from metagrad.evaluation import adaptation_curves  # noqa: E402
+from metagrad.experiments.building import build  # noqa: E402
+from metagrad.experiments.config import Config  # noqa: E402
+from metagrad.experiments.specs.turtle import config  # noqa: E402  (004's settings, as data)
+from metagrad.population import Population  # noqa: E402
+from metagrad.tasks.sine import Sinusoid  # noqa: E402
+
+
+def _setting(model: str, steps: int) -> Config:
+    return Config.from_dict(config(model, steps, 5))
+
+
+def _members(cfg: Config, seeds) -> list:
+    return [build(cfg.override([f"seed={s}"]))[0] for s in seeds]
+
+
+def _clip(cfg: Config, module) -> None:
+    """The setting's meta-gradient clipping (as ``fit`` applies it; the per-task clamp is in the Population)."""
+    o, pop = cfg.outer, isinstance(module, Population)
+    named = list(zip(module.names, module.stacked)) if pop else list(module.named_parameters())
+    if o["clip_value"] is not None and o["clip_scope"] != "init_per_task":
+        torch.nn.utils.clip_grad_value_([p for n, p in named if o["clip_scope"] == "all" or n.startswith("model.")],
+                                        o["clip_value"])
+    if o["clip_norm"] is not None:
+        module.clip_grad_norm_(o["clip_norm"]) if pop else torch.nn.utils.clip_grad_norm_(module.parameters(), o["clip_norm"])
 
 
 def single(model: str, steps: int) -> Callable[[], None]:
-    sp = spec(model, steps, 5)
-    if sp.clip_value_scope == "init_per_task":
+    cfg = _setting(model, steps)
+    if cfg.outer["clip_scope"] == "init_per_task":
         # the per-task clamp lives in Population's meta-loss: one run is a population of one
         return population(model, steps, 1, False)
-    algo = build_meta(sp, steps, 0)
+    algo = _members(cfg, [0])[0]
     opt = torch.optim.Adam(algo.parameters(), lr=1e-3)
-    gen, dist = torch.Generator().manual_seed(0), sine(5)
+    gen, dist, mb = torch.Generator().manual_seed(0), Sinusoid(5, 50), cfg.outer["meta_batch"]
 
     def step() -> None:
-        loss = algo.meta_loss(dist.sample(sp.meta_batch, gen))
+        loss = algo.meta_loss(dist.sample(mb, gen))
         opt.zero_grad()
         loss.backward()
-        clip_grads(sp, algo)
+        _clip(cfg, algo)
         opt.step()
     return step
 
 
+def _population(cfg: Config, members: int, **kw) -> Population:
+    per_task = cfg.outer["clip_value"] if cfg.outer["clip_scope"] == "init_per_task" else None
+    return Population(_members(cfg, range(members)), task_clip=per_task, **kw)
+
+
 def population(model: str, steps: int, members: int, compile: bool) -> Callable[[], None]:
-    sp = spec(model, steps, 5)
-    pop = build_population(sp, steps, range(members), compile=compile)
+    cfg = _setting(model, steps)
+    pop = _population(cfg, members, compile=compile)
     opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
-    gens, dist = [torch.Generator().manual_seed(s) for s in range(members)], sine(5)
+    gens, dist, mb = [torch.Generator().manual_seed(s) for s in range(members)], Sinusoid(5, 50), cfg.outer["meta_batch"]
 
     def step() -> None:
-        losses = pop.meta_losses(TaskBatch.cat([dist.sample(sp.meta_batch, g) for g in gens]))
+        losses = pop.meta_losses(TaskBatch.cat([dist.sample(mb, g) for g in gens]))
         opt.zero_grad()
         losses.sum().backward()
-        clip_grads(sp, pop)
+        _clip(cfg, pop)
         opt.step()
     return step
 
 
 def evaluation(model: str, steps: int, members: int, compile: bool) -> Callable[[], None]:
-    sp = spec(model, steps, 5)
-    pop = build_population(sp, steps, range(members), compile_curves=compile)
-    tasks = fixed_tasks(5, 250, 0)
-    return lambda: evaluate_population(pop, tasks, steps, chunk=50)
+    pop = _population(_setting(model, steps), members, compile_curves=compile)
+    tasks = Sinusoid(5, 50).sample(250, torch.Generator().manual_seed(0))
+    return lambda: adaptation_curves(pop, tasks, steps, chunk=50)
 
 
 def bench_eval(a: argparse.Namespace) -> dict:

@@ -1,7 +1,7 @@
 """One ``turtle-table6`` job on 1 thread against the same job on 2 threads (``--threads``).
 
-Trains ``--tasks`` meta-training tasks of a cell (004 appendix A.1 settings, all seeds as one
-``Population``, no validation, eager) with ``torch.set_num_threads(n)`` for each ``n`` in turn;
+Trains ``--tasks`` meta-training tasks of a cell (004 appendix A.1 settings, ``specs.turtle.config``,
+all seeds as one ``Population``, through ``fit``, no validation, eager) with ``torch.set_num_threads(n)`` for each ``n`` in turn;
 rounds are interleaved and medians reported, with the speed-up of 2 threads over 1. Meant for a
 machine with nothing else running (another job on the second core makes 2 threads pointless).
 
@@ -17,8 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
-from metagrad.experiments.reproduce.turtle_common import TEST_SEED, fixed_tasks, spec  # noqa: E402
-from metagrad.experiments.reproduce.turtle_train import train_meta  # noqa: E402
+from metagrad.experiments.building import make_module, optimizer  # noqa: E402
+from metagrad.experiments.config import Config  # noqa: E402
+from metagrad.experiments.specs.turtle import config  # noqa: E402  (004's settings, as data)
+from metagrad.training import fit  # noqa: E402
 
 
 def main() -> None:
@@ -30,14 +32,18 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=160)
     p.add_argument("--rounds", type=int, default=2)
     a = p.parse_args()
-    sp, test = spec(a.model, a.steps, a.shots), fixed_tasks(a.shots, 8, TEST_SEED)
+    cfg = Config.from_dict(config(a.model, a.steps, a.shots))
+    iterations = max(1, a.tasks // cfg.outer["meta_batch"])
     times: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(a.rounds):
         for n in times:
             torch.set_num_threads(n)
-            rec = train_meta(sp, a.shots, a.steps, range(a.seeds), a.tasks, val_every=None, val_tasks=0,
-                             test=test, compile=False)[0]
-            times[n].append(rec.ms_per_iteration)
+            module, stream, _, _ = make_module(cfg, list(range(a.seeds)))
+            res = fit(module, stream, optimizer(cfg, module), iterations, clip_value=cfg.outer["clip_value"]
+                      if cfg.outer["clip_scope"] != "init_per_task" else None,
+                      clip_keys=None if cfg.outer["clip_scope"] == "all" else (lambda k: k.startswith("model.")),
+                      clip_norm=cfg.outer["clip_norm"], nonfinite="skip", explode=None)
+            times[n].append(res.ms_per_iteration)
     med = {n: statistics.median(v) for n, v in times.items()}
     for n, v in times.items():
         print(f"{a.model} T={a.steps} k={a.shots}, {a.seeds} seeds, {n} thread(s): median {med[n]:.1f} ms/it "

@@ -105,7 +105,7 @@ def _reproduce_parser(spec: object) -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="tabulate the cached runs only; train nothing")
     for key, default in spec.options.items():
         p.add_argument(f"--{key.replace('_', '-')}", dest=f"opt_{key}", default=default, type=type(default),
-                       help=f"experiment option (default {default!r})")
+                       choices=spec.choices.get(key), help=f"experiment option (default {default!r})")
     return p
 
 

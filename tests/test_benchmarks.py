@@ -2,7 +2,8 @@
 
 The benchmarks are run on demand, never imported by the library, so a change to the code they
 call can break them unnoticed: ``bench_population.py`` built its so-TURTLE population without the
-spec's per-task clamp until this test existed. Each script runs in its own process (they set
+setting's per-task clamp until this test existed. (The 004 diagnostics live beside their record,
+``reproductions/turtle-table6-thesis-data/diag_turtle_*.py``, tested in ``test_reproductions.py``.) Each script runs in its own process (they set
 torch's thread count) and must print the line its README row promises; the timings themselves
 are not checked here (see ``benchmarks/README.md``).
 """
@@ -23,13 +24,6 @@ CASES = {
                             ["so-MAML T=10, 2 seeds", "so-TURTLE T=10, 2 seeds", "LSTM T=10, 2 seeds"]),
     "bench_threads.py": (["--steps", "1", "--shots", "5", "--seeds", "1", "--tasks", "8", "--rounds", "1"],
                          ["speed-up of 2 threads over 1"]),
-    "diag_turtle_stall.py": (["--steps", "1", "--seeds", "0", "--iterations", "2"],
-                             ["seed 0: active units (layer 1, layer 2) of 40 at the initialisation"]),
-    # reads the committed record (no training): the cell that needed the thesis's 30 runs
-    "diag_turtle_curves.py": (["--out", "reproductions/turtle-table6-thesis-data", "--data", "thesis",
-                               "--steps", "10", "--shots", "15", "--at-most", "0.09"],
-                              ["so-TURTLE T=10 k=15: 30 runs, 20 with test MSE at most 0.09, 5 dropped",
-                               "stalled: [4, 20]"]),
     "bench_sine.py": (["--rounds", "1", "--iters", "1", "--no-compile", "--no-memory"],
                       ["vmap:second_order", "loop:first_order"]),
     "bench_conv4.py": (["--rounds", "1", "--warmup", "0", "--meta-batch", "2", "--no-memory", "--threads", "1"],

@@ -1,56 +1,67 @@
 """The measured records under ``reproductions/`` (004 Table 6 on our own task draws, and on the
-thesis's own tasks; trained over several sessions): every kept run was produced under the full
-protocol, and each committed ``results.json`` is exactly what ``turtle-table6 --report`` builds
-from the kept runs (no number edited by hand)."""
+thesis's own tasks; trained over several sessions, converted once to the sweep's schema 2 by
+``reproductions/convert_records.py``): every kept run is one the sweep accepts for its cell, and
+each committed ``table.md`` / ``results.json`` is exactly what ``metagrad reproduce turtle-table6
+--report`` builds from the kept runs (no number edited by hand)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from metagrad.cli import main as cli_main
-from metagrad.experiments.reproduce import turtle_table6
-from metagrad.experiments.reproduce.turtle_cells import _cached, _cell_path, _protocol_key, _settings
-from metagrad.experiments.reproduce.turtle_cells import Protocol
+from metagrad.experiments import sweep
+from metagrad.experiments.specs import turtle
 
 ROOT = Path(__file__).resolve().parents[1] / "reproductions"
-# each record and the tasks its runs were trained and tested on (turtle_data.DATA)
+# each record and the tasks its runs were trained and tested on (--data)
 RECORDS = {"turtle-table6": "metagrad", "turtle-table6-thesis-data": "thesis"}
 
 
-def _cells(record: str) -> list[Path]:
-    cells = sorted((ROOT / record / "cells").glob("*.json"))
-    if not cells:
-        pytest.skip(f"no measured {record} runs kept yet")
-    return cells
-
-
 @pytest.mark.parametrize("record", RECORDS)
-def test_kept_runs_use_the_full_protocol(record: str) -> None:
-    proto = Protocol(data=RECORDS[record])
-    full = _protocol_key(proto)
-    for path in _cells(record):
-        cell = json.loads(path.read_text())
-        assert cell["protocol"] == full, f"{path.name} was not produced under 004's full protocol"
-        assert path.name == _cell_path(ROOT / record, cell["model"], cell["steps"], cell["k_shot"], cell["seed"]).name
-        # and was trained with the settings the code gives now, so the report counts it
-        assert _cached(path, proto, _settings(cell["model"], cell["steps"], cell["k_shot"])) is not None, \
-            f"{path.name} was trained with other settings than spec({cell['model']!r}, {cell['steps']}, " \
-            f"{cell['k_shot']}) gives now"
+def test_every_kept_run_is_accepted_by_the_sweep(record: str) -> None:
+    cells = {c.id: c for c in turtle.TABLE6.cells({"data": RECORDS[record]})}
+    files = sorted((ROOT / record / "cells").glob("*.json"))
+    assert len(files) >= 5 * len(cells)
+    for path in files:
+        run = json.loads(path.read_text())
+        c = cells[run["cell"]]
+        assert path.name == f"{c.id}_s{run['seed']}.json"
+        assert sweep.cached(ROOT / record, c, sweep._cell_config(c, []), [run["seed"]]), f"{path.name} is not reused"
+    for c in cells.values():   # the runs in the verdict: seeds 0-4 of every cell
+        assert all((ROOT / record / "cells" / f"{c.id}_s{s}.json").exists() for s in range(5)), c.id
 
 
 @pytest.mark.parametrize("record", RECORDS)
 def test_committed_table_is_the_report_of_the_kept_runs(record: str, tmp_path: Path) -> None:
-    _cells(record)
     kept = ROOT / record
     shutil.copytree(kept / "cells", tmp_path / "cells")
-    # rebuilt the way the records' READMEs say, through the command line (its options reach turtle_table6)
-    assert cli_main(["reproduce", "turtle-table6", "--out", str(tmp_path), "--report", "--data", RECORDS[record]]) == 0
-    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    committed = json.loads((kept / "results.json").read_text())
-    assert [(r["model"], r["setting"], r["mean"], r["seeds"]) for r in rows] == \
-        [(r["model"], r["setting"], r["mean"], r["seeds"]) for r in committed["rows"]]
-    assert committed["claims"] == turtle_table6.claims(rows)
+    # rebuilt the way the records' READMEs say, through the command line
+    args = ["reproduce", "turtle-table6", "--out", str(tmp_path), "--report"]
+    assert cli_main(args + (["--data", "thesis"] if RECORDS[record] == "thesis" else [])) == 0
+    assert (tmp_path / "table.md").read_bytes() == (kept / "table.md").read_bytes()
+    assert (tmp_path / "results.json").read_bytes() == (kept / "results.json").read_bytes()
+    data = json.loads((kept / "results.json").read_text())
+    assert not data["partial"] and data["runs_per_row"] == 5 and all(r["runs_used"] == 5 for r in data["rows"])
 
+
+@pytest.mark.parametrize("script,args,expected", [
+    # reads the committed record (no training): the cell that needed the thesis's 30 runs
+    ("diag_turtle_curves.py", ["--out", "reproductions/turtle-table6-thesis-data", "--data", "thesis", "--steps", "10",
+                               "--shots", "15", "--at-most", "0.09"],
+     ["so-TURTLE T=10 k=15: 30 runs, 20 with test MSE at most 0.09, 5 dropped", "stalled: [4, 20]"]),
+    ("diag_turtle_stall.py", ["--steps", "1", "--seeds", "0", "1", "--iterations", "2"],
+     ["seed 0: active units (layer 1, layer 2) of 40 at the initialisation"]),
+])
+def test_thesis_record_diagnostics_run(script: str, args: list[str], expected: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, str(ROOT / "turtle-table6-thesis-data" / script), *args], cwd=ROOT.parent,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for line in expected:
+        assert line in out.stdout, out.stdout[-3000:]

@@ -1,19 +1,18 @@
-"""The thesis's own sine tasks (``turtle_data``) and training on them (``--data thesis``)."""
+"""The thesis's own sine tasks (``reproductions/turtle-table6-thesis-data/thesis_data.py``) and training on them."""
 from __future__ import annotations
-
-import json
-import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from metagrad.experiments.reproduce import turtle_table6
-from metagrad.experiments.reproduce.turtle_cells import Protocol, cached_cells, run_baseline, run_cell
-from metagrad.experiments.reproduce.turtle_common import fixed_test_tasks, spec
-from metagrad.experiments.reproduce.turtle_train import build_meta, train_meta
-from metagrad.experiments.reproduce.turtle_data import SPLITS, check_data, thesis_tasks
+from metagrad.errors import ConfigError
+from metagrad.experiments.building import build
+from metagrad.experiments.config import Config
+from metagrad.experiments.specs.turtle import config, load_thesis_data
+from metagrad.experiments.train_runs import train_runs
+
+thesis = load_thesis_data()
+SPLITS, thesis_tasks = thesis.SPLITS, thesis.thesis_tasks
 
 
 def _loader_loop(k: int, k_test: int, seed: int = 1337) -> tuple[np.ndarray, np.ndarray]:
@@ -43,43 +42,36 @@ def test_thesis_tasks_are_the_loaders_draws() -> None:
     assert thesis_tasks(5) is s          # drawn once per support size
 
 
-def test_thesis_data_sizes_and_names_are_checked() -> None:
-    with pytest.raises(ValueError, match="data must be one of metagrad, thesis, got 'thesys'"):
-        check_data("x", "thesys", 1, 1, 1)
-    with pytest.raises(ValueError, match="hold 70000 tasks, tasks=70001 asks for more"):
-        Protocol(tasks=70_001, data="thesis")
-    with pytest.raises(ValueError, match="test_tasks=2001"):
-        fixed_test_tasks(5, 2_001, "thesis")
-    Protocol(tasks=100_000)             # our own draws have no such limit
-    with pytest.raises(SystemExit):
-        turtle_table6.main(["--out", "unused", "--data", "thesys"])
+def test_thesis_task_distribution_gives_its_splits_and_stream() -> None:
+    cfg = Config.from_dict(config("so-MAML", 1, 5, "thesis"))
+    assert cfg.task["name"] == "thesis_sine"
+    val, test, train = (build(cfg, split)[1] for split in ("val", "test", "train"))
+    assert torch.equal(test.fixed(6, 123).query_y, thesis_tasks(5).test.query_y[:6])    # in order, seed unused
+    assert torch.equal(val.fixed(3).support_x, thesis_tasks(5).val.support_x[:3])
+    stream = train.stream(2, [0, 1, 2])
+    first, second = stream.next().batch, stream.next().batch
+    pool = thesis_tasks(5).train
+    assert torch.equal(first.support_x, torch.cat([pool.support_x[0:2]] * 3))           # the same for every member
+    assert torch.equal(second.query_y[:2], pool.query_y[2:4]) and stream.state_dict() == {"position": 4}
+    with pytest.raises(ConfigError, match="test split holds 2000 tasks, 2001 asked for"):
+        test.fixed(2001)
+    stream.load_state_dict({"position": 69_999})
+    with pytest.raises(ConfigError, match="holds 70000 meta-training tasks"):
+        stream.next()
 
 
-def test_thesis_data_trains_every_seed_on_the_thesis_stream() -> None:
-    """``train_meta(data="thesis")`` is MAML stepped by hand on the thesis's tasks in order, tested on its test tasks."""
-    sp, tasks, test = spec("so-MAML", 1), 6, thesis_tasks(5).test[:7]
-    got = train_meta(sp, 5, 1, [0, 3], tasks, val_every=None, test=test, data="thesis")
-    for seed, rec in zip((0, 3), got):
-        algo = build_meta(sp, 1, seed)
+def test_training_on_the_thesis_stream_is_maml_stepped_by_hand() -> None:
+    """Every seed meta-trains on the thesis's tasks in order and is tested on its test tasks."""
+    cfg = Config.from_dict(config("so-MAML", 1, 5, "thesis")).override(
+        ["outer.iterations=6", "eval.every=0", "eval.tasks=7"])
+    got = train_runs(cfg, [0, 3], {"test": []}, log=lambda m: None)
+    test = thesis_tasks(5).test[:7]
+    for seed, run in zip((0, 3), got):
+        algo = build(cfg.override([f"seed={seed}"]))[0]
         opt = torch.optim.Adam(algo.parameters(), lr=1e-3)
-        for i in range(tasks):
+        for i in range(6):
             opt.zero_grad()
             algo.meta_loss(thesis_tasks(5).train[i:i + 1]).backward()
             opt.step()
         want = algo.adaptation_curve(test, 1)[:, -1].detach()
-        assert torch.allclose(rec.test_mse, want, rtol=1e-4, atol=1e-6)
-
-
-def test_thesis_runs_are_kept_apart(tmp_path: Path) -> None:
-    mine = Protocol(tasks=4, test_tasks=6, val_every=2, val_tasks=3)
-    thesis = mine.replace(data="thesis")
-    a = run_cell(tmp_path, "so-MAML", 1, 5, 0, thesis)
-    assert json.loads((tmp_path / "cells" / "so-MAML_T1_k5_s0.json").read_text())["protocol"]["data"] == "thesis"
-    assert cached_cells(tmp_path, "so-MAML", 1, 5, [0], mine) == []       # not one of our own draws' runs
-    assert cached_cells(tmp_path, "so-MAML", 1, 5, [0], thesis) == [a]
-    assert run_cell(tmp_path, "so-MAML", 1, 5, 0, mine)["mean"] != a["mean"]
-    assert "data" not in json.loads((tmp_path / "cells" / "so-MAML_T1_k5_s0.json").read_text())["protocol"]
-    # the baselines test on the thesis's tasks too, and Finetuning pre-trains on its meta-training tasks
-    assert torch.equal(fixed_test_tasks(5, 6, "thesis").query_y, thesis_tasks(5).test.query_y[:6])
-    ft = run_baseline("Finetuning", 5, 0, 3, test=thesis_tasks(5).test[:6], data="thesis")
-    assert ft.iterations == 3 and math.isfinite(float(ft.test_mse.mean()))
+        assert run["evals"]["test"]["mean"] == pytest.approx(float(want.mean()), rel=1e-4)

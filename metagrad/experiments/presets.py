@@ -63,3 +63,4 @@ def get_preset(name: str) -> Config:
 # --- presets contributed by other modules (one line each) --------------------------------
 from .presets_images import PRESETS as _p_images; PRESETS.update(_p_images)
 from .presets_geometry import PRESETS as _p_geometry; PRESETS.update(_p_geometry)
+from .specs.turtle import PRESETS as _p_turtle; PRESETS.update(_p_turtle)

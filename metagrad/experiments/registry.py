@@ -86,11 +86,19 @@ def _polynomial(k_shot: int = 10, k_query: int = 10, degree: int = 3,
 
 
 def _mlp(task: Any, hidden: list[int] = (40, 40), activation: str = "relu", init: str = "default",
-         bias_transform: int = 0) -> nn.Module:
+         bias_transform: int = 0, bias_init: str = "default") -> nn.Module:
     sizes = [getattr(task, "in_features", 1), *hidden, getattr(task, "out_features", 1)]
+    if bias_init not in ("default", "zero"):
+        raise ValueError(f"model: mlp bias_init must be 'default' or 'zero', got {bias_init!r}")
     if bias_transform:  # 000's learned input vector of this length (0: none)
-        return bias_transformed_mlp(sizes, bias_transform, activation, init)
-    return MLP(sizes, activation, init)
+        model = bias_transformed_mlp(sizes, bias_transform, activation, init)
+    else:
+        model = MLP(sizes, activation, init)
+    if bias_init == "zero":  # weights as drawn, biases zero (004's code); draws nothing more
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.data.zero_()
+    return model
 
 
 def _sgd(model: nn.Module, lr: float = 0.01, learn_lr: bool = False) -> tuple[nn.Module, Learner]:
@@ -149,9 +157,10 @@ def _turtle(model: nn.Module, inputs: tuple[str, ...] = ("grad", "ema_grad", "ti
                          beta=beta, learn_lr=learn_lr, lr_init=lr_init, bias=bias)
 
 
-def _lstm(model: nn.Module, hidden_size: int = 20, second_order: bool = False,
-          p: float = 10.0) -> tuple[nn.Module, Learner]:
-    return model, LSTMMetaLearner(hidden_size=hidden_size, second_order=second_order, p=p)
+def _lstm(model: nn.Module, hidden_size: int = 20, second_order: bool = False, p: float = 10.0,
+          grad_scale: float = 1.0, prev_gate: str = "value", layer1_init: str = "small") -> tuple[nn.Module, Learner]:
+    return model, LSTMMetaLearner(hidden_size=hidden_size, second_order=second_order, p=p, grad_scale=grad_scale,
+                                  prev_gate=prev_gate, layer1_init=layer1_init)
 
 
 register_learner("turtle", _turtle)

@@ -80,7 +80,9 @@ class Spec:
     quick: Sequence[str] = ()                        # overrides of every cell for --quick
     options: Mapping[str, Any] = field(default_factory=dict)   # experiment options and their defaults
     claims: Optional[Callable[[list[dict[str, Any]]], dict[str, Any]]] = None
-    note: str = ""
+    note: str | Callable[[Mapping[str, Any]], str] = ""      # the table's note (of the options)
+    choices: Mapping[str, Sequence[Any]] = field(default_factory=dict)   # allowed values of options
+    row_extra: Optional[Callable[[Row, list[dict[str, Any]]], dict[str, Any]]] = None  # more columns of a row
 
 
 def _summary_path(out: Path, cell: Cell, seed: int) -> Path:
@@ -221,7 +223,7 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
                 continue
         rows.append(_row(spec, r, fixed, [runs[s] for s in sorted(runs)], n))
     claims = spec.claims(rows) if spec.claims is not None and not missing else {}
-    note = spec.note + (f" Runs per row: {n}, fixed in advance for every row." if n else "")
+    note = (spec.note(opts) if callable(spec.note) else spec.note) + (f" Runs per row: {n}, fixed in advance for every row." if n else "")
     if missing:
         note += f" PARTIAL: {len(missing)} cell(s) incomplete: {', '.join(missing)}."
     write_json(out / "results.json", {"experiment": spec.name, "schema": SCHEMA, "partial": bool(missing),
@@ -251,6 +253,8 @@ def _row(spec: Spec, r: Row, fixed: list[dict[str, Any]], every: list[dict[str, 
     metric = fixed[0]["evals"][r.eval].get("metric", "mse")
     extra: dict[str, Any] = {"runs_used": len(fixed), "paper_ci95": r.paper_ci95, "seeds": [f["seed"] for f in fixed],
                              "runs": stat.pop("runs_note")}
+    if spec.row_extra is not None:   # a spec's own columns, from the runs in the verdict
+        extra.update(spec.row_extra(r, fixed))
     for k in ("final",):   # the final state's number beside the best validated one, where runs carry it
         if all(k in f["evals"][r.eval] for f in fixed):
             extra["final_state"] = _aggregate(statistic, [f["evals"][r.eval][k] for f in fixed])["mean"]

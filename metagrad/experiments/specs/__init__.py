@@ -14,6 +14,8 @@ __all__ = ["SPECS", "get"]
 # name -> (module under metagrad.experiments.specs, attribute)
 SPECS: dict[str, tuple[str, str]] = {
     "mtnet-table1": ("mtnet", "TABLE1"),
+    "turtle-table6": ("turtle", "TABLE6"),
+    "turtle-order": ("turtle", "ORDER"),
     "mtnet-table2": ("mtnet", "TABLE2"),
     "mtnet-polynomial": ("mtnet", "POLYNOMIAL"),
 }

@@ -8,7 +8,7 @@ meta-training task and reports how many of the 40 hidden units of each layer are
 about 4, the MSE of predicting 0) shows a second layer with no active unit and large updates of
 about the same size in every tensor (an update that hardly depends on the gradient).
 
-    python benchmarks/diag_turtle_stall.py --steps 10 --shots 5 --seeds 5 6 7 8 9 --iterations 100
+    python reproductions/turtle-table6-thesis-data/diag_turtle_stall.py --steps 10 --shots 5 --seeds 5 6 7 8 9
 """
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
-from metagrad.experiments.reproduce.turtle_common import QUERY, clip_grads, spec  # noqa: E402
-from metagrad.experiments.reproduce.turtle_train import build_population, thesis_meta_batch  # noqa: E402
-from metagrad.experiments.reproduce.turtle_data import thesis_tasks  # noqa: E402
+from metagrad.experiments.building import make_module  # noqa: E402
+from metagrad.experiments.config import Config  # noqa: E402
+from metagrad.experiments.specs.turtle import config, load_thesis_data  # noqa: E402
 
 
 def main() -> None:
@@ -33,16 +33,24 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=100, help="meta-updates (each of the spec's meta-batch)")
     a = p.parse_args()
     torch.set_num_threads(1)
-    sp = spec(a.model, a.steps, a.shots)
-    pop = build_population(sp, a.steps, a.seeds)     # as train_meta builds it
+    load_thesis_data()
+    cfg = Config.from_dict(config(a.model, a.steps, a.shots, "thesis"))
+    pop, stream, _, _ = make_module(cfg, a.seeds)     # as the sweep builds a cell
+    if len(a.seeds) == 1:
+        raise SystemExit("diag_turtle_stall: give at least two --seeds (they train as one Population)")
     opt = torch.optim.Adam(pop.parameters(), lr=1e-3)
-    pool = thesis_tasks(a.shots, QUERY).train
+    o = cfg.outer
+    clip = [p for n, p in zip(pop.names, pop.stacked) if o["clip_scope"] == "all" or n.startswith("model.")]
+    pool = load_thesis_data().thesis_tasks(a.shots, 50).train
     report = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, a.iterations}
     for it in range(1, a.iterations + 1):
-        losses = pop.meta_losses(thesis_meta_batch(pool, it, sp.meta_batch, len(a.seeds)))   # as train_meta
+        losses = pop.meta_losses(stream.next().batch)     # the thesis's tasks in its order, as the sweep trains
         opt.zero_grad()
         losses.sum().backward()
-        clip_grads(sp, pop)
+        if o["clip_value"] is not None and o["clip_scope"] != "init_per_task":
+            torch.nn.utils.clip_grad_value_(clip, o["clip_value"])
+        if o["clip_norm"] is not None:
+            pop.clip_grad_norm_(o["clip_norm"])
         opt.step()
         if it in report:
             per_run = losses.detach().reshape(len(a.seeds), -1).mean(1).tolist()

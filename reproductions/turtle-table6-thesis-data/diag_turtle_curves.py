@@ -12,21 +12,35 @@ validation curve (one point every 2,500 meta-training tasks) did:
 Then one summary line: how many runs, how many test MSEs are at most ``--at-most``, and the stalled and
 collapsed seeds.
 
-    python benchmarks/diag_turtle_curves.py --out reproductions/turtle-table6-thesis-data --data thesis \\
-        --model so-TURTLE --steps 10 --shots 15 --at-most 0.09
+    python reproductions/turtle-table6-thesis-data/diag_turtle_curves.py --out reproductions/turtle-table6-thesis-data \\
+        --data thesis --model so-TURTLE --steps 10 --shots 15 --at-most 0.09
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from metagrad.evaluation import iqr_kept  # noqa: E402
-from metagrad.experiments.reproduce.turtle_cells import Protocol, cached_cells, kept_seeds  # noqa: E402
-from metagrad.experiments.reproduce.turtle_data import DATA  # noqa: E402
+
+DATA = {"metagrad": "sine", "thesis": "thesis_sine"}   # --data -> the runs' task.name
+
+
+def cached_cells(out: Path, model: str, steps: int, shots: int, data: str) -> list[dict[str, Any]]:
+    """The kept runs (schema 2) of a cell under ``out/cells`` on ``data``'s tasks, by seed, each with
+    ``mean`` (test MSE) and ``val_curve`` in meta-training tasks (iterations times the meta-batch)."""
+    runs = []
+    for path in (out / "cells").glob(f"{model}_T{steps}_k{shots}_s*.json"):
+        run = json.loads(path.read_text())
+        if run.get("schema") == 2 and run["config"]["task"]["name"] == DATA[data]:
+            mb = run["config"]["outer"]["meta_batch"]
+            runs.append({"seed": run["seed"], "mean": run["evals"]["test"]["mean"],
+                         "val_curve": [(it * mb, v) for it, v in run["train"]["val_curve"]]})
+    return sorted(runs, key=lambda r: r["seed"])
 
 
 def describe(curve: list[tuple[int, float]], learned: float, good: float) -> dict[str, Any]:
@@ -57,8 +71,7 @@ def main() -> None:
     a = p.parse_args()
     if not (a.out / "cells").is_dir():
         p.error(f"no cells/ folder under --out {a.out}: give a turtle-table6 record or run folder")
-    seeds = kept_seeds(a.out, a.model, a.steps, a.shots, 0)
-    cells = cached_cells(a.out, a.model, a.steps, a.shots, seeds, Protocol(data=a.data))
+    cells = cached_cells(a.out, a.model, a.steps, a.shots, a.data)
     name = f"{a.model} T={a.steps} k={a.shots}"
     if not cells:
         p.error(f"no kept run of {name} under {a.out} for --data {a.data}")
