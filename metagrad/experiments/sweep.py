@@ -101,9 +101,18 @@ def cached(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int]) -> dict[int
         p = _summary_path(out, cell, s)
         if p.exists():
             d = json.loads(p.read_text())
-            if d.get("schema") == SCHEMA and d.get("config") == want:
+            if d.get("schema") == SCHEMA and _normalised(d.get("config")) == want:
                 found[s] = d
     return found
+
+
+def _normalised(stored: Any) -> Optional[dict[str, Any]]:
+    """A stored run's config with today's defaults filled in, so that a config key added later
+    (with a default that changes nothing) never orphans the committed records."""
+    try:
+        return _identity(Config.from_dict(stored))
+    except (ConfigError, TypeError):
+        return None
 
 
 def _identity(cfg: Config) -> dict[str, Any]:
