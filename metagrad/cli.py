@@ -68,8 +68,9 @@ def _run(args: argparse.Namespace) -> int:
                 raise ConfigError("train: give a preset name or a JSON config (see `metagrad list`)")
             run = runner.train(args.config, args.out, overrides=args.overrides, progress=not args.no_progress,
                                threads=args.threads, device=args.device, overwrite=args.overwrite)
-        _print_eval(run / "eval.json")
-        print(f"run written to {run}")
+        if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 alone reports (and wrote the files)
+            _print_eval(run / "eval.json")
+            print(f"run written to {run}")
     elif args.command == "eval":
         res = runner.evaluate_run(args.run, args.tasks, args.steps, args.overrides, plot=args.plot,
                                   progress=not args.no_progress, device=args.device)

@@ -7,6 +7,8 @@ the live tensors, so a checkpoint written on a GPU loads on a machine without on
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import DeviceError
@@ -32,8 +34,8 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     except (RuntimeError, TypeError):
         raise DeviceError(f"device: {name!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
     have = available_devices()
-    if dev.type == "cuda":
-        index = 0 if dev.index is None else dev.index
+    if dev.type == "cuda":   # plain "cuda" under torchrun: this process's GPU (LOCAL_RANK)
+        index = int(os.environ.get("LOCAL_RANK", "0")) if dev.index is None else dev.index
         if f"cuda:{index}" not in have:
             raise DeviceError(f"device: {str(name)!r} is not available on this machine "
                               f"(it has {', '.join(have)}); use --device cpu")

@@ -10,15 +10,21 @@ every rank (a checkpoint of rank 0 resumes all of them). Each rank's meta-loss i
 
     grad F = 1/B sum_i grad L_i = 1/N sum_r ( N/B sum_{i in r} grad L_i ),
 
-which ``World.average_gradients`` computes with one ``all_reduce`` over a flat buffer. Only rank 0
-writes files. Multi-node runs use torchrun's usual rendezvous flags (``--nnodes``,
+which ``World.average_gradients`` computes with one ``all_reduce`` over a flat buffer; the logged
+loss and the explosion guard use its mean over ranks (``World.mean``), so every rank takes the same
+decisions and keeps the same parameters. In float64 a run of N processes equals the one-process
+run to rounding (summation order); 002's ``D_beta`` is not sharded (one step size for the whole
+update). A loss that draws from torch's global RNG (MT-net's Gumbel noise) draws each rank's own
+noise (``World.rank_rng``): equal to one process in distribution, not bitwise. Only rank 0
+writes files; every rank validates and evaluates (the same numbers). Multi-node runs use torchrun's usual rendezvous flags (``--nnodes``,
 ``--node_rank``, ``--rdzv_endpoint``); nothing here depends on the number of nodes.
 """
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -59,11 +65,36 @@ class World:
         """This rank's equal share of ``batch`` (every rank holds the whole batch)."""
         if self.size == 1:
             return batch
-        if batch.n_tasks % self.size:
-            raise ConfigError(f"distributed: a meta-batch of {batch.n_tasks} tasks does not split evenly over "
-                              f"{self.size} processes; make outer.meta_batch a multiple of {self.size}")
+        self.check_meta_batch(batch.n_tasks)
         n = batch.n_tasks // self.size
         return batch[self.rank * n:(self.rank + 1) * n]
+
+    def check_meta_batch(self, meta_batch: int) -> None:
+        """A one-line ``ConfigError`` unless ``meta_batch`` tasks split evenly over the ranks."""
+        if meta_batch % self.size:
+            raise ConfigError(f"distributed: a meta-batch of {meta_batch} tasks does not split evenly over "
+                              f"{self.size} processes; make outer.meta_batch a multiple of {self.size}")
+
+    @contextmanager
+    def rank_rng(self) -> Iterator[None]:
+        """Inside, torch's global RNG is this rank's own stream (under data parallelism; a single
+        process draws from the global RNG as it is).
+
+        A loss that draws from the global RNG (MT-net's Gumbel noise) would otherwise draw the
+        *same* noise on every rank for different tasks. The seed is one draw of the global RNG,
+        which therefore advances identically on every rank (its state stays common, and the
+        checkpoint's copy resumes every rank), plus the rank. Such a run is exact under resume for
+        a given number of processes and equal *in distribution* to a one-process run, not
+        bitwise: the one-process run draws the noise of all ``B`` tasks from one stream.
+        """
+        if self.size == 1:
+            yield
+            return
+        seed = int(torch.randint(0, 2 ** 62, (1,)).item())
+        cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed((seed * 1_000_003 + self.rank) % 2 ** 63)
+            yield
 
     def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Replace every ``.grad`` by its mean over ranks (missing gradients count as zeros)."""

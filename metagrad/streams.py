@@ -44,7 +44,9 @@ class SampledStream:
     by ``seed``; under data parallelism each rank keeps its share (``World.shard``).
 
     Draws, in this order per iteration: the meta-batch, then ``D_h`` if ``hvp``, then ``D_beta``
-    if ``beta`` (each ``meta_batch`` tasks).
+    if ``beta`` (each ``meta_batch`` tasks). ``D_h`` is paired task by task with the meta-batch,
+    so each rank keeps the same share of it; ``D_beta`` sets the step size of the whole update,
+    so every rank keeps all of it (the same rate on every rank, as in one process).
     """
 
     def __init__(self, task: Any, meta_batch: int, seed: int, *, dtype: torch.dtype = torch.float32,
@@ -54,14 +56,14 @@ class SampledStream:
         self.dtype, self.device, self.hvp, self.beta, self.world = dtype, torch.device(device), hvp, beta, world
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _draw(self) -> TaskBatch:
+    def _draw(self, shard: bool = True) -> TaskBatch:
         batch = self.task.sample(self.meta_batch, self.generator, self.dtype)
-        return self.world.shard(batch).to(self.device)
+        return (self.world.shard(batch) if shard else batch).to(self.device)
 
     def next(self) -> Draw:
         batch = self._draw()
         hvp = self._draw() if self.hvp else None
-        beta = self._draw() if self.beta else None
+        beta = self._draw(shard=False) if self.beta else None
         return Draw(batch, hvp, beta)
 
     def state_dict(self) -> dict[str, Any]:

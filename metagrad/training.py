@@ -277,7 +277,8 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         while it < iterations and not all(st["stopped"]):
             t0 = time.perf_counter()
             draw = stream.next()
-            losses = m.losses(draw)
+            with world.rank_rng():   # a loss's own noise (MT-net) differs between ranks
+                losses = m.losses(draw)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             world.average_gradients(module.parameters())

@@ -54,12 +54,24 @@ def schedule(cfg: Config) -> Any:
     return constant_schedule(cfg.outer["lr"])
 
 
+def check_world(cfg: Config, world: World, n_seeds: int = 1) -> None:
+    """Refuse, before anything is written, what does not run data-parallel under ``torchrun``: a
+    meta-batch that does not split evenly over the ranks, or a ``Population``."""
+    if world.size == 1:
+        return
+    if n_seeds > 1 or (cfg.outer["clip_scope"] == "init_per_task" and cfg.outer["clip_value"] is not None):
+        raise ConfigError("train: several seeds or outer.clip_scope=init_per_task (a Population) do not run under "
+                          "torchrun; train one seed per process, or clip with another outer.clip_scope")
+    world.check_meta_batch(cfg.outer["meta_batch"])
+
+
 def make_module(cfg: Config, seeds: Sequence[int], world: World = World()) -> tuple[MAML | Population, TaskStream, list[MAML], Any]:
     """``(module, stream, members, task)`` for training ``cfg`` once per seed: one ``MAML`` and a
     ``SampledStream``, or a ``Population`` and a ``PopulationStream`` for several seeds (or for
     ``outer.clip_scope="init_per_task"``, whose per-task clamp lives in ``Population``). A task
     distribution with ``stream(meta_batch, seeds)`` supplies its own stream (a paper's task pool)."""
     seeds = list(seeds)
+    check_world(cfg, world, len(seeds))
     dtype, dev = DTYPES[cfg.dtype], resolve_device(cfg.device)
     built = [build(cfg.override([f"seed={s}"]), "train") for s in seeds]
     members, task = [a for a, _ in built], built[0][1]
@@ -74,8 +86,6 @@ def make_module(cfg: Config, seeds: Sequence[int], world: World = World()) -> tu
     if cfg.inner["mode"] == "hessian_free":
         raise ConfigError("train: hessian_free trains one seed at a time and has no per-task clamp "
                           "(outer.clip_scope=init_per_task); use second_order or first_order")
-    if world.size > 1:
-        raise ConfigError("train: several seeds (a Population) do not run under torchrun; train one seed per process")
     pop = Population(members, compile=cfg.compile, task_clip=cfg.outer["clip_value"] if per_task else None)
     stream = task.stream(mb, seeds) if hasattr(task, "stream") else PopulationStream(task, mb, seeds, dtype=dtype, device=dev)
     return pop, stream, members, task

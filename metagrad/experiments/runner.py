@@ -23,7 +23,7 @@ from ..evaluation import evaluate
 from ..io import write_json
 from ..runlog import JsonLog, RunLock, remove_stale_temporaries
 from ..training import fit, load_checkpoint
-from .building import DTYPES as _DTYPES, build, make_module, optimizer as _optimizer, schedule as _schedule
+from .building import DTYPES as _DTYPES, build, check_world, make_module, optimizer as _optimizer, schedule as _schedule
 from .config import Config
 from .presets import get_preset
 from .system import tune_malloc
@@ -110,6 +110,7 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
         run = Path(out) if out is not None else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     dev = resolve_device(cfg.device)
     world = World.from_env(dev)
+    check_world(cfg, world)   # every rank: a one-line error before anything is written
     with RunLock(run, "train") if world.main else _Nothing():
         if world.main:
             remove_stale_temporaries(run)
