@@ -207,29 +207,3 @@ class _FDGrad(torch.autograd.Function):
         mask = tuple(d is not None for d in in_dims[5:])
         out = _FDGrad.apply(objective, hf, ak, fk, (mask, *levels), *moved)
         return out, (0,) * len(out)
-
-
-def adaptive_meta_step_size(algo: "torch.nn.Module", batch, L: float, rho: float, c: float = 1.0) -> float:
-    """002's adaptive meta step size, eq. (16)-(17): ``beta = c / (4 L + 2 rho a mean_j ||grad f_j(w, D_beta)||)``.
-
-    ``batch`` is a separate batch of ``B'`` tasks; each task's gradient is taken on its support
-    set at the current meta-parameters ``w`` (no adaptation). ``a`` is the learner's nominal step
-    size, ``L`` the gradient's and ``rho`` the Hessian's Lipschitz constants (002 Assumptions
-    4.3-4.4); 002's theorems use ``c = 1/12`` (MAML), ``1/18`` (FO-MAML), ``1/25`` (HF-MAML).
-    """
-    from torch.func import functional_call, vmap
-
-    alpha = algo.learner.nominal_lr
-    if alpha is None:
-        raise ValueError(f"adaptive_meta_step_size: learner {algo.learner.name!r} has no nominal step size a")
-    for name, v in (("L", L), ("rho", rho), ("c", c)):
-        if not v > 0:
-            raise ValueError(f"adaptive_meta_step_size: {name} must be positive, got {v}")
-    params = {k: v.detach() for k, v in algo.params().items()}
-
-    def grad_norm(x: Tensor, y: Tensor) -> Tensor:
-        g = torch.func.grad(lambda p: algo.loss(functional_call(algo.model, p, (x,)), y))(params)
-        return torch.sqrt(sum((t * t).sum() for t in g.values()))
-
-    mean_norm = vmap(grad_norm)(batch.support_x, batch.support_y).mean()
-    return float(c / (4 * L + 2 * rho * alpha * mean_norm))

@@ -192,8 +192,9 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
             ``val_every`` iterations (0: never) and at the last iteration.
         checkpoint: file to save and resume from (written atomically every ``checkpoint_every``
             iterations and/or ``checkpoint_every_s`` seconds, at the end and at ``stop_after``;
-            only after checking the state is finite). An existing file is resumed if its ``key``
-            equals ``key`` (settings that define the run), else it is an error.
+            only after checking that the parameters and the optimiser's state are finite). An
+            existing file is resumed if its ``key`` equals ``key`` (settings that define the run),
+            else it is an error.
         metrics, timing: JSON-lines logs (every ``log_every`` iterations, and at validations);
             ``metrics`` holds no wall-clock numbers, so a resumed run writes the same file.
         on_record: called with each metrics record (e.g. to print progress lines).
@@ -237,9 +238,10 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
     def save(it: int) -> None:
         if ck_path is None:
             return
-        if not m.finite():
-            raise DivergenceError(f"fit: parameters are not finite at iteration {it}; the checkpoint of an earlier "
-                                  f"iteration is kept in {str(ck_path)!r}")
+        if not m.finite() or not _finite_state(optimizer):
+            kept = f"the checkpoint of iteration {_ck_iteration(ck_path)} is kept in {str(ck_path)!r}" \
+                if ck_path.exists() else "no checkpoint was written"
+            raise DivergenceError(f"fit: parameters or optimiser state are not finite at iteration {it}; {kept}")
         if world.main:
             save_torch(ck_path, {"format": CHECKPOINT_FORMAT, "key": key, "iteration": it,
                                  "module": module.state_dict(), "optimizer": optimizer.state_dict(),
@@ -357,6 +359,12 @@ def _why(v: float, level: Optional[float], explode: Optional[float]) -> str:
     if explode is not None and level is not None and v > 0 and math.log(v) > level + math.log(explode):
         return f"the meta-loss exploded to {v:.4g}, over {explode:g} times its running level {math.exp(level):.4g}"
     return "the meta-gradient is not finite (or its square overflows)"
+
+
+def _finite_state(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether every tensor of the optimiser's state (Adam's moments, momentum buffers) is finite."""
+    return all(bool(torch.isfinite(v).all()) for state in optimizer.state.values() for v in state.values()
+               if isinstance(v, Tensor) and v.is_floating_point())
 
 
 def _ck_iteration(path: Path) -> Any:

@@ -1,4 +1,4 @@
-"""002's adaptive meta step size, adaptation curves, and MAML.adapt against hand-written SGD."""
+"""002's adaptive meta step size (metagrad.schedules), adaptation curves, and MAML.adapt against hand-written SGD."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,9 @@ from torch.func import functional_call
 
 import metagrad as mg
 from metagrad.experiments.runner import train
-from metagrad.metagrads import adaptive_meta_step_size
+from metagrad.errors import ConfigError
+from metagrad.schedules import AdaptiveMetaStep, adaptive_meta_step_size
+from metagrad.streams import Draw
 
 
 def _algo(**kw):
@@ -27,8 +29,13 @@ def test_adaptive_step_size_formula():
         norms.append(math.sqrt(sum(float((t * t).sum()) for t in g)))
     want = 0.5 / (4 * 2.0 + 2 * 3.0 * 0.05 * sum(norms) / 6)
     assert adaptive_meta_step_size(algo, b, L=2.0, rho=3.0, c=0.5) == pytest.approx(want, rel=1e-10)
-    with pytest.raises(ValueError, match="rho must be positive, got -1"):
+    with pytest.raises(ValueError, match="rho must be a finite positive number, got -1"):   # a ConfigError
         adaptive_meta_step_size(algo, b, L=1.0, rho=-1)
+    # as fit's schedule: the rate of each iteration's D_beta batch
+    sched = AdaptiveMetaStep(L=2.0, rho=3.0, c=0.5)
+    assert sched(0, algo, Draw(b, beta=b)) == pytest.approx(want, rel=1e-10)
+    with pytest.raises(ConfigError, match="draws no D_beta batch"):
+        sched(0, algo, Draw(b))
 
 
 def test_runner_uses_adaptive_step_size(tmp_path):
@@ -36,6 +43,10 @@ def test_runner_uses_adaptive_step_size(tmp_path):
         "outer.iterations=6", "outer.meta_batch=3", "outer.optimizer=sgd", "outer.adaptive_L=1.0",
         "outer.adaptive_rho=1.0", "eval.tasks=5", "log_every=3"])
     assert (run / "eval.json").exists()
+    # plain SGD stepped at 002's rate: the rate left in the optimiser is the schedule's, not outer.lr
+    from metagrad.training import load_checkpoint
+    lr = load_checkpoint(run / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"]
+    assert 0 < lr < 1 / 4 and lr != pytest.approx(1e-3)
 
 
 def test_adapt_equals_hand_written_sgd_and_curve_extends_past_training_steps():

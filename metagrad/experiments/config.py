@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -138,6 +139,9 @@ class Config:
             bad = [k for k in values if k not in defaults]
             if bad:
                 raise ConfigError(f"config: unknown key {sec}.{bad[0]}; valid keys: {', '.join(defaults)}")
+        _check_finite("", self.to_dict())
+        if "lr" in self.inner:   # the inner step size of every learner that has one (sgd, meta_sgd, tnet, mtnet)
+            _pos("inner.lr", self.inner["lr"])
         _int("inner.steps", self.inner["steps"], 0)
         if self.inner["mode"] not in ("second_order", "first_order", "hessian_free"):
             raise ConfigError(f"config: inner.mode must be second_order, first_order or hessian_free, "
@@ -216,5 +220,17 @@ def _int(key: str, v: Any, lo: int) -> None:
 def _pos(key: str, v: Any, optional: bool = False) -> None:
     if v is None and optional:
         return
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
         raise ConfigError(f"config: {key} must be a positive number, got {v!r}")
+
+
+def _check_finite(key: str, v: Any) -> None:
+    """No NaN or infinity anywhere in a config (``--set inner.lr=NaN`` parses as a float)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"config: {key} must be a finite number, got {v!r}")
+    if isinstance(v, Mapping):
+        for k, x in v.items():
+            _check_finite(f"{key}.{k}" if key else str(k), x)
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _check_finite(f"{key}[{i}]", x)

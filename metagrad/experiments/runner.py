@@ -20,7 +20,7 @@ from ..device import resolve_device
 from ..distributed import World
 from ..errors import ConfigError, DivergenceError, RunError, check_int
 from ..evaluation import evaluate
-from ..io import write_json
+from ..io import write_json, write_text
 from ..runlog import JsonLog, RunLock, remove_stale_temporaries
 from ..training import fit, load_checkpoint
 from .building import DTYPES as _DTYPES, build, check_world, make_module, optimizer as _optimizer, schedule as _schedule
@@ -74,6 +74,9 @@ def _prepare_fresh(run: Path, overwrite: bool) -> None:
         raise RunError(f"train: {str(run)!r} already holds a run; use --resume to continue it, --overwrite to "
                        "replace it, or choose another --out")
     others = [p.name for p in run.iterdir() if p.name != ".lock" and not p.name.startswith(".")] if run.exists() else []
+    if (run / "config.json").exists() and not overwrite:
+        raise RunError(f"train: {str(run)!r} holds a run stopped before its first checkpoint; use --resume to "
+                       "train it, --overwrite to replace it, or choose another --out")
     if others and not overwrite:
         raise RunError(f"train: {str(run)!r} is not empty ({', '.join(sorted(others)[:3])}...) and holds no run; "
                        "choose another --out, or pass --overwrite to replace its run files")
@@ -102,7 +105,8 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
             raise RunError("train: resume needs the run directory")
         run = Path(out)
         base = _load_config(run)
-        cfg = base.override(_resume_overrides(overrides) + extra)
+        kept = base.override(_resume_overrides(overrides))   # what config.json records: --set, not --threads/--device
+        cfg = kept.override(extra)
     else:
         if config is None:
             raise ConfigError("train: give a preset name, a config file or a Config")
@@ -115,13 +119,14 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
         if world.main:
             remove_stale_temporaries(run)
             if resume:
-                if not (run / "checkpoint.pt").exists():
-                    raise RunError(f"train --resume: {str(run)!r} has no checkpoint.pt yet; start it again with "
-                                   f"metagrad train {cfg.name} --out {run} --overwrite")
+                if not (run / "checkpoint.pt").exists():   # stopped before its first checkpoint: nothing to keep
+                    warnings.warn(f"train --resume: {str(run)!r} has no checkpoint yet (it stopped before its first "
+                                  "one); training it from iteration 0", stacklevel=2)
+                JsonLog.read(run / "metrics.jsonl")   # a damaged log: one error, before anything is written
                 _record_resume(run, base, cfg, list(overrides) + extra)
             else:
                 _prepare_fresh(run, overwrite)
-            write_json(run / "config.json", cfg.to_dict())
+            write_json(run / "config.json", (kept if resume else cfg).to_dict())
         world.barrier()
         return _train(cfg, run, world, resume, progress, stop_after, evaluate_at_end)
 
@@ -135,16 +140,17 @@ class _Nothing:
 
 
 def _record_resume(run: Path, base: Config, cfg: Config, overrides: list[str]) -> None:
-    ck = load_checkpoint(run / "checkpoint.pt")
+    at = int(load_checkpoint(run / "checkpoint.pt")["iteration"]) if (run / "checkpoint.pt").exists() else 0
     threads = torch.get_num_threads() if cfg.threads is None else cfg.threads
-    before = [r for r in JsonLog.read(run / "resumes.jsonl") if "threads" in r]
+    rows = JsonLog.read(run / "resumes.jsonl")   # a line cut by a crash is dropped
+    before = [r for r in rows if "threads" in r]
     started = before[-1]["threads"] if before else None
     if started is not None and started != threads:
         warnings.warn(f"train --resume: the run was trained with {started} thread(s) and continues with {threads}; "
                       "results are identical per thread count, so the numbers from here on differ slightly "
                       "from an uninterrupted run", stacklevel=3)
-    with open(run / "resumes.jsonl", "a") as f:
-        f.write(json.dumps({"at_iteration": int(ck["iteration"]), "overrides": overrides, "threads": threads}) + "\n")
+    rows.append({"at_iteration": at, "overrides": overrides, "threads": threads})
+    write_text(run / "resumes.jsonl", "".join(json.dumps(r) + "\n" for r in rows))   # atomic: never half a line
 
 
 def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, stop_after: Optional[int],
@@ -152,8 +158,8 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     if world.main and not resume:
-        with open(run / "resumes.jsonl", "w") as f:   # the thread count the run started with
-            f.write(json.dumps({"at_iteration": 0, "overrides": [], "threads": torch.get_num_threads()}) + "\n")
+        write_text(run / "resumes.jsonl",   # the thread count the run started with
+                   json.dumps({"at_iteration": 0, "overrides": [], "threads": torch.get_num_threads()}) + "\n")
     tune_malloc()
     dtype = _DTYPES[cfg.dtype]
     module, stream, members, task = make_module(cfg, [cfg.seed], world)
