@@ -217,7 +217,9 @@ def adaptive_meta_step_size(algo: "torch.nn.Module", batch, L: float, rho: float
     size, ``L`` the gradient's and ``rho`` the Hessian's Lipschitz constants (002 Assumptions
     4.3-4.4); 002's theorems use ``c = 1/12`` (MAML), ``1/18`` (FO-MAML), ``1/25`` (HF-MAML).
     """
-    from torch.func import functional_call, vmap
+    from torch.func import vmap
+
+    from .exact import exact_call
 
     alpha = algo.learner.nominal_lr
     if alpha is None:
@@ -228,7 +230,7 @@ def adaptive_meta_step_size(algo: "torch.nn.Module", batch, L: float, rho: float
     params = {k: v.detach() for k, v in algo.params().items()}
 
     def grad_norm(x: Tensor, y: Tensor) -> Tensor:
-        g = torch.func.grad(lambda p: algo.loss(functional_call(algo.model, p, (x,)), y))(params)
+        g = torch.func.grad(lambda p: algo.loss(exact_call(algo.model, p, (x,)), y))(params)
         return torch.sqrt(sum((t * t).sum() for t in g.values()))
 
     mean_norm = vmap(grad_norm)(batch.support_x, batch.support_y).mean()
