@@ -2,6 +2,7 @@
 from . import learners, models, tasks
 from .algorithm import MAML
 from .batch import TaskBatch
+from .exact import exact_call, exact_mode
 from .inner import adapt
 from .learners import SGD, Clipped, Learner
 from .learners import MetaSGD, MTNet, TNet
@@ -18,3 +19,4 @@ __all__ = ["MAML", "TaskBatch", "adapt", "Learner", "SGD", "Clipped", "MODES", "
 __all__ += ["MetaSGD", "TNet", "MTNet"]
 __all__ += ["Turtle", "LSTMMetaLearner", "baselines"]
 __all__ += ["Population"]
+__all__ += ["exact_call", "exact_mode"]

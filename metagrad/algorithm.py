@@ -18,9 +18,10 @@ from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from .batch import TaskBatch
+from .exact import exact_call
 from .inner import Loss, adapt, adapt_tasks
 from .learners.base import Clipped, Learner
 from .learners.sgd import SGD
@@ -52,7 +53,9 @@ class MAML(nn.Module):
         fast = algo.adapt(support_x, support_y, steps=10); pred = algo.predict(fast, query_x)
 
     Args:
-        model: any ``nn.Module``, run with ``functional_call`` on explicit parameters.
+        model: any ``nn.Module``, run with ``functional_call`` on explicit parameters, inside
+            ``metagrad.exact`` (norms, attention and recurrent kernels as exact elementary ops,
+            so second-order meta-gradients are exact under ``vmap``; see ``exact_call``).
         inner_lr: step size ``a`` of the default SGD learner.
         inner_steps: number of inner updates during meta-training (``>= 0``).
         mode: ``second_order`` | ``first_order`` | ``hessian_free``.
@@ -124,7 +127,7 @@ class MAML(nn.Module):
                    qy: Tensor, hx: Optional[Tensor] = None, hy: Optional[Tensor] = None) -> Tensor:
         hvp = None if hx is None else (hx, hy)
         fast = self._adapt(params, meta, sx, sy, self.inner_steps, self.mode, hvp)
-        return self.loss(functional_call(self.model, fast, (qx,)), qy)
+        return self.loss(exact_call(self.model, fast, (qx,)), qy)
 
     def _vmapped_loss(self, params: Params, meta: Params, sx: Tensor, sy: Tensor, qx: Tensor,
                       qy: Tensor, hx: Optional[Tensor], hy: Optional[Tensor],
@@ -142,7 +145,7 @@ class MAML(nn.Module):
                                    self.inner_steps, self.mode, hvp_data=hvp, hf=self.hf)
 
         def query(p: Params, x: Tensor, y: Tensor) -> Tensor:
-            return self.loss(functional_call(self.model, {**p, **frozen}, (x,)), y)
+            return self.loss(exact_call(self.model, {**p, **frozen}, (x,)), y)
         return vmap(query)(fast, qx, qy)
 
     def _check_batch(self, batch: TaskBatch, where: str) -> None:
@@ -198,7 +201,7 @@ class MAML(nn.Module):
 
     def predict(self, params: Params, x: Tensor) -> Tensor:
         """Run the model on ``x`` with parameters ``params`` (e.g. the output of ``adapt``)."""
-        return functional_call(self.model, params, (x,))
+        return exact_call(self.model, params, (x,))
 
     @torch.no_grad()
     def adaptation_curve(self, batch: TaskBatch, steps: Optional[int] = None) -> Tensor:

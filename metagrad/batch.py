@@ -1,6 +1,7 @@
 """``TaskBatch``: the stacked support and query sets of a batch of tasks."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Optional
 
@@ -40,6 +41,8 @@ class TaskBatch:
                 raise TypeError(f"TaskBatch: {f.name} must be a torch.Tensor, got {type(v).__name__}")
             if v.dim() < 2 and f.name != "task_params":
                 raise ValueError(f"TaskBatch: {f.name} has shape {tuple(v.shape)}; expected [tasks, examples, ...]")
+            if v.dim() < 1:
+                raise ValueError(f"TaskBatch: {f.name} is a 0-d tensor; expected [tasks, ...] (one row per task)")
         n = {f.name: getattr(self, f.name).shape[0] for f in fields(self) if getattr(self, f.name) is not None}
         if len(set(n.values())) != 1:
             desc = ", ".join(f"{k} has {v}" for k, v in n.items())
@@ -55,6 +58,14 @@ class TaskBatch:
             if getattr(self, a).shape[1] != getattr(self, b).shape[1]:
                 raise ValueError(f"TaskBatch: {a} has {getattr(self, a).shape[1]} examples per task "
                                  f"but {b} has {getattr(self, b).shape[1]}")
+        if self.support_x.shape[0] == 0:
+            raise ValueError("TaskBatch: the batch holds 0 tasks; give at least one task")
+        for a in ("support_x", "query_x"):
+            if getattr(self, a).shape[1] == 0:
+                raise ValueError(f"TaskBatch: {a} has 0 examples per task (shape {tuple(getattr(self, a).shape)}); "
+                                 f"every task needs at least one support and one query example")
+        for f in fields(self):
+            _check_finite(f.name, getattr(self, f.name))
 
     @property
     def n_tasks(self) -> int:
@@ -66,8 +77,12 @@ class TaskBatch:
 
     def __getitem__(self, idx: int | slice) -> "TaskBatch":
         """Tasks ``idx`` as a smaller batch (an int keeps a task dimension of 1)."""
+        if isinstance(idx, bool) or not isinstance(idx, (int, slice)):
+            raise TypeError(f"TaskBatch: index with an int or a slice, got {type(idx).__name__}")
         if isinstance(idx, int):
-            idx = slice(idx, idx + 1)
+            if not -self.n_tasks <= idx < self.n_tasks:
+                raise IndexError(f"TaskBatch: task {idx} is out of range for a batch of {self.n_tasks} tasks")
+            idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
         return TaskBatch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
                             for f in fields(self)})
 
@@ -85,8 +100,35 @@ class TaskBatch:
     @staticmethod
     def cat(batches: list["TaskBatch"]) -> "TaskBatch":
         """Concatenate batches along the task dimension."""
+        if not batches:
+            raise ValueError("TaskBatch.cat: no batches given; pass a non-empty list of TaskBatch")
+        bad = next((b for b in batches if not isinstance(b, TaskBatch)), None)
+        if bad is not None:
+            raise TypeError(f"TaskBatch.cat: expected TaskBatch items, got {type(bad).__name__}")
         out = {}
         for f in fields(TaskBatch):
             vs = [getattr(b, f.name) for b in batches]
             out[f.name] = None if any(v is None for v in vs) else torch.cat(vs)
         return TaskBatch(**out)
+
+
+def _check_finite(name: str, t: Optional[Tensor]) -> None:
+    """Refuse NaN or infinite values in a floating tensor (they would make every loss NaN).
+
+    A sum is the cheap test (a few microseconds); only a non-finite sum, which an overflow of
+    large finite values can also cause, pays for the exact element-wise check. Skipped inside
+    ``torch.compile`` and functorch transforms, where values cannot be read.
+    """
+    if t is None or not (t.is_floating_point() or t.is_complex()) or t.numel() == 0 or t.device.type == "meta":
+        return
+    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(t):
+        return
+    with torch.no_grad():
+        if math.isfinite(abs(complex(t.sum().item()))):
+            return
+        bad = ~torch.isfinite(t)
+        if not bool(bad.any()):
+            return
+        first = tuple(int(i) for i in bad.nonzero()[0])
+    raise ValueError(f"TaskBatch: {name} holds {int(bad.sum())} non-finite values (NaN or inf), the first at "
+                     f"index {first} (task {first[0]}); clean or drop those examples before batching")

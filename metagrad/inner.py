@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from .exact import exact_call
 from .learners.base import Learner
 from .metagrads import HessianFree, check_mode, make_grad_op
 from .params import Params
@@ -52,7 +53,7 @@ def adapt(learner: Learner, model: nn.Module, loss: Loss, params: Params, meta: 
         raise ValueError(f"adapt: support x has {x.shape[0]} examples but y has {y.shape[0]}")
 
     def objective(adapted: Params, frozen: Params, xb: Tensor, yb: Tensor) -> Tensor:
-        return loss(functional_call(model, {**adapted, **frozen}, (xb,)), yb)
+        return loss(exact_call(model, {**adapted, **frozen}, (xb,)), yb)
 
     grad_op = make_grad_op(objective, mode, hf, hvp_data)
     adapted, frozen = split_params(learner, params)
@@ -85,7 +86,7 @@ def adapt_tasks(learner: Learner, model: nn.Module, loss: Loss, params: Params, 
         raise ValueError(f"adapt_tasks: x has {n_tasks} tasks but y has {y.shape[0]}")
 
     def objective(adapted: Params, frozen: Params, xb: Tensor, yb: Tensor) -> Tensor:
-        return loss(functional_call(model, {**adapted, **frozen}, (xb,)), yb)
+        return loss(exact_call(model, {**adapted, **frozen}, (xb,)), yb)
 
     grad_op = make_grad_op(objective, mode, hf, hvp_data, batched=True)
     shared, frozen = split_params(learner, params)

@@ -10,7 +10,15 @@ __all__ = ["mse", "cross_entropy", "accuracy", "get_loss", "metric_for"]
 
 
 def mse(pred: Tensor, y: Tensor) -> Tensor:
-    """Mean squared error ``mean((pred - y)^2)`` (the sine and polynomial benchmarks)."""
+    """Mean squared error ``mean((pred - y)^2)`` (the sine and polynomial benchmarks).
+
+    ``pred`` and ``y`` must have the same shape: targets ``[K]`` against predictions ``[K, 1]``
+    would broadcast to ``[K, K]`` and give a wrong loss without any error, so that is refused.
+    """
+    if pred.shape != y.shape:
+        raise ValueError(f"mse: predictions have shape {tuple(pred.shape)} but targets have shape "
+                         f"{tuple(y.shape)} (per task); give targets the model's output shape, "
+                         f"e.g. y.unsqueeze(-1) for [K] targets of a [K, 1] model")
     return ((pred - y) ** 2).mean()
 
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from .errors import ConfigError, check_positive
+from .exact import exact_call
 
 __all__ = ["adaptive_meta_step_size", "AdaptiveMetaStep"]
 
@@ -32,7 +33,7 @@ def adaptive_meta_step_size(algo: Any, batch: Any, L: float, rho: float, c: floa
     params = {k: v.detach() for k, v in algo.params().items()}
 
     def grad_norm(x: Tensor, y: Tensor) -> Tensor:
-        g = torch.func.grad(lambda p: algo.loss(functional_call(algo.model, p, (x,)), y))(params)
+        g = torch.func.grad(lambda p: algo.loss(exact_call(algo.model, p, (x,)), y))(params)
         return torch.sqrt(sum((t * t).sum() for t in g.values()))
 
     mean_norm = vmap(grad_norm)(batch.support_x, batch.support_y).mean()

@@ -29,6 +29,9 @@ CASES = {
     "bench_conv4.py": (["--rounds", "1", "--warmup", "0", "--meta-batch", "2", "--no-memory", "--threads", "1"],
                        ["metagrad vmap second_order", "metagrad loop first_order"]),
     "bench_memory.py": (["--batches", "2", "--modes", "first_order"], ["| 2 | first_order |"]),
+    # meta-batch 2, one round of one iteration: every module class of the zoo, vmap and loop
+    "bench_modules.py": (["--quick"], ["| LayerNorm |", "| BatchNorm1d (running stats, train) |", "| LSTM |",
+                                       "| TransformerEncoderLayer |", "| loop / vmap |"]),
 }
 
 

@@ -5,9 +5,10 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from ..batch import TaskBatch
+from ..exact import exact_call
 from ..losses import get_loss, metric_for
 from ..params import Params
 from .protocol import fit_on_support
@@ -38,7 +39,7 @@ class TrainFromScratch:
         self.protocol = dict(steps=steps, batch_size=batch_size, eval_every=eval_every, lr=lr)
 
     def _forward(self, p: Params, frozen: Params, x: Tensor) -> Tensor:
-        return functional_call(self.model, {**p, **frozen}, (x,))
+        return exact_call(self.model, {**p, **frozen}, (x,))
 
     def adapt(self, support_x: Tensor, support_y: Tensor, generator: torch.Generator) -> Params:
         """The chosen parameters for every task of ``support_x [B, K, ...]`` (leading dim ``B``)."""

@@ -130,7 +130,14 @@ class Config:
 
     # -- validation -----------------------------------------------------------------------
     def validate(self) -> None:
-        """Check every key against its builder or default set, and the simple types."""
+        """Check every key against its builder or default set, the simple types and the ranges.
+
+        Every number anywhere must be finite (NaN and infinity are refused, naming the key);
+        learning rates (``outer.lr``, ``inner.lr`` and the learner's ``lr_init``) must be
+        positive; ``outer.iterations`` at least 1.
+        """
+        for f in fields(self):
+            _check_finite(f.name, getattr(self, f.name))
         _check_section("task", self.task, registry.TASKS, "name")
         _check_section("model", self.model, registry.MODELS, "name", skip=("task",))
         _check_section("inner", self.inner, registry.LEARNERS, "learner", skip=("model",), common=INNER_KEYS)
@@ -139,10 +146,14 @@ class Config:
             bad = [k for k in values if k not in defaults]
             if bad:
                 raise ConfigError(f"config: unknown key {sec}.{bad[0]}; valid keys: {', '.join(defaults)}")
-        _check_finite("", self.to_dict())
-        if "lr" in self.inner:   # the inner step size of every learner that has one (sgd, meta_sgd, tnet, mtnet)
-            _pos("inner.lr", self.inner["lr"])
+        for k in ("k_shot", "k_query", "n_way"):
+            if k in self.task:
+                _int("task." + k, self.task[k], 1)
         _int("inner.steps", self.inner["steps"], 0)
+        if "lr" in self.inner:
+            _pos("inner.lr", self.inner["lr"])
+        if not isinstance(self.inner.get("lr_init"), str):   # a number (TURTLE) or None; a name (Meta-SGD)
+            _pos("inner.lr_init", self.inner.get("lr_init"), optional=True)
         if self.inner["mode"] not in ("second_order", "first_order", "hessian_free"):
             raise ConfigError(f"config: inner.mode must be second_order, first_order or hessian_free, "
                               f"got {self.inner['mode']!r}")
@@ -152,7 +163,7 @@ class Config:
             raise ConfigError(f"config: outer.optimizer must be one of {', '.join(_OPTIMIZERS)}, got {self.outer['optimizer']!r}")
         _pos("outer.lr", self.outer["lr"])
         _int("outer.meta_batch", self.outer["meta_batch"], 1)
-        _int("outer.iterations", self.outer["iterations"], 0)
+        _int("outer.iterations", self.outer["iterations"], 1)
         _pos("outer.clip_norm", self.outer["clip_norm"], optional=True)
         if self.outer["schedule"] not in ("constant", "cosine"):
             raise ConfigError(f"config: outer.schedule must be \"constant\" or \"cosine\", got {self.outer['schedule']!r}")
@@ -176,6 +187,7 @@ class Config:
         _int("eval.batch", self.eval["batch"], 1)
         _int("eval.every", self.eval["every"], 0)
         _int("eval.val_tasks", self.eval["val_tasks"], 1)
+        _int("eval.seed", self.eval["seed"], 0)
         if self.eval["steps"] is not None:
             _int("eval.steps", self.eval["steps"], 0)
         if self.dtype not in _DTYPES:
@@ -204,7 +216,7 @@ def _check_section(sec: str, values: Mapping[str, Any], table: Mapping[str, Any]
     if not isinstance(values, Mapping):
         raise ConfigError(f"config: section {sec!r} must be a mapping, got {values!r}")
     name = values.get(name_key)
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         raise ConfigError(f"config: unknown {sec}.{name_key} {name!r}; choose one of {', '.join(sorted(table))}")
     keys = [name_key, *(common or {}), *registry.accepted_keys(table[name], skip=skip + ("split",))]
     bad = [k for k in values if k not in keys]
@@ -220,17 +232,18 @@ def _int(key: str, v: Any, lo: int) -> None:
 def _pos(key: str, v: Any, optional: bool = False) -> None:
     if v is None and optional:
         return
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
-        raise ConfigError(f"config: {key} must be a positive number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+        extra = " or null" if optional else ""
+        raise ConfigError(f"config: {key} must be a positive finite number{extra}, got {v!r}")
 
 
 def _check_finite(key: str, v: Any) -> None:
-    """No NaN or infinity anywhere in a config (``--set inner.lr=NaN`` parses as a float)."""
+    """Refuse NaN and infinity anywhere in a value (``--set inner.lr=NaN`` parses as a float NaN)."""
     if isinstance(v, float) and not math.isfinite(v):
-        raise ConfigError(f"config: {key} must be a finite number, got {v!r}")
+        raise ConfigError(f"config: {key} is {v!r}; NaN and infinity are not allowed, give a finite number")
     if isinstance(v, Mapping):
         for k, x in v.items():
-            _check_finite(f"{key}.{k}" if key else str(k), x)
+            _check_finite(f"{key}.{k}", x)
     elif isinstance(v, (list, tuple)):
         for i, x in enumerate(v):
             _check_finite(f"{key}[{i}]", x)

@@ -18,7 +18,8 @@ Why the norm is written out from ``mean`` and ``square`` instead of ``F.batch_no
 2.13 second-order gradients through the affine batch-norm kernels under ``vmap`` are wrong
 (DESIGN.md section 2; upstream pytorch/functorch issue 534), while these elementary ops have
 exact batching rules. ``tests/test_conv4.py`` checks the meta-gradient against central finite
-differences and shows that the naive ``nn.BatchNorm2d`` fails the same check.
+differences and shows that the naive ``nn.BatchNorm2d`` fails the same check through a plain
+``functional_call``. ``metagrad.exact`` runs any user's ``nn.BatchNorm*`` through ``batch_norm``.
 """
 from __future__ import annotations
 
@@ -96,8 +97,10 @@ class Conv4(nn.Module):
     Input ``[K, channels, image_size, image_size]``, output ``[K, n_way]`` logits.
 
     ``norm``: ``"batch"`` (transductive, exact under vmap; the default), ``"none"`` or
-    ``"torch"`` (plain ``nn.BatchNorm2d`` without running statistics: gives wrong second-order
-    meta-gradients under vmap in torch 2.13 and exists only to demonstrate that trap).
+    ``"torch"`` (plain ``nn.BatchNorm2d`` without running statistics: its fused kernel gives
+    wrong second-order meta-gradients under vmap in torch 2.13 through a plain
+    ``functional_call``; metagrad's own calls run it with ``batch_norm`` above, via
+    ``metagrad.exact``, and give the same meta-gradients as ``"batch"``).
     """
 
     def __init__(self, n_way: int = 5, channels: int = 1, image_size: int = 28, hidden: int = 64,

@@ -13,6 +13,8 @@ import io
 import json
 import os
 import stat
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -115,13 +117,19 @@ def _fingerprint(sources: Sequence[Path], settings: dict) -> str:
 
 def cached_arrays(folder: Path, tag: str, sources: Sequence[Path], settings: dict,
                   build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Load ``tag``'s arrays from the cache, or ``build()`` them and cache them atomically."""
+    """Load ``tag``'s arrays from the cache, or ``build()`` them and cache them atomically.
+
+    A damaged cache file (truncated, overwritten, not a zip) is rebuilt and replaced, never an error.
+    """
+    missing = [p for p in sources if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"cached_arrays: source {missing[0]} of {tag} is missing; fetch it again")
     path = cache_dir(folder) / f"{tag}-{_fingerprint(sources, settings)}.npz"
     if path.is_file():
         try:
             with np.load(path) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
             pass  # a damaged cache is rebuilt below
     arrays = build()
 

@@ -45,8 +45,11 @@ def read_images(paths: Sequence[Path], size: int) -> np.ndarray:
     """Read image files as RGB and resize each to ``size x size``: ``uint8 [N, 3, size, size]``."""
     out = np.empty((len(paths), 3, size, size), np.uint8)
     for i, p in enumerate(paths):
-        with Image.open(p) as im:
-            x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
+        try:
+            with Image.open(p) as im:
+                x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ValueError(f"read_images: {p} is not a readable image ({e}); replace or remove it") from None
         out[i] = resize_images(x.permute(2, 0, 1).unsqueeze(0).float() / 255.0, size)[0]
     return out
 
@@ -73,9 +76,13 @@ def load_miniimagenet(split: str, root: Optional[str | os.PathLike] = None,
     folder = dataset_dir("miniimagenet", root, markers, _MINI_LAYOUT)
     pkl, csv_path = folder / f"mini-imagenet-cache-{split}.pkl", folder / f"{split}.csv"
     if csv_path.is_file():
-        with open(csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or not {"filename", "label"} <= set(rows[0]):
+        try:
+            with open(csv_path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise ValueError(f"load_miniimagenet: {csv_path} is not a readable CSV ({e})") from None
+        if not rows or not {"filename", "label"} <= set(rows[0]) or any(
+                not isinstance(r.get("filename"), str) or not isinstance(r.get("label"), str) for r in rows):
             raise ValueError(f"load_miniimagenet: {csv_path} needs a header 'filename,label' and rows")
         paths = [folder / "images" / r["filename"] for r in rows]
         missing = next((p for p in paths if not p.is_file()), None)
@@ -89,8 +96,13 @@ def load_miniimagenet(split: str, root: Optional[str | os.PathLike] = None,
         sources = [csv_path, folder / "images"]
     elif pkl.is_file():
         def build() -> dict[str, np.ndarray]:
-            with open(pkl, "rb") as f:
-                data = pickle.load(f)
+            try:
+                with open(pkl, "rb") as f:
+                    data = pickle.load(f)
+            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+                    IndexError, KeyError) as e:
+                raise ValueError(f"load_miniimagenet: {pkl} is damaged or not a miniImageNet cache "
+                                 f"({type(e).__name__}: {e}); fetch it again") from None
             if not isinstance(data, dict) or not {"image_data", "class_dict"} <= set(data):
                 raise ValueError(f"load_miniimagenet: {pkl} must hold a dict with keys image_data and class_dict")
             order = sorted(data["class_dict"])
@@ -124,7 +136,10 @@ def cub_split(classes: Sequence[str], split_seed: Optional[int] = None,
     """Class folders of each split: Chen et al. 2019's rule, a seeded 100/50/50 draw, or a file."""
     classes = sorted(classes)
     if split_file is not None:
-        spec = json.loads(Path(split_file).read_text())
+        try:
+            spec = json.loads(Path(split_file).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"cub_split: {split_file} is not valid JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(spec, dict) or not set(_SPLITS) <= set(spec):
             raise ValueError(f"cub_split: {split_file} must be JSON with keys train, val, test (lists of class folders)")
         unknown = next((c for s in _SPLITS for c in spec[s] if c not in classes), None)

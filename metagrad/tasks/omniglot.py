@@ -24,6 +24,7 @@ import math
 import os
 import re
 import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -63,12 +64,47 @@ def affine_originals(ink: torch.Tensor, shear: float = 0.0, scale: float = 1.0) 
     return F.grid_sample(ink.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+# What reading a damaged archive raises (a truncated or overwritten file, a wrong member).
+_DAMAGED = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
 def _read_npz(folder: Path) -> tuple[np.ndarray, list[str]]:
     parts = []
     for p in _PARTS:
-        with np.load(folder / f"{p}.npz") as z:
-            parts.append(z["images"])
+        path = folder / f"{p}.npz"
+        try:
+            with np.load(path) as z:
+                images = z["images"]
+        except _DAMAGED as e:
+            raise ValueError(f"load_omniglot: {path} is damaged or not an Omniglot archive "
+                             f"({type(e).__name__}: {e}); fetch it again (expected key 'images', "
+                             f"bool [classes, 20, 105, 105])") from None
+        if images.ndim != 4 or (parts and images.shape[1:] != parts[0].shape[1:]):
+            raise ValueError(f"load_omniglot: {path} holds images of shape {images.shape}; expected "
+                             f"bool [classes, 20, 105, 105] like {_PARTS[0]}.npz")
+        parts.append(images.astype(bool, copy=False))
     return np.concatenate(parts), []
+
+
+def _check_parts(folder: Path) -> bool:
+    """Whether the sources are the ``.npz`` archives (else the zips or folders); one-line errors
+    name the part that is missing, or say that ``.npz`` and PNG sources cannot be mixed."""
+    kinds = {}
+    for p in _PARTS:
+        kinds[p] = ("npz" if (folder / f"{p}.npz").is_file() else "zip" if (folder / f"{p}.zip").is_file()
+                    else "dir" if (folder / p).is_dir() else None)
+    missing = [p for p in _PARTS if kinds[p] is None]
+    if missing:
+        m = missing[0]
+        have = ", ".join(f"{p}.{k}" if k != "dir" else f"{p}/" for p, k in kinds.items() if k) or "neither part"
+        raise FileNotFoundError(f"load_omniglot: {folder} has no {m}.npz, {m}.zip or {m}/ (found {have}); "
+                                f"expected {_LAYOUT}")
+    npz = [p for p in _PARTS if kinds[p] == "npz"]
+    if npz and len(npz) != len(_PARTS):
+        other = next(p for p in _PARTS if p not in npz)
+        raise FileNotFoundError(f"load_omniglot: {folder} has {npz[0]}.npz but no {other}.npz (only PNGs "
+                                f"of {other}); add {other}.npz or use the PNG form of both parts")
+    return bool(npz)
 
 
 def _read_pngs(folder: Path) -> tuple[np.ndarray, list[str]]:
@@ -76,25 +112,37 @@ def _read_pngs(folder: Path) -> tuple[np.ndarray, list[str]]:
     found: dict[int, dict[int, np.ndarray]] = {}
     alphabet_of: dict[int, str] = {}
 
-    def add(name: str, data: bytes | Path) -> None:
+    def add(name: str, data: bytes | Path, where: Path) -> None:
         m = _PNG.search(name)
         if m is None:
             return
         char, drawer = int(m.group(1)), int(m.group(2))
         src = data if isinstance(data, Path) else io.BytesIO(data)
-        with Image.open(src) as im:
-            found.setdefault(char, {})[drawer] = np.asarray(im.convert("1"), dtype=bool)
+        try:
+            with Image.open(src) as im:
+                found.setdefault(char, {})[drawer] = np.asarray(im.convert("1"), dtype=bool)
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ValueError(f"load_omniglot: {name} in {where} is not a readable PNG ({e}); "
+                             f"fetch {where.name} again") from None
+        if len(Path(name).parts) < 3:
+            raise ValueError(f"load_omniglot: {name} in {where} is not under <Alphabet>/characterNN/; "
+                             f"expected {_LAYOUT}")
         alphabet_of[char] = Path(name).parts[-3]
 
     for p in _PARTS:
         if (folder / p).is_dir():
             for f in sorted((folder / p).rglob("*.png")):
-                add(str(f.relative_to(folder)), f)
+                add(str(f.relative_to(folder)), f, folder / p)
         elif (folder / f"{p}.zip").is_file():
-            with zipfile.ZipFile(folder / f"{p}.zip") as z:
-                for n in sorted(z.namelist()):
-                    if n.endswith(".png"):
-                        add(n, z.read(n))
+            path = folder / f"{p}.zip"
+            try:
+                with zipfile.ZipFile(path) as z:
+                    members = {n: z.read(n) for n in sorted(z.namelist()) if n.endswith(".png")}
+            except _DAMAGED as e:
+                raise ValueError(f"load_omniglot: {path} is damaged or not a zip archive "
+                                 f"({type(e).__name__}: {e}); fetch it again") from None
+            for n, data in members.items():
+                add(n, data, path)
         else:
             raise FileNotFoundError(f"load_omniglot: {folder} has no {p}.npz, {p}.zip or {p}/; expected {_LAYOUT}")
     chars = sorted(found)
@@ -109,10 +157,15 @@ def _read_pngs(folder: Path) -> tuple[np.ndarray, list[str]]:
 def _groups(folder: Path, n: int, alphabets: list[str]) -> np.ndarray:
     """Alphabet id per character, from ``alphabets.csv`` or from the PNG folder names."""
     groups = np.full(n, -1, dtype=np.int64)
-    if (folder / "alphabets.csv").is_file():
-        with open(folder / "alphabets.csv", newline="") as f:
-            for gid, row in enumerate(csv.DictReader(f)):
-                groups[int(row["first_character"]) - 1:int(row["last_character"])] = gid
+    path = folder / "alphabets.csv"
+    if path.is_file():
+        try:
+            with open(path, newline="") as f:
+                for gid, row in enumerate(csv.DictReader(f)):
+                    groups[int(row["first_character"]) - 1:int(row["last_character"])] = gid
+        except (KeyError, ValueError, TypeError, csv.Error) as e:
+            raise ValueError(f"load_omniglot: {path} is damaged ({type(e).__name__}: {e}); expected the "
+                             f"columns first_character,last_character (fetch it again or delete it)") from None
     elif alphabets:
         names = {a: i for i, a in enumerate(dict.fromkeys(alphabets))}
         groups[:] = [names[a] for a in alphabets]
@@ -122,7 +175,7 @@ def _groups(folder: Path, n: int, alphabets: list[str]) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _load(folder: str, image_size: int, shear: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
     folder_p = Path(folder)
-    npz = all((folder_p / f"{p}.npz").is_file() for p in _PARTS)
+    npz = _check_parts(folder_p)
     names = [f"{p}.npz" for p in _PARTS] if npz else [f"{p}.zip" for p in _PARTS]
     sources = [folder_p / n for n in names if (folder_p / n).is_file()]
     sources += [folder_p / p for p in _PARTS if (folder_p / p).is_dir() and not npz]
