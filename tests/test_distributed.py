@@ -54,7 +54,8 @@ SCRIPT = textwrap.dedent("""
     from metagrad.experiments.runner import train
     train("sine-maml-quick", outs[0], overrides=sys.argv[3:], progress=False)
     train("sine-maml-quick", outs[1], overrides=sys.argv[3:], stop_after=10, progress=False)
-    print("RANK", os.environ["RANK"], "WRITES", json.dumps(writes), flush=True)
+    # one write(2) per rank: a pipe keeps writes under PIPE_BUF whole, print() may interleave the ranks
+    os.write(1, ("RANK " + os.environ["RANK"] + " WRITES " + json.dumps(writes) + "\\n").encode())
 """)
 
 

@@ -11,6 +11,7 @@ iterations and random delays after them; the run is resumed with ``--resume`` un
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -351,7 +352,11 @@ class _Poison(SampledStream):
             y[0, 0] = float("nan")
         else:
             y = y * 1e6
-        return Draw(dataclasses.replace(draw.batch, query_y=y))
+        # TaskBatch refuses non-finite data when built; a NaN that appears later (in the model, the
+        # loss) is what fit guards against, so the poisoned batch skips that check
+        batch = copy.copy(draw.batch)
+        object.__setattr__(batch, "query_y", y)
+        return Draw(batch)
 
     def state_dict(self):
         return {**super().state_dict(), "n": self.n}
@@ -521,7 +526,7 @@ def test_eval_refuses_a_bad_inner_lr_and_keeps_eval_json(tmp_path, capsys, value
     before = _snapshot(run)
     assert main(["eval", str(run), "--set", f"inner.lr={value}", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "config: inner.lr must be a" in err, err
+    assert "\n" not in err and "config: inner.lr" in err, err
     assert _snapshot(run) == before
 
 
