@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from .errors import InputError, InputTypeError
 from .batch import TaskBatch
 from .exact import exact_call
 from .inner import Loss, adapt, adapt_tasks
@@ -78,12 +79,12 @@ class MAML(nn.Module):
                  compile: bool = False) -> None:
         super().__init__()
         if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
-            raise ValueError(f"MAML: inner_steps must be an integer >= 0, got {inner_steps!r}")
+            raise InputError(f"MAML: inner_steps must be an integer >= 0, got {inner_steps!r}")
         if vectorize not in (True, False, "auto"):
-            raise ValueError(f"MAML: vectorize must be True, False or 'auto', got {vectorize!r}")
+            raise InputError(f"MAML: vectorize must be True, False or 'auto', got {vectorize!r}")
         if learner is None:
             if not inner_lr > 0 and not learn_inner_lr:
-                raise ValueError(f"MAML: inner_lr must be positive, got {inner_lr}")
+                raise InputError(f"MAML: inner_lr must be positive, got {inner_lr}")
             learner = SGD(lr=inner_lr, learn_lr=learn_inner_lr)
         if grad_clip is not None:
             learner = Clipped(learner, grad_clip)
@@ -100,7 +101,7 @@ class MAML(nn.Module):
         if compile and self.mode == "hessian_free":
             # Dynamo fails inside the finite-difference autograd.Function (torch 2.13:
             # "Expected FakeTensor"); say so at construction rather than at the first batch.
-            raise ValueError("MAML: compile=True supports mode='second_order' and 'first_order', not "
+            raise InputError("MAML: compile=True supports mode='second_order' and 'first_order', not "
                              "'hessian_free' (its finite-difference op does not trace); use compile=False")
         self.compile = compile
         self._compiled: Optional[Callable] = None
@@ -111,6 +112,18 @@ class MAML(nn.Module):
     def params(self) -> Params:
         """The model's parameters as a ``Params`` dict (the live ``nn.Parameter`` objects)."""
         return dict(self.model.named_parameters())
+
+    @staticmethod
+    def split_named(named: "dict[str, Tensor]") -> tuple[Params, Params]:
+        """``(params, meta)`` from tensors named as in ``named_parameters()`` (``model.<key>``,
+        ``meta.<key>``): the explicit arguments of the pure functions (``vmapped_losses``, ``curves``)."""
+        params, meta = {}, {}
+        for n, v in named.items():
+            if n.startswith("model."):
+                params[n[len("model."):]] = v
+            elif n.startswith("meta."):
+                meta[_unsafe(n[len("meta."):])] = v
+        return params, meta
 
     def meta_params(self) -> Params:
         """The learner's meta-parameters as a ``Params`` dict (the live ``nn.Parameter`` objects)."""
@@ -129,10 +142,12 @@ class MAML(nn.Module):
         fast = self._adapt(params, meta, sx, sy, self.inner_steps, self.mode, hvp)
         return self.loss(exact_call(self.model, fast, (qx,)), qy)
 
-    def _vmapped_loss(self, params: Params, meta: Params, sx: Tensor, sy: Tensor, qx: Tensor,
-                      qy: Tensor, hx: Optional[Tensor], hy: Optional[Tensor],
-                      batched_params: bool = False) -> Tensor:
-        # batched_params: ``params`` carries one copy per task on dim 0 (Population's per-task clamp)
+    def vmapped_losses(self, params: Params, meta: Params, sx: Tensor, sy: Tensor, qx: Tensor,
+                       qy: Tensor, hx: Optional[Tensor] = None, hy: Optional[Tensor] = None,
+                       batched_params: bool = False) -> Tensor:
+        """Query loss after adaptation of every task, ``[B]``, for explicit ``params``/``meta`` (a pure
+        function of them: ``Population`` vmaps it over members). ``batched_params``: ``params``
+        carries one copy per task on dim 0 (so each task's gradient can be clamped on its own)."""
         h = None if hx is None else 0
         return vmap(self._task_loss, in_dims=(0 if batched_params else None, None, 0, 0, 0, 0, h, h),
                     randomness="different")(params, meta, sx, sy, qx, qy, hx, hy)
@@ -148,12 +163,13 @@ class MAML(nn.Module):
             return self.loss(exact_call(self.model, {**p, **frozen}, (x,)), y)
         return vmap(query)(fast, qx, qy)
 
-    def _check_batch(self, batch: TaskBatch, where: str) -> None:
+    def check_batch(self, batch: TaskBatch, where: str) -> None:
+        """Raise a one-line error naming ``where`` unless ``batch`` is a ``TaskBatch`` of the model's dtype."""
         if not isinstance(batch, TaskBatch):
-            raise TypeError(f"{where}: expected a TaskBatch, got {type(batch).__name__}")
+            raise InputTypeError(f"{where}: expected a TaskBatch, got {type(batch).__name__}")
         p = next(iter(self.model.parameters()), None)
         if p is not None and batch.support_x.is_floating_point() and batch.support_x.dtype != p.dtype:
-            raise TypeError(f"{where}: batch support_x is {batch.support_x.dtype} but the model's "
+            raise InputTypeError(f"{where}: batch support_x is {batch.support_x.dtype} but the model's "
                             f"parameters are {p.dtype}; call batch.to({p.dtype})")
 
     def _use_vmap(self, n_tasks: int) -> bool:
@@ -162,16 +178,16 @@ class MAML(nn.Module):
     # -- public API -----------------------------------------------------------------------
     def task_losses(self, batch: TaskBatch, hvp_batch: Optional[TaskBatch] = None) -> Tensor:
         """Query loss after adaptation, one value per task ``[B]`` (differentiable)."""
-        self._check_batch(batch, "MAML.meta_loss")
+        self.check_batch(batch, "MAML.meta_loss")
         if self.mode != "hessian_free" and hvp_batch is not None:
-            raise ValueError(f"MAML.meta_loss: hvp_batch is only used by mode='hessian_free', not {self.mode!r}")
+            raise InputError(f"MAML.meta_loss: hvp_batch is only used by mode='hessian_free', not {self.mode!r}")
         hx, hy = (None, None) if hvp_batch is None else (hvp_batch.support_x, hvp_batch.support_y)
         if hvp_batch is not None and hvp_batch.n_tasks != batch.n_tasks:
-            raise ValueError(f"MAML.meta_loss: hvp_batch has {hvp_batch.n_tasks} tasks but batch has {batch.n_tasks}")
+            raise InputError(f"MAML.meta_loss: hvp_batch has {hvp_batch.n_tasks} tasks but batch has {batch.n_tasks}")
         params, meta = self.params(), self.meta_params()
         args = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
         if self._use_vmap(batch.n_tasks):
-            fn = self._batched_hf_loss if self.mode == "hessian_free" else self._vmapped_loss
+            fn = self._batched_hf_loss if self.mode == "hessian_free" else self.vmapped_losses
             if self.compile:
                 if self._compiled is None:
                     self._compiled = torch.compile(fn)
@@ -194,7 +210,7 @@ class MAML(nn.Module):
               mode: Optional[str] = None) -> Params:
         """Adapt to one task's support set (``[K, ...]``, no task dimension); returns fast weights."""
         if support_x.dim() < 1 or support_x.shape[0] != support_y.shape[0]:
-            raise ValueError(f"MAML.adapt: support_x has shape {tuple(support_x.shape)} but support_y has "
+            raise InputError(f"MAML.adapt: support_x has shape {tuple(support_x.shape)} but support_y has "
                              f"shape {tuple(support_y.shape)}; expected the same number of examples")
         steps = self.inner_steps if steps is None else steps
         return self._adapt(self.params(), self.meta_params(), support_x, support_y, steps, mode or self.mode)
@@ -210,13 +226,13 @@ class MAML(nn.Module):
         ``steps`` may exceed the number used in meta-training (000's extrapolation study).
         The metric is MSE for regression and accuracy for classification.
         """
-        self._check_batch(batch, "MAML.adaptation_curve")
+        self.check_batch(batch, "MAML.adaptation_curve")
         steps = self.inner_steps if steps is None else steps
         params = {k: v.detach() for k, v in self.params().items()}
         meta = {k: v.detach() for k, v in self.meta_params().items()}
-        return self._curves(params, meta, batch, steps, self._use_vmap(batch.n_tasks))
+        return self.curves(params, meta, batch, steps, self._use_vmap(batch.n_tasks))
 
-    def _curves(self, params: Params, meta: Params, batch: TaskBatch, steps: int, vectorize: bool = True) -> Tensor:
+    def curves(self, params: Params, meta: Params, batch: TaskBatch, steps: int, vectorize: bool = True) -> Tensor:
         """``adaptation_curve`` for explicit ``params``/``meta`` (a pure function: ``Population`` vmaps it)."""
         def curve(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
             out = [self.metric(self.predict(params, qx), qy)]

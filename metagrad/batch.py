@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from .errors import InputError, InputIndexError, InputTypeError
 
 __all__ = ["TaskBatch"]
 
@@ -38,31 +39,31 @@ class TaskBatch:
             if v is None and f.name == "task_params":
                 continue
             if not isinstance(v, Tensor):
-                raise TypeError(f"TaskBatch: {f.name} must be a torch.Tensor, got {type(v).__name__}")
+                raise InputTypeError(f"TaskBatch: {f.name} must be a torch.Tensor, got {type(v).__name__}")
             if v.dim() < 2 and f.name != "task_params":
-                raise ValueError(f"TaskBatch: {f.name} has shape {tuple(v.shape)}; expected [tasks, examples, ...]")
+                raise InputError(f"TaskBatch: {f.name} has shape {tuple(v.shape)}; expected [tasks, examples, ...]")
             if v.dim() < 1:
-                raise ValueError(f"TaskBatch: {f.name} is a 0-d tensor; expected [tasks, ...] (one row per task)")
+                raise InputError(f"TaskBatch: {f.name} is a 0-d tensor; expected [tasks, ...] (one row per task)")
         n = {f.name: getattr(self, f.name).shape[0] for f in fields(self) if getattr(self, f.name) is not None}
         if len(set(n.values())) != 1:
             desc = ", ".join(f"{k} has {v}" for k, v in n.items())
-            raise ValueError(f"TaskBatch: tensors disagree in task count: {desc}")
+            raise InputError(f"TaskBatch: tensors disagree in task count: {desc}")
         for a, b in (("support_x", "query_x"), ("support_y", "query_y")):
             ta, tb = getattr(self, a), getattr(self, b)
             if ta.dtype != tb.dtype:
-                raise TypeError(f"TaskBatch: {a} is {ta.dtype} but {b} is {tb.dtype}; use one dtype")
+                raise InputTypeError(f"TaskBatch: {a} is {ta.dtype} but {b} is {tb.dtype}; use one dtype")
             if ta.shape[2:] != tb.shape[2:]:
-                raise ValueError(f"TaskBatch: {a} examples have shape {tuple(ta.shape[2:])} "
+                raise InputError(f"TaskBatch: {a} examples have shape {tuple(ta.shape[2:])} "
                                  f"but {b} examples have shape {tuple(tb.shape[2:])}")
         for a, b in (("support_x", "support_y"), ("query_x", "query_y")):
             if getattr(self, a).shape[1] != getattr(self, b).shape[1]:
-                raise ValueError(f"TaskBatch: {a} has {getattr(self, a).shape[1]} examples per task "
+                raise InputError(f"TaskBatch: {a} has {getattr(self, a).shape[1]} examples per task "
                                  f"but {b} has {getattr(self, b).shape[1]}")
         if self.support_x.shape[0] == 0:
-            raise ValueError("TaskBatch: the batch holds 0 tasks; give at least one task")
+            raise InputError("TaskBatch: the batch holds 0 tasks; give at least one task")
         for a in ("support_x", "query_x"):
             if getattr(self, a).shape[1] == 0:
-                raise ValueError(f"TaskBatch: {a} has 0 examples per task (shape {tuple(getattr(self, a).shape)}); "
+                raise InputError(f"TaskBatch: {a} has 0 examples per task (shape {tuple(getattr(self, a).shape)}); "
                                  f"every task needs at least one support and one query example")
         for f in fields(self):
             _check_finite(f.name, getattr(self, f.name))
@@ -78,10 +79,10 @@ class TaskBatch:
     def __getitem__(self, idx: int | slice) -> "TaskBatch":
         """Tasks ``idx`` as a smaller batch (an int keeps a task dimension of 1)."""
         if isinstance(idx, bool) or not isinstance(idx, (int, slice)):
-            raise TypeError(f"TaskBatch: index with an int or a slice, got {type(idx).__name__}")
+            raise InputTypeError(f"TaskBatch: index with an int or a slice, got {type(idx).__name__}")
         if isinstance(idx, int):
             if not -self.n_tasks <= idx < self.n_tasks:
-                raise IndexError(f"TaskBatch: task {idx} is out of range for a batch of {self.n_tasks} tasks")
+                raise InputIndexError(f"TaskBatch: task {idx} is out of range for a batch of {self.n_tasks} tasks")
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
         return TaskBatch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[idx])
                             for f in fields(self)})
@@ -101,10 +102,10 @@ class TaskBatch:
     def cat(batches: list["TaskBatch"]) -> "TaskBatch":
         """Concatenate batches along the task dimension."""
         if not batches:
-            raise ValueError("TaskBatch.cat: no batches given; pass a non-empty list of TaskBatch")
+            raise InputError("TaskBatch.cat: no batches given; pass a non-empty list of TaskBatch")
         bad = next((b for b in batches if not isinstance(b, TaskBatch)), None)
         if bad is not None:
-            raise TypeError(f"TaskBatch.cat: expected TaskBatch items, got {type(bad).__name__}")
+            raise InputTypeError(f"TaskBatch.cat: expected TaskBatch items, got {type(bad).__name__}")
         out = {}
         for f in fields(TaskBatch):
             vs = [getattr(b, f.name) for b in batches]
@@ -130,5 +131,5 @@ def _check_finite(name: str, t: Optional[Tensor]) -> None:
         if not bool(bad.any()):
             return
         first = tuple(int(i) for i in bad.nonzero()[0])
-    raise ValueError(f"TaskBatch: {name} holds {int(bad.sum())} non-finite values (NaN or inf), the first at "
+    raise InputError(f"TaskBatch: {name} holds {int(bad.sum())} non-finite values (NaN or inf), the first at "
                      f"index {first} (task {first[0]}); clean or drop those examples before batching")

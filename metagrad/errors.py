@@ -8,7 +8,8 @@ also derives from the built-in exception a Python user would catch (``ConfigErro
 """
 from __future__ import annotations
 
-__all__ = ["MetagradError", "ConfigError", "RunError", "DivergenceError", "DeviceError", "check_int", "check_positive"]
+__all__ = ["MetagradError", "ConfigError", "InputError", "InputTypeError", "InputIndexError", "MissingKeyError",
+           "MissingFileError", "RunError", "DivergenceError", "DeviceError", "check_int", "check_positive"]
 
 
 class MetagradError(Exception):
@@ -17,6 +18,29 @@ class MetagradError(Exception):
 
 class ConfigError(MetagradError, ValueError):
     """A bad config: unknown key, wrong type or invalid value (one line, names the key)."""
+
+
+class InputError(MetagradError, ValueError):
+    """A bad value, shape or setting given to a metagrad function or found in a data file."""
+
+
+class InputTypeError(MetagradError, TypeError):
+    """An argument of the wrong type (a list where a ``TaskBatch`` belongs, ...)."""
+
+
+class InputIndexError(MetagradError, IndexError):
+    """An index out of range (a task of a batch, a member of a population)."""
+
+
+class MissingKeyError(MetagradError, KeyError):
+    """A dict of parameters or meta-parameters without a key a rule needs."""
+
+    def __str__(self) -> str:   # KeyError quotes its message; a one-line error should not
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingFileError(MetagradError, FileNotFoundError):
+    """A data file that is not where it should be (the message names it and where to put it)."""
 
 
 class RunError(MetagradError, RuntimeError):

@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .errors import InputError
 from .batch import TaskBatch
 
 __all__ = ["mean_ci95", "robust_summary", "iqr_kept", "adaptation_curves", "evaluate", "fixed_tasks"]
@@ -80,7 +81,7 @@ def mean_ci95(values: Sequence[float] | torch.Tensor) -> tuple[float, float]:
     """
     v = torch.as_tensor(values, dtype=torch.float64).flatten()
     if v.numel() == 0:
-        raise ValueError("mean_ci95: no values")
+        raise InputError("mean_ci95: no values")
     if v.numel() == 1:
         return float(v[0]), float("nan")
     return float(v.mean()), float(1.96 * v.std(unbiased=True) / math.sqrt(v.numel()))

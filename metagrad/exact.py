@@ -46,6 +46,7 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 
+from .errors import InputError
 from .models.conv4 import batch_norm as _batch_norm
 
 __all__ = ["exact_call", "exact_mode", "EXACT_FUNCTIONS"]
@@ -71,7 +72,7 @@ def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Optional[
     ``len(normalized_shape)`` dimensions (Ba, Kiros and Hinton 2016)."""
     n = len(normalized_shape)
     if tuple(input.shape[input.dim() - n:]) != tuple(normalized_shape):
-        raise ValueError(f"exact layer_norm: input has shape {tuple(input.shape)}; expected it to "
+        raise InputError(f"exact layer_norm: input has shape {tuple(input.shape)}; expected it to "
                          f"end with normalized_shape {tuple(normalized_shape)}")
     y = _standardize(input, range(input.dim() - n, input.dim()), eps)
     if weight is not None:
@@ -97,7 +98,7 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optio
     statistics), else the running ones. The running statistics are never updated (module doc)."""
     if training or running_mean is None or running_var is None:
         if training and input.numel() // input.shape[1] == 1:
-            raise ValueError(f"exact batch_norm: input of shape {tuple(input.shape)} has one value per "
+            raise InputError(f"exact batch_norm: input of shape {tuple(input.shape)} has one value per "
                              "channel; batch statistics need at least 2")
         return _batch_norm(input, weight, bias, eps)
     return _batch_norm(input, weight, bias, eps, stats=(running_mean, running_var))
@@ -110,7 +111,7 @@ def instance_norm(input: Tensor, running_mean: Optional[Tensor] = None, running_
     per-channel statistics over the spatial axes (Ulyanov et al. 2016), or the running ones when
     ``use_input_stats`` is false; running statistics are never updated."""
     if input.dim() < 3:
-        raise ValueError(f"exact instance_norm: input has shape {tuple(input.shape)}; expected [N, C, *spatial]")
+        raise InputError(f"exact instance_norm: input has shape {tuple(input.shape)}; expected [N, C, *spatial]")
     if use_input_stats or running_mean is None or running_var is None:
         return _channel_affine(_standardize(input, range(2, input.dim()), eps), weight, bias)
     shape = (1, input.shape[1]) + (1,) * (input.dim() - 2)
@@ -123,7 +124,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Optional[Tensor] = None,
     """``F.group_norm``: standardise each example's ``C / G`` channels of a group together (Wu and
     He 2018), then the per-channel affine map."""
     if input.dim() < 2 or input.shape[1] % num_groups:
-        raise ValueError(f"exact group_norm: input of shape {tuple(input.shape)} cannot be split into "
+        raise InputError(f"exact group_norm: input of shape {tuple(input.shape)} cannot be split into "
                          f"{num_groups} groups of channels")
     grouped = input.reshape(input.shape[0], num_groups, -1)
     return _channel_affine(_standardize(grouped, (2,), eps).reshape(input.shape), weight, bias)
@@ -171,7 +172,7 @@ def _recurrent(kind: str) -> Callable[..., tuple[Tensor, ...]]:
     def run(input: Tensor, hx: Any, weights: Sequence[Tensor], has_biases: bool, num_layers: int,
             dropout: float, train: bool, bidirectional: bool, batch_first: bool) -> tuple[Tensor, ...]:
         if isinstance(hx, Tensor) and hx.dtype in (torch.int64, torch.int32):
-            raise ValueError(f"exact {kind}: packed sequences are not supported under metagrad's exact "
+            raise InputError(f"exact {kind}: packed sequences are not supported under metagrad's exact "
                              "calls; pad the sequences to one length instead of pack_padded_sequence")
         x = input.transpose(0, 1) if batch_first else input  # [T, N, features]
         dirs = 2 if bidirectional else 1

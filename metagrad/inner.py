@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from .errors import InputError
 from .exact import exact_call
 from .learners.base import Learner
 from .metagrads import HessianFree, check_mode, make_grad_op
@@ -48,9 +49,9 @@ def adapt(learner: Learner, model: nn.Module, loss: Loss, params: Params, meta: 
     """
     check_mode(mode, "adapt")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"adapt: steps must be an integer >= 0, got {steps!r}")
+        raise InputError(f"adapt: steps must be an integer >= 0, got {steps!r}")
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"adapt: support x has {x.shape[0]} examples but y has {y.shape[0]}")
+        raise InputError(f"adapt: support x has {x.shape[0]} examples but y has {y.shape[0]}")
 
     def objective(adapted: Params, frozen: Params, xb: Tensor, yb: Tensor) -> Tensor:
         return loss(exact_call(model, {**adapted, **frozen}, (xb,)), yb)
@@ -83,7 +84,7 @@ def adapt_tasks(learner: Learner, model: nn.Module, loss: Loss, params: Params, 
     check_mode(mode, "adapt_tasks")
     n_tasks = x.shape[0]
     if y.shape[0] != n_tasks:
-        raise ValueError(f"adapt_tasks: x has {n_tasks} tasks but y has {y.shape[0]}")
+        raise InputError(f"adapt_tasks: x has {n_tasks} tasks but y has {y.shape[0]}")
 
     def objective(adapted: Params, frozen: Params, xb: Tensor, yb: Tensor) -> Tensor:
         return loss(exact_call(model, {**adapted, **frozen}, (xb,)), yb)

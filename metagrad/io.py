@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from .errors import InputTypeError
 
 __all__ = ["atomic_write", "write_json", "write_text", "save_torch"]
 
@@ -54,4 +55,4 @@ def _default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
-    raise TypeError(f"write_json: cannot serialise {type(o).__name__}")
+    raise InputTypeError(f"write_json: cannot serialise {type(o).__name__}")

@@ -5,6 +5,7 @@ from typing import Callable
 
 import torch.nn.functional as F
 from torch import Tensor
+from .errors import InputError
 
 __all__ = ["mse", "cross_entropy", "accuracy", "get_loss", "metric_for"]
 
@@ -16,7 +17,7 @@ def mse(pred: Tensor, y: Tensor) -> Tensor:
     would broadcast to ``[K, K]`` and give a wrong loss without any error, so that is refused.
     """
     if pred.shape != y.shape:
-        raise ValueError(f"mse: predictions have shape {tuple(pred.shape)} but targets have shape "
+        raise InputError(f"mse: predictions have shape {tuple(pred.shape)} but targets have shape "
                          f"{tuple(y.shape)} (per task); give targets the model's output shape, "
                          f"e.g. y.unsqueeze(-1) for [K] targets of a [K, 1] model")
     return ((pred - y) ** 2).mean()
@@ -42,7 +43,7 @@ def get_loss(loss: str | Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor
     if callable(loss):
         return loss
     if loss not in _LOSSES:
-        raise ValueError(f"get_loss: unknown loss {loss!r}; choose one of {', '.join(_LOSSES)} or pass a callable")
+        raise InputError(f"get_loss: unknown loss {loss!r}; choose one of {', '.join(_LOSSES)} or pass a callable")
     return _LOSSES[loss]
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value
 
+from .errors import InputError
 from .params import Params
 
 __all__ = ["MODES", "HessianFree", "check_mode", "make_grad_op", "GradOp"]
@@ -40,7 +41,7 @@ Objective = Callable[[Params, Params, Tensor, Tensor], Tensor]
 def check_mode(mode: str, where: str = "metagrad") -> str:
     """Return ``mode`` or raise a one-line error listing the valid ones."""
     if mode not in MODES:
-        raise ValueError(f"{where}: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise InputError(f"{where}: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     return mode
 
 
@@ -59,12 +60,12 @@ class HessianFree:
 
     def __post_init__(self) -> None:
         if self.delta is not None and not self.delta > 0:
-            raise ValueError(f"HessianFree: delta must be positive, got {self.delta}")
+            raise InputError(f"HessianFree: delta must be positive, got {self.delta}")
         if self.rho is not None:
             if not self.rho > 0:
-                raise ValueError(f"HessianFree: rho must be positive, got {self.rho}")
+                raise InputError(f"HessianFree: rho must be positive, got {self.rho}")
             if self.alpha is None or not self.alpha > 0:
-                raise ValueError("HessianFree: rho needs the inner step size alpha > 0 "
+                raise InputError("HessianFree: rho needs the inner step size alpha > 0 "
                                  f"(got alpha={self.alpha}); or pass a fixed delta")
 
     @property
@@ -89,7 +90,7 @@ def make_grad_op(objective: Objective, mode: str, hf: HessianFree | None = None,
     """
     check_mode(mode)
     if batched and mode != "hessian_free":
-        raise ValueError(f"make_grad_op: batched=True is for mode='hessian_free', not {mode!r}")
+        raise InputError(f"make_grad_op: batched=True is for mode='hessian_free', not {mode!r}")
     gv = grad_and_value(objective)
     if mode == "second_order":
         return gv

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from .algorithm import MAML, _unsafe
+from .errors import InputError, InputIndexError
+from .algorithm import MAML
 from .batch import TaskBatch
 
 __all__ = ["Population"]
@@ -81,23 +82,23 @@ class Population(nn.Module):
                  task_clip: Optional[float] = None) -> None:
         super().__init__()
         if len(members) == 0:
-            raise ValueError("Population: needs at least one member, got an empty sequence")
+            raise InputError("Population: needs at least one member, got an empty sequence")
         first = members[0]
         if first.mode == "hessian_free":
-            raise ValueError("Population: mode='hessian_free' is not supported; use 'second_order' or 'first_order'")
+            raise InputError("Population: mode='hessian_free' is not supported; use 'second_order' or 'first_order'")
         names = [n for n, _ in first.named_parameters()]
         for i, m in enumerate(members[1:], start=1):
             other = [n for n, _ in m.named_parameters()]
             if other != names or m.mode != first.mode or m.inner_steps != first.inner_steps \
                     or repr(m.learner) != repr(first.learner):
-                raise ValueError(f"Population: member {i} differs from member 0 in its parameters "
+                raise InputError(f"Population: member {i} differs from member 0 in its parameters "
                                  f"or settings; all members must be built the same way")
         # The template runs the pure per-task functions; its own parameters are never used.
         # Kept out of the module tree, so that ``parameters()`` is exactly the stacked tensors.
         self.__dict__["template"] = copy.deepcopy(first)
         self.names = names
         if task_clip is not None and not task_clip > 0:
-            raise ValueError(f"Population: task_clip must be positive or None, got {task_clip!r}")
+            raise InputError(f"Population: task_clip must be positive or None, got {task_clip!r}")
         self.compile, self.compile_curves, self.task_clip = compile, compile_curves, task_clip
         self._fn: Optional[Callable[..., Tensor]] = None
         self._curves_fn: Optional[Callable[..., Tensor]] = None
@@ -111,13 +112,7 @@ class Population(nn.Module):
         return self.stacked[0].shape[0]
 
     def _split(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        params, meta = {}, {}
-        for n, v in zip(self.names, self.stacked):
-            if n.startswith("model."):
-                params[n[len("model."):]] = v
-            else:   # "meta.<safe key>"
-                meta[_unsafe(n[len("meta."):])] = v
-        return params, meta
+        return MAML.split_named(dict(zip(self.names, self.stacked)))
 
     def meta_losses(self, batch: TaskBatch) -> Tensor:
         """Each member's meta-loss on its own tasks: ``batch`` holds ``P * B`` tasks, member
@@ -125,9 +120,9 @@ class Population(nn.Module):
         Returns ``[P]``."""
         P = self.size
         if batch.n_tasks % P:
-            raise ValueError(f"Population.meta_losses: {batch.n_tasks} tasks do not split evenly "
+            raise InputError(f"Population.meta_losses: {batch.n_tasks} tasks do not split evenly "
                              f"over {P} members; give each member the same number of tasks")
-        self.template._check_batch(batch, "Population.meta_losses")
+        self.template.check_batch(batch, "Population.meta_losses")
         B = batch.n_tasks // P
         args = [a.reshape(P, B, *a.shape[1:]) for a in
                 (batch.support_x, batch.support_y, batch.query_x, batch.query_y)]
@@ -138,12 +133,12 @@ class Population(nn.Module):
             def member(p: dict[str, Tensor], m: dict[str, Tensor], sx: Tensor, sy: Tensor, qx: Tensor,
                        qy: Tensor) -> Tensor:
                 if c is None:
-                    return algo._vmapped_loss(p, m, sx, sy, qx, qy, None, None).mean()
+                    return algo.vmapped_losses(p, m, sx, sy, qx, qy, None, None).mean()
                 # one copy of theta per task, so that each task's gradient can be clamped on its own;
                 # it arrives scaled by 1/B (the mean), hence the bound c/B
                 n = sx.shape[0]
                 pb = {k: _ClampGrad.apply(v.expand(n, *v.shape), c / n) for k, v in p.items()}
-                return algo._vmapped_loss(pb, m, sx, sy, qx, qy, None, None, batched_params=True).mean()
+                return algo.vmapped_losses(pb, m, sx, sy, qx, qy, None, None, batched_params=True).mean()
             fn = vmap(member, randomness="different")
             self._fn = torch.compile(fn) if self.compile else fn
         return self._fn(params, meta, *args)
@@ -153,7 +148,7 @@ class Population(nn.Module):
         """Every member's ``MAML.adaptation_curve`` on the same tasks, in one vmapped call:
         ``[P, B, steps + 1]`` (query metric after ``0..steps`` inner steps)."""
         algo = self.template
-        algo._check_batch(batch, "Population.adaptation_curves")
+        algo.check_batch(batch, "Population.adaptation_curves")
         steps = algo.inner_steps if steps is None else steps
         params, meta = self._split()
         params = {k: v.detach() for k, v in params.items()}
@@ -162,7 +157,7 @@ class Population(nn.Module):
             def curves(p: dict[str, Tensor], m: dict[str, Tensor], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor,
                        steps: int) -> Tensor:
                 b = TaskBatch(sx, sy, qx, qy)
-                return vmap(lambda pp, mm: algo._curves(pp, mm, b, steps), randomness="different")(p, m)
+                return vmap(lambda pp, mm: algo.curves(pp, mm, b, steps), randomness="different")(p, m)
             self._curves_fn = torch.compile(curves) if self.compile_curves else curves
         return self._curves_fn(params, meta, batch.support_x, batch.support_y, batch.query_x, batch.query_y, steps)
 
@@ -183,7 +178,7 @@ class Population(nn.Module):
     def member(self, p: int) -> MAML:
         """A standalone ``MAML`` holding member ``p``'s current meta-parameters (a copy)."""
         if not 0 <= p < self.size:
-            raise IndexError(f"Population.member: index {p} out of range for {self.size} members")
+            raise InputIndexError(f"Population.member: index {p} out of range for {self.size} members")
         algo = copy.deepcopy(self.template)
         for (n, v), s in zip(algo.named_parameters(), self.stacked):
             v.copy_(s[p])
@@ -212,7 +207,7 @@ class Population(nn.Module):
         """
         skip = sorted(set(int(p) for p in skip))
         if any(not 0 <= p < self.size for p in skip):
-            raise IndexError(f"Population.step_skipping: members {skip} out of range for {self.size} members")
+            raise InputIndexError(f"Population.step_skipping: members {skip} out of range for {self.size} members")
         if not skip:
             opt.step()
             return

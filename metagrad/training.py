@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from .algorithm import MAML
 from .distributed import World
-from .errors import ConfigError, DivergenceError, RunError, check_int, check_positive
+from .errors import ConfigError, DivergenceError, InputError, RunError, check_int, check_positive
 from .io import save_torch
 from .population import Population
 from .runlog import JsonLog
@@ -381,7 +381,7 @@ def _as_list(v: Sequence[float] | Tensor | float, P: int) -> list[float]:
         v = [float(v)]
     v = [float(x) for x in v]
     if len(v) != P:
-        raise ValueError(f"fit: validate returned {len(v)} values for {P} member(s)")
+        raise InputError(f"fit: validate returned {len(v)} values for {P} member(s)")
     return v
 
 

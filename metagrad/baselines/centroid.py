@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
+from ..errors import InputError, InputTypeError
 from ..batch import TaskBatch
 from ..losses import accuracy, cross_entropy
 from ..params import Params
@@ -49,9 +50,9 @@ class CentroidFinetuning(nn.Module):
         super().__init__()
         for name, v in (("feature_dim", feature_dim), ("n_train_classes", n_train_classes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"CentroidFinetuning: {name} must be an integer >= 1, got {v!r}")
+                raise InputError(f"CentroidFinetuning: {name} must be an integer >= 1, got {v!r}")
         if scale is not None and not scale > 0:
-            raise ValueError(f"CentroidFinetuning: scale must be positive, got {scale}")
+            raise InputError(f"CentroidFinetuning: scale must be positive, got {scale}")
         self.body = body
         self.feature_dim = feature_dim
         bound = 1.0 / feature_dim ** 0.5
@@ -69,7 +70,7 @@ class CentroidFinetuning(nn.Module):
                  batch_size: int = 16, lr: float = 1e-3) -> list[float]:
         """Cross-entropy on flat batches of ``(x, y)`` with global class labels; returns the losses."""
         if y.is_floating_point():
-            raise TypeError(f"CentroidFinetuning.pretrain: y must hold integer class labels, got {y.dtype}")
+            raise InputTypeError(f"CentroidFinetuning.pretrain: y must hold integer class labels, got {y.dtype}")
         return pretrain(self, x, y, cross_entropy, steps, generator, batch_size=batch_size, lr=lr)
 
     @torch.no_grad()
@@ -79,9 +80,9 @@ class CentroidFinetuning(nn.Module):
         ``n_way`` defaults to ``1 + max`` support label.
         """
         if not isinstance(batch, TaskBatch):
-            raise TypeError(f"CentroidFinetuning.evaluate: expected a TaskBatch, got {type(batch).__name__}")
+            raise InputTypeError(f"CentroidFinetuning.evaluate: expected a TaskBatch, got {type(batch).__name__}")
         if batch.support_y.is_floating_point():
-            raise TypeError("CentroidFinetuning.evaluate: support_y holds floats; centroid finetuning is for "
+            raise InputTypeError("CentroidFinetuning.evaluate: support_y holds floats; centroid finetuning is for "
                             "classification (integer labels) only")
         n = int(batch.support_y.max()) + 1 if n_way is None else n_way
         es, eq = embed(self.body, batch.support_x), embed(self.body, batch.query_x)

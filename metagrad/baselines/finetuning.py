@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from ..errors import InputError, InputTypeError
 from ..batch import TaskBatch
 from ..losses import get_loss, metric_for
 from ..params import Params
@@ -26,7 +27,7 @@ def split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
     """``(body, head)`` of a sequential network whose last layer is ``nn.Linear`` (e.g. ``MLP``)."""
     seq = getattr(model, "net", model)
     if not isinstance(seq, nn.Sequential) or not isinstance(seq[-1], nn.Linear):
-        raise TypeError(f"split_head: expected an nn.Sequential (or an MLP) ending in nn.Linear, got "
+        raise InputTypeError(f"split_head: expected an nn.Sequential (or an MLP) ending in nn.Linear, got "
                         f"{type(model).__name__}; pass body and head explicitly")
     return seq[:-1], seq[-1]
 
@@ -66,9 +67,9 @@ class Finetuning(nn.Module):
                  eval_every: int = 25, lr: float = 1e-3) -> None:
         super().__init__()
         if not isinstance(head, nn.Linear) or head.bias is None:
-            raise TypeError(f"Finetuning: head must be an nn.Linear with a bias, got {head!r}")
+            raise InputTypeError(f"Finetuning: head must be an nn.Linear with a bias, got {head!r}")
         if new_head is not None and (isinstance(new_head, bool) or not isinstance(new_head, int) or new_head < 1):
-            raise ValueError(f"Finetuning: new_head must be None or an integer >= 1, got {new_head!r}")
+            raise InputError(f"Finetuning: new_head must be None or an integer >= 1, got {new_head!r}")
         self.body, self.head = body, head
         self.loss = get_loss(loss)
         self.metric_name, self.metric = metric_for(loss)
@@ -100,7 +101,7 @@ class Finetuning(nn.Module):
     def evaluate(self, batch: TaskBatch, generator: torch.Generator) -> Tensor:
         """Query metric (MSE or accuracy) of every task after retraining the head: ``[B]``."""
         if not isinstance(batch, TaskBatch):
-            raise TypeError(f"Finetuning.evaluate: expected a TaskBatch, got {type(batch).__name__}")
+            raise InputTypeError(f"Finetuning.evaluate: expected a TaskBatch, got {type(batch).__name__}")
         es, eq = embed(self.body, batch.support_x), embed(self.body, batch.query_x)
         best = fit_on_support(_linear, self._start(generator, es), {}, es, batch.support_y, self.loss,
                               generator, **self.protocol)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
+from ..errors import InputError
 from ..params import Params
 
 __all__ = ["fit_on_support", "sample_minibatches", "pretrain"]
@@ -36,11 +37,11 @@ def sample_minibatches(x: Tensor, y: Tensor, batch_size: int, generator: torch.G
 def _check(where: str, steps: int, batch_size: int, eval_every: int, lr: float) -> None:
     for name, v in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{where}: {name} must be an integer >= 1, got {v!r}")
+            raise InputError(f"{where}: {name} must be an integer >= 1, got {v!r}")
     if eval_every > steps:
-        raise ValueError(f"{where}: eval_every={eval_every} exceeds steps={steps}; no checkpoint would be taken")
+        raise InputError(f"{where}: eval_every={eval_every} exceeds steps={steps}; no checkpoint would be taken")
     if not lr > 0:
-        raise ValueError(f"{where}: lr must be positive, got {lr}")
+        raise InputError(f"{where}: lr must be positive, got {lr}")
 
 
 def fit_on_support(forward: Forward, trainable: Params, frozen: Params, support_x: Tensor,
@@ -55,7 +56,7 @@ def fit_on_support(forward: Forward, trainable: Params, frozen: Params, support_
     """
     _check("fit_on_support", steps, batch_size, eval_every, lr)
     if support_x.shape[0] != support_y.shape[0]:
-        raise ValueError(f"fit_on_support: support_x has {support_x.shape[0]} tasks but support_y has {support_y.shape[0]}")
+        raise InputError(f"fit_on_support: support_x has {support_x.shape[0]} tasks but support_y has {support_y.shape[0]}")
     n = support_x.shape[0]
     w = {k: (v if batched else v.expand(n, *v.shape)).detach().clone() for k, v in trainable.items()}
     frozen = {k: v.detach() for k, v in frozen.items()}
@@ -99,9 +100,9 @@ def pretrain(model: torch.nn.Module, x: Tensor, y: Tensor, loss: Callable[[Tenso
     the merged meta-training data (all support and query sets of all training tasks).
     """
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ValueError(f"pretrain: x has {x.shape[0]} examples and y has {y.shape[0]}; need the same, non-zero number")
+        raise InputError(f"pretrain: x has {x.shape[0]} examples and y has {y.shape[0]}; need the same, non-zero number")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"pretrain: steps must be an integer >= 0, got {steps!r}")
+        raise InputError(f"pretrain: steps must be an integer >= 0, got {steps!r}")
     opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
     losses = []
     for _ in range(steps):

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from ..errors import InputTypeError
 from ..batch import TaskBatch
 from ..exact import exact_call
 from ..losses import get_loss, metric_for
@@ -32,7 +33,7 @@ class TrainFromScratch:
     def __init__(self, model: nn.Module, loss: str | Callable[[Tensor, Tensor], Tensor] = "mse", *,
                  steps: int = 100, batch_size: int = 4, eval_every: int = 25, lr: float = 1e-3) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"TrainFromScratch: model must be an nn.Module, got {type(model).__name__}")
+            raise InputTypeError(f"TrainFromScratch: model must be an nn.Module, got {type(model).__name__}")
         self.model = model
         self.loss = get_loss(loss)
         self.metric_name, self.metric = metric_for(loss)
@@ -50,7 +51,7 @@ class TrainFromScratch:
     def evaluate(self, batch: TaskBatch, generator: torch.Generator) -> Tensor:
         """Query metric (MSE or accuracy) of every task after the protocol: ``[B]``."""
         if not isinstance(batch, TaskBatch):
-            raise TypeError(f"TrainFromScratch.evaluate: expected a TaskBatch, got {type(batch).__name__}")
+            raise InputTypeError(f"TrainFromScratch.evaluate: expected a TaskBatch, got {type(batch).__name__}")
         best = self.adapt(batch.support_x, batch.support_y, generator)
         preds = vmap(lambda p, x: self._forward(p, {}, x))(best, batch.query_x)
         return vmap(self.metric)(preds, batch.query_y)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..learners.base import Learner
 from ..learners.sgd import SGD
 from ..models.mlp import MLP
@@ -60,12 +61,12 @@ def build(kind: str, table: Mapping[str, Callable[..., Any]], name: str, options
           *args: Any, skip: tuple[str, ...] = (), **fixed: Any) -> Any:
     """Look ``name`` up in ``table`` and call it with ``options``, rejecting unknown keys."""
     if name not in table:
-        raise ValueError(f"{kind}: unknown name {name!r}; choose one of {', '.join(sorted(table))}")
+        raise InputError(f"{kind}: unknown name {name!r}; choose one of {', '.join(sorted(table))}")
     builder = table[name]
     keys = accepted_keys(builder, skip)
     bad = [k for k in options if k not in keys]
     if bad:
-        raise ValueError(f"{kind}: unknown key {kind}.{bad[0]} for {name!r}; valid keys: {', '.join(keys)}")
+        raise InputError(f"{kind}: unknown key {kind}.{bad[0]} for {name!r}; valid keys: {', '.join(keys)}")
     if "split" in fixed and "split" not in inspect.signature(builder).parameters:
         fixed = {k: v for k, v in fixed.items() if k != "split"}
     return builder(*args, **fixed, **options)
@@ -89,7 +90,7 @@ def _mlp(task: Any, hidden: list[int] = (40, 40), activation: str = "relu", init
          bias_transform: int = 0, bias_init: str = "default") -> nn.Module:
     sizes = [getattr(task, "in_features", 1), *hidden, getattr(task, "out_features", 1)]
     if bias_init not in ("default", "zero"):
-        raise ValueError(f"model: mlp bias_init must be 'default' or 'zero', got {bias_init!r}")
+        raise InputError(f"model: mlp bias_init must be 'default' or 'zero', got {bias_init!r}")
     if bias_transform:  # 000's learned input vector of this length (0: none)
         model = bias_transformed_mlp(sizes, bias_transform, activation, init)
     else:

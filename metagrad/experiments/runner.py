@@ -18,7 +18,7 @@ import torch
 
 from ..device import resolve_device
 from ..distributed import World
-from ..errors import ConfigError, DivergenceError, RunError, check_int
+from ..errors import ConfigError, DivergenceError, MetagradError, RunError, check_int
 from ..evaluation import evaluate
 from ..io import write_json, write_text
 from ..runlog import JsonLog, RunLock, remove_stale_temporaries
@@ -115,6 +115,7 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
     dev = resolve_device(cfg.device)
     world = World.from_env(dev)
     check_world(cfg, world)   # every rank: a one-line error before anything is written
+    created = not run.exists()
     with RunLock(run, "train") if world.main else _Nothing():
         if world.main:
             remove_stale_temporaries(run)
@@ -128,7 +129,24 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
                 _prepare_fresh(run, overwrite)
             write_json(run / "config.json", (kept if resume else cfg).to_dict())
         world.barrier()
-        return _train(cfg, run, world, resume, progress, stop_after, evaluate_at_end)
+        try:
+            return _train(cfg, run, world, resume, progress, stop_after, evaluate_at_end)
+        except MetagradError:
+            if world.main and not resume and not (run / "checkpoint.pt").exists():
+                _forget(run, created)   # bad input found while building: leave nothing half-made behind
+            raise
+
+
+def _forget(run: Path, created: bool) -> None:
+    """Remove the files a fresh run wrote before it failed (and its folder, if this call made it)."""
+    for name in _RUN_FILES:
+        (run / name).unlink(missing_ok=True)
+    if created:
+        (run / ".lock").unlink(missing_ok=True)
+        try:
+            run.rmdir()
+        except OSError:   # something else is in it now: leave the folder
+            pass
 
 
 class _Nothing:

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..params import Params
 
 __all__ = ["Learner", "Clipped"]
@@ -80,7 +81,7 @@ class Clipped(Learner):
 
     def __post_init__(self) -> None:
         if not self.value > 0:
-            raise ValueError(f"Clipped: value must be positive, got {self.value}")
+            raise InputError(f"Clipped: value must be positive, got {self.value}")
 
     @property
     def name(self) -> str:  # type: ignore[override]

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..params import Params
 
 __all__ = ["preprocess", "flat", "unflat"]
@@ -26,7 +27,7 @@ def preprocess(x: Tensor, p: float = 10.0) -> Tensor:
     ``torch.where`` discards never produces ``inf``/``nan`` gradients.
     """
     if not p > 0:
-        raise ValueError(f"preprocess: p must be positive, got {p}")
+        raise InputError(f"preprocess: p must be positive, got {p}")
     thresh = math.exp(-p)
     big = x.abs() >= thresh
     log_part = torch.log(torch.clamp(x.abs(), min=thresh)) / p

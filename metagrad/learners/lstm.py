@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..params import Params
 from .base import Learner
 from .coordinatewise import flat, preprocess, unflat
@@ -76,17 +77,17 @@ class LSTMMetaLearner(Learner):
 
     def __post_init__(self) -> None:
         if isinstance(self.hidden_size, bool) or not isinstance(self.hidden_size, int) or self.hidden_size < 1:
-            raise ValueError(f"LSTMMetaLearner: hidden_size must be an integer >= 1, got {self.hidden_size!r}")
+            raise InputError(f"LSTMMetaLearner: hidden_size must be an integer >= 1, got {self.hidden_size!r}")
         if not self.p > 0:
-            raise ValueError(f"LSTMMetaLearner: p must be positive, got {self.p}")
+            raise InputError(f"LSTMMetaLearner: p must be positive, got {self.p}")
         if not (isinstance(self.grad_scale, (int, float)) and 0 < self.grad_scale < float("inf")):
-            raise ValueError(f"LSTMMetaLearner: grad_scale must be a positive finite number (1 / k for 004's "
+            raise InputError(f"LSTMMetaLearner: grad_scale must be a positive finite number (1 / k for 004's "
                              f"code), got {self.grad_scale!r}")
         if self.prev_gate not in ("value", "logit"):
-            raise ValueError(f"LSTMMetaLearner: prev_gate must be 'value' (eq. (9)-(10)) or 'logit' (004's code), "
+            raise InputError(f"LSTMMetaLearner: prev_gate must be 'value' (eq. (9)-(10)) or 'logit' (004's code), "
                              f"got {self.prev_gate!r}")
         if self.layer1_init not in ("small", "torch"):
-            raise ValueError(f"LSTMMetaLearner: layer1_init must be 'small' (U(-0.01, 0.01)) or 'torch' (the original "
+            raise InputError(f"LSTMMetaLearner: layer1_init must be 'small' (U(-0.01, 0.01)) or 'torch' (the original "
                              f"code's U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))), got {self.layer1_init!r}")
 
     def init_meta(self, params: Params) -> Params:

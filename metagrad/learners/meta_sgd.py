@@ -7,6 +7,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from ..errors import InputError, MissingKeyError
 from ..params import Params
 from .base import Learner
 
@@ -43,12 +44,12 @@ class MetaSGD(Learner):
 
     def __post_init__(self) -> None:
         if self.lr_init not in _INITS:
-            raise ValueError(f"MetaSGD: unknown lr_init {self.lr_init!r}; choose one of {', '.join(_INITS)}")
+            raise InputError(f"MetaSGD: unknown lr_init {self.lr_init!r}; choose one of {', '.join(_INITS)}")
         if self.lr_init == "constant" and not self.lr > 0:
-            raise ValueError(f"MetaSGD: lr must be positive, got {self.lr}")
+            raise InputError(f"MetaSGD: lr must be positive, got {self.lr}")
         rng = tuple(self.lr_range) if isinstance(self.lr_range, (tuple, list)) else ()
         if len(rng) != 2 or not 0 <= rng[0] < rng[1]:
-            raise ValueError(f"MetaSGD: lr_range must be (low, high) with 0 <= low < high, got {self.lr_range!r}")
+            raise InputError(f"MetaSGD: lr_range must be (low, high) with 0 <= low < high, got {self.lr_range!r}")
         object.__setattr__(self, "lr_range", tuple(float(v) for v in self.lr_range))
 
     @property
@@ -63,7 +64,7 @@ class MetaSGD(Learner):
     def init_meta(self, params: Params) -> Params:
         """One rate tensor per parameter, ``meta["lr/" + key]`` of ``params[key]``'s shape."""
         if not params:
-            raise ValueError("MetaSGD.init_meta: no parameters to create learning rates for")
+            raise InputError("MetaSGD.init_meta: no parameters to create learning rates for")
         gen = torch.Generator().manual_seed(int(self.seed))
         meta: Params = {}
         for k, v in params.items():
@@ -81,6 +82,6 @@ class MetaSGD(Learner):
              loss: Tensor) -> tuple[Params, Any]:
         missing = [k for k in grads if LR_PREFIX + k not in meta]
         if missing:
-            raise KeyError(f"MetaSGD.step: no learning rate meta['{LR_PREFIX}{missing[0]}']; "
+            raise MissingKeyError(f"MetaSGD.step: no learning rate meta['{LR_PREFIX}{missing[0]}']; "
                            "create meta with learner.init_meta(params) for this model")
         return {k: params[k] - meta[LR_PREFIX + k] * g for k, g in grads.items()}, state

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor
 
+from ..errors import InputError, MissingKeyError
 from ..models.tnet import is_transform, layer_of, transform_layers
 from ..params import Params
 from .base import Learner
@@ -30,7 +31,7 @@ _MASKS = ("sample", "threshold", "ones")
 def _check_tnet(where: str, params: Params) -> list[str]:
     layers = transform_layers(params)
     if not layers:
-        raise ValueError(f"{where}: the model has no T-net layers (no key ending in '.T'); "
+        raise InputError(f"{where}: the model has no T-net layers (no key ending in '.T'); "
                          "convert it with metagrad.models.to_tnet(model)")
     return layers
 
@@ -119,11 +120,11 @@ class MTNet(TNet):
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
-            raise ValueError(f"MTNet: temperature must be positive, got {self.temperature}")
+            raise InputError(f"MTNet: temperature must be positive, got {self.temperature}")
         if self.mask not in _MASKS:
-            raise ValueError(f"MTNet: unknown mask {self.mask!r}; choose one of {', '.join(_MASKS)}")
+            raise InputError(f"MTNet: unknown mask {self.mask!r}; choose one of {', '.join(_MASKS)}")
         if self.fixed_noise is not None and self.mask != "sample":
-            raise ValueError(f"MTNet: fixed_noise is only used with mask='sample', not {self.mask!r}")
+            raise InputError(f"MTNet: fixed_noise is only used with mask='sample', not {self.mask!r}")
 
     def evaluation(self, mask: str = "threshold") -> "MTNet":
         """The same rule with another mask mode (e.g. the hard ``sigmoid(zeta) > 1/2`` mask)."""
@@ -144,7 +145,7 @@ class MTNet(TNet):
     def _masks(self, meta: Params) -> dict[str, Tensor]:
         zetas = {k[len(MASK_PREFIX):]: v for k, v in meta.items() if k.startswith(MASK_PREFIX)}
         if not zetas:
-            raise KeyError("MTNet.init: meta has no 'mask/<layer>' logits; create meta with "
+            raise MissingKeyError("MTNet.init: meta has no 'mask/<layer>' logits; create meta with "
                            "learner.init_meta(params) for the T-net model")
         if self.mask == "ones":
             return {k: torch.ones_like(z) for k, z in zetas.items()}
@@ -154,11 +155,11 @@ class MTNet(TNet):
         for k, z in zetas.items():
             if self.fixed_noise is not None:
                 if k not in self.fixed_noise:
-                    raise KeyError(f"MTNet.init: fixed_noise has no entry for layer {k!r}; "
+                    raise MissingKeyError(f"MTNet.init: fixed_noise has no entry for layer {k!r}; "
                                    f"give one for each of {sorted(zetas)}")
                 noise = self.fixed_noise[k].to(z)
                 if noise.shape != z.shape:
-                    raise ValueError(f"MTNet.init: fixed_noise[{k!r}] has shape {tuple(noise.shape)}, "
+                    raise InputError(f"MTNet.init: fixed_noise[{k!r}] has shape {tuple(noise.shape)}, "
                                      f"expected {tuple(z.shape)}")
             else:
                 noise = gumbel_noise(z.shape, z)
@@ -178,7 +179,7 @@ class MTNet(TNet):
                 masked[k] = g
                 continue
             if g.shape[0] != m.shape[0]:
-                raise ValueError(f"MTNet.step: {k} has {g.shape[0]} rows but its mask has {m.shape[0]}")
+                raise InputError(f"MTNet.step: {k} has {g.shape[0]} rows but its mask has {m.shape[0]}")
             masked[k] = g * m.reshape(-1, *([1] * (g.dim() - 1)))
         new, inner_state = self.inner.step(masked, params, inner_state, meta, t, loss)
         return new, (masks, inner_state)
@@ -189,7 +190,7 @@ def update_fractions(meta: Params) -> dict[str, float]:
     out = {k[len(MASK_PREFIX):]: float(torch.sigmoid(v.detach()).mean())
            for k, v in meta.items() if k.startswith(MASK_PREFIX)}
     if not out:
-        raise KeyError("update_fractions: meta has no 'mask/<layer>' logits (not an MT-net)")
+        raise MissingKeyError("update_fractions: meta has no 'mask/<layer>' logits (not an MT-net)")
     return out
 
 
@@ -202,6 +203,6 @@ def update_fraction(meta: Params, threshold: bool = False) -> float:
     """
     zs = [v.detach().reshape(-1) for k, v in meta.items() if k.startswith(MASK_PREFIX)]
     if not zs:
-        raise KeyError("update_fraction: meta has no 'mask/<layer>' logits (not an MT-net)")
+        raise MissingKeyError("update_fraction: meta has no 'mask/<layer>' logits (not an MT-net)")
     z = torch.cat(zs)
     return float((z > 0).to(torch.float64).mean()) if threshold else float(torch.sigmoid(z).mean())

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..params import Params
 from .base import Learner
 from .coordinatewise import flat, preprocess, unflat
@@ -74,22 +75,22 @@ class Turtle(Learner):
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         if not self.inputs:
-            raise ValueError(f"Turtle: inputs must name at least one of {', '.join(TURTLE_INPUTS)}")
+            raise InputError(f"Turtle: inputs must name at least one of {', '.join(TURTLE_INPUTS)}")
         for name in self.inputs:
             if name not in TURTLE_INPUTS:
-                raise ValueError(f"Turtle: unknown input {name!r}; choose from {', '.join(TURTLE_INPUTS)}")
+                raise InputError(f"Turtle: unknown input {name!r}; choose from {', '.join(TURTLE_INPUTS)}")
         if len(set(self.inputs)) != len(self.inputs):
-            raise ValueError(f"Turtle: inputs {self.inputs} repeat a name; list each input once")
+            raise InputError(f"Turtle: inputs {self.inputs} repeat a name; list each input once")
         if isinstance(self.hidden_layers, bool) or not isinstance(self.hidden_layers, int) or self.hidden_layers < 0:
-            raise ValueError(f"Turtle: hidden_layers must be an integer >= 0, got {self.hidden_layers!r}")
+            raise InputError(f"Turtle: hidden_layers must be an integer >= 0, got {self.hidden_layers!r}")
         if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"Turtle: width must be an integer >= 1, got {self.width!r}")
+            raise InputError(f"Turtle: width must be an integer >= 1, got {self.width!r}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"Turtle: unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+            raise InputError(f"Turtle: unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"Turtle: beta must lie in [0, 1], got {self.beta}")
+            raise InputError(f"Turtle: beta must lie in [0, 1], got {self.beta}")
         if self.lr_init is not None and not self.lr_init > 0:
-            raise ValueError(f"Turtle: lr_init must be positive or None (U[0, 1]), got {self.lr_init}")
+            raise InputError(f"Turtle: lr_init must be positive or None (U[0, 1]), got {self.lr_init}")
 
     @property
     def n_features(self) -> int:

@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .mlp import MLP
 
 __all__ = ["BiasTransform", "bias_transformed_mlp"]
@@ -42,11 +43,11 @@ class BiasTransform(nn.Module):
     def __init__(self, body: nn.Module, size: int = 10, where: str = "features", init_std: float = 0.0) -> None:
         super().__init__()
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"BiasTransform: size must be a positive integer, got {size!r}")
+            raise InputError(f"BiasTransform: size must be a positive integer, got {size!r}")
         if where not in _WHERE:
-            raise ValueError(f"BiasTransform: unknown where {where!r}; choose one of {', '.join(_WHERE)}")
+            raise InputError(f"BiasTransform: unknown where {where!r}; choose one of {', '.join(_WHERE)}")
         if not init_std >= 0:
-            raise ValueError(f"BiasTransform: init_std must be >= 0, got {init_std}")
+            raise InputError(f"BiasTransform: init_std must be >= 0, got {init_std}")
         ref = next(iter(body.parameters()), None)
         kw = {} if ref is None else {"dtype": ref.dtype, "device": ref.device}
         self.body = body
@@ -60,7 +61,7 @@ class BiasTransform(nn.Module):
         if self.where == "features":
             return self.body(torch.cat([x, b.expand(*x.shape[:-1], self.size)], dim=-1))
         if x.dim() < 3:
-            raise ValueError(f"BiasTransform: where='channels' needs inputs [..., C, H, W], got shape {tuple(x.shape)}")
+            raise InputError(f"BiasTransform: where='channels' needs inputs [..., C, H, W], got shape {tuple(x.shape)}")
         extra = b[:, None, None].expand(*x.shape[:-3], self.size, *x.shape[-2:])
         return self.body(torch.cat([x, extra], dim=-3))
 
@@ -76,7 +77,7 @@ def bias_transformed_mlp(sizes: Sequence[int], size: int = 10, activation: str =
     """
     sizes = list(sizes)
     if len(sizes) < 2:
-        raise ValueError(f"bias_transformed_mlp: sizes must be [in, ..., out], got {sizes}")
+        raise InputError(f"bias_transformed_mlp: sizes must be [in, ..., out], got {sizes}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"bias_transformed_mlp: size must be a positive integer, got {size!r}")
+        raise InputError(f"bias_transformed_mlp: size must be a positive integer, got {size!r}")
     return BiasTransform(MLP([sizes[0] + size, *sizes[1:]], activation, init), size, "features", init_std)

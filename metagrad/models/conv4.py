@@ -27,6 +27,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from ..errors import InputError
 
 __all__ = ["Conv4", "BatchNormStats", "batch_norm"]
 
@@ -40,7 +41,7 @@ def batch_norm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps:
     given ``stats = (m, v)`` (each ``[C]``).
     """
     if x.dim() < 2:
-        raise ValueError(f"batch_norm: x has shape {tuple(x.shape)}; expected [examples, channels, ...]")
+        raise InputError(f"batch_norm: x has shape {tuple(x.shape)}; expected [examples, channels, ...]")
     dims = [0, *range(2, x.dim())]
     shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
     if stats is None:
@@ -70,7 +71,7 @@ class BatchNormStats(nn.Module):
     def __init__(self, channels: int, eps: float = 1e-5, affine: bool = True) -> None:
         super().__init__()
         if not eps > 0:
-            raise ValueError(f"BatchNormStats: eps must be positive, got {eps}")
+            raise InputError(f"BatchNormStats: eps must be positive, got {eps}")
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels)) if affine else None
         self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
@@ -110,11 +111,11 @@ class Conv4(nn.Module):
         for name, v in (("n_way", n_way), ("channels", channels), ("image_size", image_size),
                         ("hidden", hidden), ("blocks", blocks)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Conv4: {name} must be a positive integer, got {v!r}")
+                raise InputError(f"Conv4: {name} must be a positive integer, got {v!r}")
         if pooling not in ("stride", "max"):
-            raise ValueError(f"Conv4: unknown pooling {pooling!r}; choose 'stride' (Omniglot) or 'max' (miniImageNet/CUB)")
+            raise InputError(f"Conv4: unknown pooling {pooling!r}; choose 'stride' (Omniglot) or 'max' (miniImageNet/CUB)")
         if norm not in ("batch", "none", "torch"):
-            raise ValueError(f"Conv4: unknown norm {norm!r}; choose 'batch', 'none' or 'torch'")
+            raise InputError(f"Conv4: unknown norm {norm!r}; choose 'batch', 'none' or 'torch'")
         self.n_way, self.channels, self.image_size = n_way, channels, image_size
         self.pooling, self.norm = pooling, norm
         stride = 2 if pooling == "stride" else 1
@@ -133,7 +134,7 @@ class Conv4(nn.Module):
             else:
                 size = (size + 1) // 2  # (size + 2*1 - 3) // 2 + 1
             if size < 1:
-                raise ValueError(f"Conv4: image_size {image_size} is too small for {blocks} blocks "
+                raise InputError(f"Conv4: image_size {image_size} is too small for {blocks} blocks "
                                  f"with pooling {pooling!r}; use larger images or fewer blocks")
             c_in = hidden
         self.features = nn.Sequential(*layers)
@@ -144,7 +145,7 @@ class Conv4(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"Conv4: input has shape {tuple(x.shape)}; expected [K, {self.channels}, H, W]")
+            raise InputError(f"Conv4: input has shape {tuple(x.shape)}; expected [K, {self.channels}, H, W]")
         return self.head(self.features(x).flatten(1))
 
     def norms(self) -> list[BatchNormStats]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from torch import Tensor, nn
+from ..errors import InputError
 
 __all__ = ["MLP"]
 
@@ -22,11 +23,11 @@ class MLP(nn.Module):
         super().__init__()
         sizes = list(sizes)
         if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
-            raise ValueError(f"MLP: sizes must be >= 2 positive integers, got {sizes}")
+            raise InputError(f"MLP: sizes must be >= 2 positive integers, got {sizes}")
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"MLP: unknown activation {activation!r}; choose one of {', '.join(_ACTIVATIONS)}")
+            raise InputError(f"MLP: unknown activation {activation!r}; choose one of {', '.join(_ACTIVATIONS)}")
         if init not in ("default", "normal"):
-            raise ValueError(f"MLP: unknown init {init!r}; choose 'default' or 'normal'")
+            raise InputError(f"MLP: unknown init {init!r}; choose 'default' or 'normal'")
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))

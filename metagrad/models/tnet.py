@@ -19,6 +19,7 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from ..errors import InputError, InputTypeError
 
 __all__ = ["TLinear", "TConv2d", "to_tnet", "is_transform", "layer_of", "transform_layers",
            "TRANSFORM_SUFFIX"]
@@ -71,7 +72,7 @@ class TLinear(nn.Linear):
     @classmethod
     def from_linear(cls, layer: nn.Linear) -> "TLinear":
         if not isinstance(layer, nn.Linear) or isinstance(layer, TLinear):
-            raise TypeError(f"TLinear.from_linear: expected an nn.Linear, got {type(layer).__name__}")
+            raise InputTypeError(f"TLinear.from_linear: expected an nn.Linear, got {type(layer).__name__}")
         with torch.random.fork_rng(devices=[]):  # constructing must not move the global RNG
             new = cls(layer.in_features, layer.out_features, layer.bias is not None,
                       device=layer.weight.device, dtype=layer.weight.dtype)
@@ -95,7 +96,7 @@ class TConv2d(nn.Conv2d):
     @classmethod
     def from_conv(cls, layer: nn.Conv2d) -> "TConv2d":
         if not isinstance(layer, nn.Conv2d) or isinstance(layer, TConv2d):
-            raise TypeError(f"TConv2d.from_conv: expected an nn.Conv2d, got {type(layer).__name__}")
+            raise InputTypeError(f"TConv2d.from_conv: expected an nn.Conv2d, got {type(layer).__name__}")
         with torch.random.fork_rng(devices=[]):
             new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                       padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
@@ -116,13 +117,13 @@ def to_tnet(model: nn.Module, include_last: bool = True) -> nn.Module:
     default). Raises when ``model`` has no layer to convert or is already a T-net.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"to_tnet: expected an nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"to_tnet: expected an nn.Module, got {type(model).__name__}")
     if any(isinstance(m, (TLinear, TConv2d)) for m in model.modules()):
-        raise ValueError("to_tnet: model already has T-net layers; pass the plain model")
+        raise InputError("to_tnet: model already has T-net layers; pass the plain model")
     new = copy.deepcopy(model)
     targets = [(name, m) for name, m in new.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
     if not targets:
-        raise ValueError(f"to_tnet: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to convert")
+        raise InputError(f"to_tnet: {type(model).__name__} has no nn.Linear or nn.Conv2d layer to convert")
     if not include_last:
         targets = targets[:-1]
     for name, m in targets:

@@ -5,6 +5,7 @@ from typing import Optional, Protocol, runtime_checkable
 
 import torch
 
+from ..errors import InputError, InputTypeError
 from ..batch import TaskBatch
 
 __all__ = ["TaskDistribution", "uniform", "check_range", "check_shots"]
@@ -36,9 +37,9 @@ def check_range(where: str, name: str, r: tuple[float, float]) -> tuple[float, f
     try:
         lo, hi = (float(v) for v in r)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: {name} must be a pair (lo, hi), got {r!r}") from None
+        raise InputError(f"{where}: {name} must be a pair (lo, hi), got {r!r}") from None
     if not lo <= hi:
-        raise ValueError(f"{where}: {name} must satisfy lo <= hi, got {r!r}")
+        raise InputError(f"{where}: {name} must satisfy lo <= hi, got {r!r}")
     return lo, hi
 
 
@@ -46,11 +47,11 @@ def check_shots(where: str, **counts: int) -> None:
     """Validate example counts such as ``k_shot`` and ``k_query`` (integers >= 1)."""
     for name, v in counts.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{where}: {name} must be an integer >= 1, got {v!r}")
+            raise InputError(f"{where}: {name} must be an integer >= 1, got {v!r}")
 
 
 def check_n_tasks(where: str, n_tasks: int, generator: Optional[torch.Generator]) -> None:
     if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
-        raise ValueError(f"{where}: n_tasks must be an integer >= 1, got {n_tasks!r}")
+        raise InputError(f"{where}: n_tasks must be an integer >= 1, got {n_tasks!r}")
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"{where}: pass an explicit torch.Generator, got {type(generator).__name__}")
+        raise InputTypeError(f"{where}: pass an explicit torch.Generator, got {type(generator).__name__}")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError, MissingFileError
 from ..io import atomic_write
 
 __all__ = ["data_root", "dataset_dir", "verify_sha256", "cache_dir", "cached_arrays",
@@ -40,7 +41,7 @@ def data_root(root: Optional[str | os.PathLike] = None) -> Path:
     default = Path.cwd().parent / "shared" / "data"
     if default.is_dir():
         return default
-    raise FileNotFoundError("data_root: no data root given; pass task.root=PATH or set METAGRAD_DATA "
+    raise MissingFileError("data_root: no data root given; pass task.root=PATH or set METAGRAD_DATA "
                             "to a folder holding omniglot/, miniimagenet/ or cub/")
 
 
@@ -53,7 +54,7 @@ def dataset_dir(name: str, root: Optional[str | os.PathLike], markers: Sequence[
     for cand in (base / name, base):
         if cand.is_dir() and any((cand / m).exists() for m in markers):
             return cand
-    raise FileNotFoundError(f"{name}: no data found at {base / name} (nor in {base}); expected {layout}")
+    raise MissingFileError(f"{name}: no data found at {base / name} (nor in {base}); expected {layout}")
 
 
 def _sha256(path: Path) -> str:
@@ -82,7 +83,7 @@ def verify_sha256(folder: Path, names: Sequence[str]) -> list[str]:
         if name in expected and (folder / name).is_file():
             got = _sha256(folder / name)
             if got != expected[name]:
-                raise ValueError(f"verify_sha256: {folder / name} has sha256 {got[:16]}..., SHA256SUMS "
+                raise InputError(f"verify_sha256: {folder / name} has sha256 {got[:16]}..., SHA256SUMS "
                                  f"says {expected[name][:16]}...; the file is corrupt, fetch it again")
             checked.append(name)
     return checked
@@ -123,7 +124,7 @@ def cached_arrays(folder: Path, tag: str, sources: Sequence[Path], settings: dic
     """
     missing = [p for p in sources if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"cached_arrays: source {missing[0]} of {tag} is missing; fetch it again")
+        raise MissingFileError(f"cached_arrays: source {missing[0]} of {tag} is missing; fetch it again")
     path = cache_dir(folder) / f"{tag}-{_fingerprint(sources, settings)}.npz"
     if path.is_file():
         try:

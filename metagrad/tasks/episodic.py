@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..batch import TaskBatch
 from .base import check_n_tasks, check_shots
 
@@ -55,24 +56,24 @@ class EpisodicImages:
         images = torch.as_tensor(images)
         if counts is None:
             if images.dim() != 5:
-                raise ValueError(f"{name}: images has shape {tuple(images.shape)}; expected "
+                raise InputError(f"{name}: images has shape {tuple(images.shape)}; expected "
                                  f"[classes, per_class, C, H, W] or pass counts with [images, C, H, W]")
             counts = torch.full((images.shape[0],), images.shape[1], dtype=torch.int64)
             images = images.reshape(-1, *images.shape[2:])
         counts = torch.as_tensor(counts, dtype=torch.int64)
         if images.dim() != 4:
-            raise ValueError(f"{name}: images has shape {tuple(images.shape)}; expected [images, C, H, W]")
+            raise InputError(f"{name}: images has shape {tuple(images.shape)}; expected [images, C, H, W]")
         if int(counts.sum()) != images.shape[0] or (counts < 0).any():
-            raise ValueError(f"{name}: counts sum to {int(counts.sum())} but there are {images.shape[0]} images")
+            raise InputError(f"{name}: counts sum to {int(counts.sum())} but there are {images.shape[0]} images")
         rotations = tuple(int(r) % 4 for r in rotations)
         if not rotations or len(set(rotations)) != len(rotations):
-            raise ValueError(f"{name}: rotations must be distinct quarter turns, got {rotations!r}")
+            raise InputError(f"{name}: rotations must be distinct quarter turns, got {rotations!r}")
         if any(r % 2 for r in rotations) and images.shape[-1] != images.shape[-2]:
-            raise ValueError(f"{name}: 90-degree rotations need square images, got {tuple(images.shape[-2:])}")
+            raise InputError(f"{name}: 90-degree rotations need square images, got {tuple(images.shape[-2:])}")
         need = k_shot + k_query
         keep = counts >= need
         if int(keep.sum()) * len(rotations) < n_way:
-            raise ValueError(f"{name}: only {int(keep.sum())} classes (x{len(rotations)} rotations) have "
+            raise InputError(f"{name}: only {int(keep.sum())} classes (x{len(rotations)} rotations) have "
                              f"{need} images (k_shot + k_query); need n_way={n_way}; lower k_query or n_way")
         self.images = images
         self.counts = counts
@@ -88,12 +89,12 @@ class EpisodicImages:
         if groups is not None:
             groups = torch.as_tensor(groups, dtype=torch.int64)
             if groups.shape != counts.shape:
-                raise ValueError(f"{name}: groups has {groups.numel()} entries but there are {counts.numel()} classes")
+                raise InputError(f"{name}: groups has {groups.numel()} entries but there are {counts.numel()} classes")
             g = groups[self.base_classes]
             members = [self.base_classes[g == u] for u in torch.unique(g)]
             self.group_members = [m for m in members if m.numel() * len(rotations) >= n_way]
         if within_group and not self.group_members:
-            raise ValueError(f"{name}: within_group=True needs groups with at least n_way={n_way} classes "
+            raise InputError(f"{name}: within_group=True needs groups with at least n_way={n_way} classes "
                              f"(counting rotations); pass groups or lower n_way")
 
     # -- sizes the model builder reads ---------------------------------------------------

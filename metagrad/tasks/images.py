@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import InputError, MissingFileError
 from .datasets import cached_arrays, dataset_dir, resize_images
 from .episodic import EpisodicImages
 
@@ -49,14 +50,14 @@ def read_images(paths: Sequence[Path], size: int) -> np.ndarray:
             with Image.open(p) as im:
                 x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
         except (OSError, ValueError, SyntaxError) as e:
-            raise ValueError(f"read_images: {p} is not a readable image ({e}); replace or remove it") from None
+            raise InputError(f"read_images: {p} is not a readable image ({e}); replace or remove it") from None
         out[i] = resize_images(x.permute(2, 0, 1).unsqueeze(0).float() / 255.0, size)[0]
     return out
 
 
 def _check_split(where: str, split: str) -> None:
     if split not in _SPLITS:
-        raise ValueError(f"{where}: unknown split {split!r}; choose 'train', 'val' or 'test'")
+        raise InputError(f"{where}: unknown split {split!r}; choose 'train', 'val' or 'test'")
 
 
 def _group_by_class(labels: Sequence[str], order: Optional[Sequence[str]] = None) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -80,14 +81,14 @@ def load_miniimagenet(split: str, root: Optional[str | os.PathLike] = None,
             with open(csv_path, newline="") as f:
                 rows = list(csv.DictReader(f))
         except (csv.Error, UnicodeDecodeError) as e:
-            raise ValueError(f"load_miniimagenet: {csv_path} is not a readable CSV ({e})") from None
+            raise InputError(f"load_miniimagenet: {csv_path} is not a readable CSV ({e})") from None
         if not rows or not {"filename", "label"} <= set(rows[0]) or any(
                 not isinstance(r.get("filename"), str) or not isinstance(r.get("label"), str) for r in rows):
-            raise ValueError(f"load_miniimagenet: {csv_path} needs a header 'filename,label' and rows")
+            raise InputError(f"load_miniimagenet: {csv_path} needs a header 'filename,label' and rows")
         paths = [folder / "images" / r["filename"] for r in rows]
         missing = next((p for p in paths if not p.is_file()), None)
         if missing is not None:
-            raise FileNotFoundError(f"load_miniimagenet: {missing} (listed in {csv_path}) is missing; "
+            raise MissingFileError(f"load_miniimagenet: {missing} (listed in {csv_path}) is missing; "
                                     f"expected {_MINI_LAYOUT}")
         perm, names, counts = _group_by_class([r["label"] for r in rows])
 
@@ -101,10 +102,10 @@ def load_miniimagenet(split: str, root: Optional[str | os.PathLike] = None,
                     data = pickle.load(f)
             except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
                     IndexError, KeyError) as e:
-                raise ValueError(f"load_miniimagenet: {pkl} is damaged or not a miniImageNet cache "
+                raise InputError(f"load_miniimagenet: {pkl} is damaged or not a miniImageNet cache "
                                  f"({type(e).__name__}: {e}); fetch it again") from None
             if not isinstance(data, dict) or not {"image_data", "class_dict"} <= set(data):
-                raise ValueError(f"load_miniimagenet: {pkl} must hold a dict with keys image_data and class_dict")
+                raise InputError(f"load_miniimagenet: {pkl} must hold a dict with keys image_data and class_dict")
             order = sorted(data["class_dict"])
             idx = np.concatenate([np.asarray(data["class_dict"][c], dtype=np.int64) for c in order])
             x = torch.from_numpy(np.ascontiguousarray(np.asarray(data["image_data"])[idx]))
@@ -114,7 +115,7 @@ def load_miniimagenet(split: str, root: Optional[str | os.PathLike] = None,
         names = None
         sources = [pkl]
     else:
-        raise FileNotFoundError(f"load_miniimagenet: {folder} has neither {split}.csv nor "
+        raise MissingFileError(f"load_miniimagenet: {folder} has neither {split}.csv nor "
                                 f"mini-imagenet-cache-{split}.pkl; expected {_MINI_LAYOUT}")
     arrays = cached_arrays(folder, f"miniimagenet-{split}-{image_size}", sources, {"size": image_size}, build)
     if names is None:
@@ -127,7 +128,7 @@ def _cub_images_dir(root: Optional[str | os.PathLike]) -> Path:
     images = folder / "CUB_200_2011" / "images"
     images = images if images.is_dir() else folder / "images"
     if not images.is_dir():
-        raise FileNotFoundError(f"load_cub: no images folder under {folder}; expected {_CUB_LAYOUT}")
+        raise MissingFileError(f"load_cub: no images folder under {folder}; expected {_CUB_LAYOUT}")
     return images
 
 
@@ -139,12 +140,12 @@ def cub_split(classes: Sequence[str], split_seed: Optional[int] = None,
         try:
             spec = json.loads(Path(split_file).read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"cub_split: {split_file} is not valid JSON ({e.msg} at line {e.lineno})") from None
+            raise InputError(f"cub_split: {split_file} is not valid JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(spec, dict) or not set(_SPLITS) <= set(spec):
-            raise ValueError(f"cub_split: {split_file} must be JSON with keys train, val, test (lists of class folders)")
+            raise InputError(f"cub_split: {split_file} must be JSON with keys train, val, test (lists of class folders)")
         unknown = next((c for s in _SPLITS for c in spec[s] if c not in classes), None)
         if unknown is not None:
-            raise ValueError(f"cub_split: class {unknown!r} in {split_file} is not a folder of the images directory")
+            raise InputError(f"cub_split: class {unknown!r} in {split_file} is not a folder of the images directory")
         return {s: list(spec[s]) for s in _SPLITS}
     if split_seed is None:
         return {"train": [c for i, c in enumerate(classes) if i % 2 == 0],

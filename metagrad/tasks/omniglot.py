@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import InputError, MissingFileError
 from .datasets import cached_arrays, dataset_dir, resize_images, verify_sha256
 from .episodic import EpisodicImages
 
@@ -53,9 +54,9 @@ def affine_originals(ink: torch.Tensor, shear: float = 0.0, scale: float = 1.0) 
     resampled bilinearly through its inverse, with paper (0) outside the original.
     """
     if not scale > 0:
-        raise ValueError(f"affine_originals: scale must be positive, got {scale}")
+        raise InputError(f"affine_originals: scale must be positive, got {scale}")
     if not abs(shear) < math.pi / 2:
-        raise ValueError(f"affine_originals: shear must be an angle in (-pi/2, pi/2) radians, got {shear}")
+        raise InputError(f"affine_originals: shear must be an angle in (-pi/2, pi/2) radians, got {shear}")
     if shear == 0.0 and scale == 1.0:
         return ink
     t = math.tan(shear)
@@ -76,11 +77,11 @@ def _read_npz(folder: Path) -> tuple[np.ndarray, list[str]]:
             with np.load(path) as z:
                 images = z["images"]
         except _DAMAGED as e:
-            raise ValueError(f"load_omniglot: {path} is damaged or not an Omniglot archive "
+            raise InputError(f"load_omniglot: {path} is damaged or not an Omniglot archive "
                              f"({type(e).__name__}: {e}); fetch it again (expected key 'images', "
                              f"bool [classes, 20, 105, 105])") from None
         if images.ndim != 4 or (parts and images.shape[1:] != parts[0].shape[1:]):
-            raise ValueError(f"load_omniglot: {path} holds images of shape {images.shape}; expected "
+            raise InputError(f"load_omniglot: {path} holds images of shape {images.shape}; expected "
                              f"bool [classes, 20, 105, 105] like {_PARTS[0]}.npz")
         parts.append(images.astype(bool, copy=False))
     return np.concatenate(parts), []
@@ -97,12 +98,12 @@ def _check_parts(folder: Path) -> bool:
     if missing:
         m = missing[0]
         have = ", ".join(f"{p}.{k}" if k != "dir" else f"{p}/" for p, k in kinds.items() if k) or "neither part"
-        raise FileNotFoundError(f"load_omniglot: {folder} has no {m}.npz, {m}.zip or {m}/ (found {have}); "
+        raise MissingFileError(f"load_omniglot: {folder} has no {m}.npz, {m}.zip or {m}/ (found {have}); "
                                 f"expected {_LAYOUT}")
     npz = [p for p in _PARTS if kinds[p] == "npz"]
     if npz and len(npz) != len(_PARTS):
         other = next(p for p in _PARTS if p not in npz)
-        raise FileNotFoundError(f"load_omniglot: {folder} has {npz[0]}.npz but no {other}.npz (only PNGs "
+        raise MissingFileError(f"load_omniglot: {folder} has {npz[0]}.npz but no {other}.npz (only PNGs "
                                 f"of {other}); add {other}.npz or use the PNG form of both parts")
     return bool(npz)
 
@@ -122,10 +123,10 @@ def _read_pngs(folder: Path) -> tuple[np.ndarray, list[str]]:
             with Image.open(src) as im:
                 found.setdefault(char, {})[drawer] = np.asarray(im.convert("1"), dtype=bool)
         except (OSError, ValueError, SyntaxError) as e:
-            raise ValueError(f"load_omniglot: {name} in {where} is not a readable PNG ({e}); "
+            raise InputError(f"load_omniglot: {name} in {where} is not a readable PNG ({e}); "
                              f"fetch {where.name} again") from None
         if len(Path(name).parts) < 3:
-            raise ValueError(f"load_omniglot: {name} in {where} is not under <Alphabet>/characterNN/; "
+            raise InputError(f"load_omniglot: {name} in {where} is not under <Alphabet>/characterNN/; "
                              f"expected {_LAYOUT}")
         alphabet_of[char] = Path(name).parts[-3]
 
@@ -139,16 +140,16 @@ def _read_pngs(folder: Path) -> tuple[np.ndarray, list[str]]:
                 with zipfile.ZipFile(path) as z:
                     members = {n: z.read(n) for n in sorted(z.namelist()) if n.endswith(".png")}
             except _DAMAGED as e:
-                raise ValueError(f"load_omniglot: {path} is damaged or not a zip archive "
+                raise InputError(f"load_omniglot: {path} is damaged or not a zip archive "
                                  f"({type(e).__name__}: {e}); fetch it again") from None
             for n, data in members.items():
                 add(n, data, path)
         else:
-            raise FileNotFoundError(f"load_omniglot: {folder} has no {p}.npz, {p}.zip or {p}/; expected {_LAYOUT}")
+            raise MissingFileError(f"load_omniglot: {folder} has no {p}.npz, {p}.zip or {p}/; expected {_LAYOUT}")
     chars = sorted(found)
     if chars != list(range(1, len(chars) + 1)) or any(len(found[c]) != 20 for c in chars):
         bad = next((c for c in chars if len(found[c]) != 20), None)
-        raise ValueError(f"load_omniglot: {folder} holds {len(chars)} characters (character {bad} "
+        raise InputError(f"load_omniglot: {folder} holds {len(chars)} characters (character {bad} "
                          f"incomplete or numbering broken); expected {_LAYOUT} with 20 drawings each")
     images = np.stack([np.stack([found[c][d] for d in sorted(found[c])]) for c in chars])
     return images, [alphabet_of[c] for c in chars]
@@ -164,7 +165,7 @@ def _groups(folder: Path, n: int, alphabets: list[str]) -> np.ndarray:
                 for gid, row in enumerate(csv.DictReader(f)):
                     groups[int(row["first_character"]) - 1:int(row["last_character"])] = gid
         except (KeyError, ValueError, TypeError, csv.Error) as e:
-            raise ValueError(f"load_omniglot: {path} is damaged ({type(e).__name__}: {e}); expected the "
+            raise InputError(f"load_omniglot: {path} is damaged ({type(e).__name__}: {e}); expected the "
                              f"columns first_character,last_character (fetch it again or delete it)") from None
     elif alphabets:
         names = {a: i for i, a in enumerate(dict.fromkeys(alphabets))}
@@ -204,7 +205,7 @@ def load_omniglot(root: Optional[str | os.PathLike] = None, image_size: int = 28
     Cached after the first call (see ``metagrad.tasks.datasets``); ``root`` as in the module doc.
     """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"load_omniglot: image_size must be a positive integer, got {image_size!r}")
+        raise InputError(f"load_omniglot: image_size must be a positive integer, got {image_size!r}")
     folder = dataset_dir("omniglot", root, [f"{p}{e}" for p in _PARTS for e in (".npz", ".zip", "")], _LAYOUT)
     images, groups = _load(str(folder.resolve()), image_size, float(shear), float(scale))
     return torch.from_numpy(images), torch.from_numpy(groups)
@@ -218,7 +219,7 @@ def omniglot_split(n_classes: int = N_CHARACTERS, n_train: int = 1200, n_val: in
     ``test = perm[n_train:]``; validation is carved out of the training side.
     """
     if not 0 <= n_val < n_train < n_classes:
-        raise ValueError(f"omniglot_split: need 0 <= n_val < n_train < {n_classes}, got n_val={n_val}, n_train={n_train}")
+        raise InputError(f"omniglot_split: need 0 <= n_val < n_train < {n_classes}, got n_val={n_val}, n_train={n_train}")
     perm = torch.randperm(n_classes, generator=torch.Generator().manual_seed(seed))
     return {"train": perm[n_val:n_train], "val": perm[:n_val], "test": perm[n_train:]}
 
@@ -240,9 +241,9 @@ class Omniglot(EpisodicImages):
                  n_val: int = 100, split_seed: int = 0, rotate: bool = True,
                  within_alphabet: bool = False, shear: float = 0.0, scale: float = 1.0) -> None:
         if split not in ("train", "val", "test"):
-            raise ValueError(f"Omniglot: unknown split {split!r}; choose 'train', 'val' or 'test'")
+            raise InputError(f"Omniglot: unknown split {split!r}; choose 'train', 'val' or 'test'")
         if split == "val" and n_val == 0:
-            raise ValueError("Omniglot: split='val' needs n_val > 0 validation characters; set n_val")
+            raise InputError("Omniglot: split='val' needs n_val > 0 validation characters; set n_val")
         images, groups = load_omniglot(root, image_size, shear, scale)
         idx = omniglot_split(images.shape[0], n_train, n_val, split_seed)[split]
         self.split, self.class_ids = split, idx

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
 from ..batch import TaskBatch
 from .base import check_n_tasks, check_range, check_shots, uniform
 
@@ -30,7 +31,7 @@ class Polynomial:
     def __post_init__(self) -> None:
         check_shots("Polynomial", k_shot=self.k_shot, k_query=self.k_query)
         if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 0:
-            raise ValueError(f"Polynomial: degree must be an integer >= 0, got {self.degree!r}")
+            raise InputError(f"Polynomial: degree must be an integer >= 0, got {self.degree!r}")
         for name in ("coef_range", "x_range"):
             object.__setattr__(self, name, check_range("Polynomial", name, getattr(self, name)))
 
