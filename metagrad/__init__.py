@@ -11,6 +11,12 @@ from . import baselines
 from .metagrads import MODES, HessianFree
 from .params import Params
 from .population import Population
+from .training import FitResult, fit, constant_schedule, cosine_schedule
+from .streams import Draw, PopulationStream, SampledStream, TaskStream
+from .evaluation import adaptation_curves, evaluate
+from .device import resolve_device
+from .distributed import World
+from .errors import MetagradError
 
 __version__ = "0.1.0"
 
@@ -20,3 +26,5 @@ __all__ += ["MetaSGD", "TNet", "MTNet"]
 __all__ += ["Turtle", "LSTMMetaLearner", "baselines"]
 __all__ += ["Population"]
 __all__ += ["exact_call", "exact_mode"]
+__all__ += ["fit", "FitResult", "constant_schedule", "cosine_schedule", "Draw", "TaskStream", "SampledStream",
+            "PopulationStream", "adaptation_curves", "evaluate", "resolve_device", "World", "MetagradError"]
