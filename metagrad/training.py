@@ -144,9 +144,13 @@ class _Members:
             opt.step()
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+RESUME_KEYS = ("iteration", "module", "optimizer", "stream", "fit")
+
+
+def load_checkpoint(path: str | Path, need: Sequence[str] = RESUME_KEYS) -> dict[str, Any]:
     """Read a checkpoint onto the CPU (whatever device wrote it), with a one-line error naming the
-    file when it is missing, damaged or of another format."""
+    file when it is missing, damaged, of another format, or lacks an entry in ``need`` (resuming
+    needs every entry; evaluating needs only ``("iteration", "module")``)."""
     path = Path(path)
     if not path.is_file():
         raise RunError(f"cannot read {str(path)!r}: no such checkpoint")
@@ -155,11 +159,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # a truncated or foreign file
         raise RunError(f"cannot read {str(path)!r}: {type(e).__name__}: {e} (a damaged checkpoint: "
                        "delete it to start again)") from None
-    missing = [k for k in ("format", "iteration", "module", "optimizer", "stream", "fit") if k not in ck]
-    if missing or ck.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        got = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
         raise RunError(f"cannot read {str(path)!r}: not a metagrad checkpoint of format {CHECKPOINT_FORMAT} "
-                       f"(missing {', '.join(missing) or 'nothing'}, format {ck.get('format')!r}); "
-                       "it was written by another version: train it again")
+                       f"(format {got!r}); it was written by another version or program: train it again")
+    missing = [k for k in need if k not in ck]
+    if missing:
+        raise RunError(f"cannot use {str(path)!r}: it has no {', '.join(missing)} entry (a damaged or edited "
+                       f"checkpoint); {'metagrad eval still reads its model; ' if 'module' in ck else ''}"
+                       "to continue training, train the run again")
     return ck
 
 

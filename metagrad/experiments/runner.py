@@ -266,7 +266,7 @@ def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[i
     if steps is not None:
         check_int("eval", "--steps", steps, 0)
     with RunLock(run, "eval"):
-        ck = load_checkpoint(run / "checkpoint.pt")
+        ck = load_checkpoint(run / "checkpoint.pt", need=("iteration", "module"))
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         algo, task = build(cfg, "test")
