@@ -227,10 +227,11 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
         runs = cached(out, cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
         fixed = [runs[s] for s in range(n) if s in runs]
         if len(fixed) < n:
-            missing.append(f"{r.cell} ({len(fixed)} of {n} runs)")
+            missing.append(f"{r.cell} ({len(fixed)} of {n} runs{_progress(out, cell, _cell_config(cell, over))})")
             if not fixed:
                 continue
         rows.append(_row(spec, r, fixed, [runs[s] for s in sorted(runs)], n))
+    missing = list(dict.fromkeys(missing))   # a cell behind several rows is missing once
     claims = spec.claims(rows) if spec.claims is not None and not missing else {}
     note = (spec.note(opts) if callable(spec.note) else spec.note) + (f" Runs per row: {n}, fixed in advance for every row." if n else "")
     if missing:
@@ -240,6 +241,21 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     from ..io import write_text
     write_text(out / "table.md", format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else "")))
     return rows
+
+
+def _progress(out: Path, cell: Cell, cfg: Config) -> str:
+    """``"; training: iteration 12000 of 60000"`` for a cell whose run in progress has checkpointed
+    (``cells/CELL_sSEEDS.partial.pt``), so a partial table says how far each missing cell is."""
+    import torch
+    parts = []
+    for p in sorted((out / "cells").glob(f"{cell.id}_s*.partial.pt")):
+        try:
+            it = int(torch.load(p, map_location="cpu", weights_only=False)["iteration"])
+        except Exception:   # a checkpoint being written or damaged: progress unknown, never an error
+            continue
+        parts.append(f"; training {p.name[len(cell.id) + 1:-len('.partial.pt')]}: iteration {it} of "
+                     f"{cfg.outer['iterations']}")
+    return "".join(parts)
 
 
 def _seeds_on_disk(out: Path, cell: Cell) -> set[int]:

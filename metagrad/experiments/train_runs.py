@@ -6,6 +6,9 @@ The seeds of a cell train together: several seeds of a vmappable mode as one ``P
 best state; the test uses it (``eval.test_state="best"``) or the final state, and where the two
 differ the final state is tested too (``evals[name]["final"]``), so a table can show both.
 
+Baselines (``trainer`` in ``BASELINES``: TrainFromScratch, Finetuning, CentroidFinetuning) run
+through ``baseline_runs.run_baseline``, for regression and classification tasks alike.
+
 Fixed task sets (validation, test) come from ``fixed_set``: a distribution's own ``fixed(n, seed)``
 where it has one (a paper's own task files), else ``sample(n, Generator(seed))``. A distribution
 with ``stream(meta_batch, seeds)`` supplies its own training stream (e.g. a fixed pool in a
@@ -27,11 +30,11 @@ from ..population import Population
 from ..training import fit
 from .building import DTYPES as _DTYPES, build, make_module, optimizer as _optimizer, schedule as _schedule
 from . import registry
+from .baseline_runs import BASELINES, run_baseline
 from .config import Config
 
 __all__ = ["train_runs", "fixed_set", "BASELINES"]
 
-BASELINES = ("TrainFromScratch", "Finetuning")
 
 
 def fixed_set(task: Any, n: int, seed: int, dtype: torch.dtype = torch.float32) -> TaskBatch:
@@ -64,7 +67,7 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     one; without one its evaluations are marked ``diverged``. ``measures`` name functions of
     ``registry.MEASURES`` computed on each tested state (``nan`` for a diverged run)."""
     if trainer in BASELINES:
-        return [_baseline(cfg.override([f"seed={s}"]), trainer, evals) for s in seeds]
+        return [run_baseline(cfg.override([f"seed={s}"]), trainer, evals) for s in seeds]
     if trainer != "meta":
         raise ConfigError(f"train_runs: unknown trainer {trainer!r}; choose meta or {', '.join(BASELINES)}")
     seeds = list(seeds)
@@ -141,29 +144,3 @@ def _test(module: Any, cfg: Config, seeds: Sequence[int], states: list[dict[str,
         algo = _member(cfg, s, states[p])
         out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"])[:, -1])
     return out
-
-
-def _baseline(cfg: Config, name: str, evals: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """004's transfer baselines: TrainFromScratch, or Finetuning pre-trained on the merged data of
-    ``outer.iterations`` meta-training tasks (flat batches of 16), tested with 004's protocol."""
-    from ..baselines import Finetuning, TrainFromScratch, merge_tasks
-    dtype = _DTYPES[cfg.dtype]
-    algo, task = build(cfg, "train")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    t0 = time.perf_counter()
-    if name == "TrainFromScratch":
-        method: Any = TrainFromScratch(algo.model)
-    else:
-        method = Finetuning.from_model(algo.model)
-        n = cfg.outer["iterations"]
-        pool = fixed_set(task, n, cfg.seed, dtype) if hasattr(task, "fixed") else task.sample(n, gen, dtype)
-        x, y = merge_tasks(pool)
-        method.pretrain(x, y, n, gen)
-    result: dict[str, Any] = {"evals": {}, "train": {"iterations": cfg.outer["iterations"], "population": 1}}
-    for ename, overrides in evals.items():
-        ecfg = cfg.override(list(overrides))
-        test = fixed_set(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
-        v = torch.cat([method.evaluate(test[i:i + 500], gen) for i in range(0, test.n_tasks, 500)])
-        result["evals"][ename] = _stats(v, "mse")
-    result["train"]["seconds"] = time.perf_counter() - t0
-    return result
