@@ -3,6 +3,7 @@ fixtures through the CLI, 004's baselines on classification, and a partial table
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,19 @@ def test_a_partial_table_lists_missing_cells_with_their_progress(tmp_path: Path)
     res = _results(out)
     assert res["partial"] and len(res["missing"]) == 6 and res["rows"] == []
     assert "MAML_5way (0 of 1 runs; training s0: iteration 12000 of 60000)" in res["missing"]
-    assert "PARTIAL: 6 cell(s) incomplete" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "PARTIAL: 6 cell(s) incomplete" in table
+    assert "| MAML | n_way=5, k_shot=1 | 0.987 ± 0.004 | 0 of 1 | training s0: iteration 12000 of 60000 |" in table
+    assert "| MT-net | n_way=20, k_shot=1 | 0.9621 ± 0.0035 | 0 of 1 | not started |" in table
+
+
+def test_committed_omniglot_record_is_its_report(tmp_path: Path) -> None:
+    kept = Path(__file__).resolve().parents[1] / "reproductions" / "omniglot-table3"
+    if (kept / "cells").is_dir():
+        shutil.copytree(kept / "cells", tmp_path / "cells", ignore=shutil.ignore_patterns("*.pt"))
+    assert cli_main(["reproduce", "omniglot-table3", "--out", str(tmp_path), "--report"]) == 0
+    assert (tmp_path / "table.md").read_bytes() == (kept / "table.md").read_bytes()
+    assert (tmp_path / "results.json").read_bytes() == (kept / "results.json").read_bytes()
 
 
 def test_miniimagenet_table3_quick_on_a_fixture(rgb_root: Path, tmp_path: Path) -> None:

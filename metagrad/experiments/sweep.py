@@ -218,7 +218,7 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     n = seeds if seeds is not None else (1 if quick else spec.seeds)
     over = [*(spec.quick if quick else ()), *overrides]
     by_id = {c.id: c for c in (cells if cells is not None else spec.cells(opts))}
-    rows, missing = [], []
+    rows, missing, pending = [], [], []
     for r in spec.rows(opts):
         if r.cell not in by_id:
             continue
@@ -227,7 +227,9 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
         runs = cached(out, cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
         fixed = [runs[s] for s in range(n) if s in runs]
         if len(fixed) < n:
-            missing.append(f"{r.cell} ({len(fixed)} of {n} runs{_progress(out, cell, _cell_config(cell, over))})")
+            progress = _progress(out, cell, _cell_config(cell, over))
+            missing.append(f"{r.cell} ({len(fixed)} of {n} runs{progress})")
+            pending.append((r, f"{len(fixed)} of {n}", progress.lstrip("; ") or "not started"))
             if not fixed:
                 continue
         rows.append(_row(spec, r, fixed, [runs[s] for s in sorted(runs)], n))
@@ -239,8 +241,21 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     write_json(out / "results.json", {"experiment": spec.name, "schema": SCHEMA, "partial": bool(missing),
                                       "missing": missing, "runs_per_row": n, "rows": rows, "claims": claims})
     from ..io import write_text
-    write_text(out / "table.md", format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else "")))
+    table = format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else ""))
+    write_text(out / "table.md", table + _pending_table(pending))
     return rows
+
+
+def _pending_table(pending: list[tuple[Row, str, str]]) -> str:
+    """The rows still waiting for runs, with the paper's number and each cell's progress ("" if none)."""
+    if not pending:
+        return ""
+    lines = ["", "## Not finished", "", "| model | setting | paper | runs done | progress |", "| --- | --- | --- | --- | --- |"]
+    for r, done, progress in pending:
+        paper = "-" if r.paper is None else f"{r.paper:g}" + ("" if r.paper_ci95 is None else f" ± {r.paper_ci95:g}")
+        setting = ", ".join(f"{k}={v}" for k, v in r.setting.items())
+        lines.append(f"| {r.model} | {setting} | {paper} | {done} | {progress} |")
+    return "\n".join(lines) + "\n"
 
 
 def _progress(out: Path, cell: Cell, cfg: Config) -> str:
