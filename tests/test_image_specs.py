@@ -131,3 +131,20 @@ def test_004_settings_are_the_thesis_appendix() -> None:
     assert lstm.inner["steps"] == 12 and lstm.outer["clip_norm"] == 0.25
     assert cells["CentroidFinetuning_cub_k5"].trainer == "CentroidFinetuning"
     assert cells["Finetuning_miniimagenet_k1"].evals["cross"] == ["task.name=cub"]
+
+
+def test_image_test_sets_are_drawn_lazily_like_metagrad_train(rgb_root: Path) -> None:
+    from metagrad.batch import TaskBatch
+    from metagrad.experiments.train_runs import fixed_set, held_out, task_chunks
+    from metagrad.tasks import MiniImageNet, Sinusoid
+    task = MiniImageNet("test", n_way=5, k_shot=1, k_query=2, root=rgb_root, image_size=16)
+    lazy = held_out(task, 7, 3)
+    assert lazy == (task, 7, 3)                       # never materialised: 600 real tasks are 4.3 GB
+    chunks = list(task_chunks(lazy, 3))
+    assert [c.n_tasks for c in chunks] == [3, 3, 1]
+    g = torch.Generator().manual_seed(3)              # the draw of evaluation.adaptation_curves (metagrad train)
+    for c in chunks:
+        assert torch.equal(c.query_x, task.sample(c.n_tasks, g).query_x)
+    sine = Sinusoid(5, 5)
+    small = held_out(sine, 4, 1)
+    assert isinstance(small, TaskBatch) and torch.equal(small.query_x, fixed_set(sine, 4, 1).query_x)

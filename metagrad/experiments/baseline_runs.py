@@ -102,7 +102,7 @@ def _regression(cfg: Config, name: str, algo: Any, task: Any, gen: torch.Generat
 
 def run_baseline(cfg: Config, name: str, evals: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """Train (pre-train) baseline ``name`` for ``cfg.seed`` and test each evaluation; a run summary."""
-    from .train_runs import _stats, fixed_set
+    from .train_runs import _stats, held_out, task_chunks
     if name not in BASELINES:
         raise ConfigError(f"train_runs: unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     dtype = DTYPES[cfg.dtype]
@@ -115,8 +115,8 @@ def run_baseline(cfg: Config, name: str, evals: Mapping[str, Sequence[str]]) -> 
     chunk = cfg.eval["batch"] if classify else 500   # an image task's 100-step protocol is memory-heavy
     for ename, overrides in evals.items():
         ecfg = cfg.override(list(overrides))
-        test = fixed_set(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
-        v = torch.cat([method.evaluate(test[i:i + chunk], gen) for i in range(0, test.n_tasks, chunk)])
+        test = held_out(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
+        v = torch.cat([method.evaluate(b, gen) for b in task_chunks(test, chunk, dtype)])
         result["evals"][ename] = _stats(v, "accuracy" if classify else "mse")
     result["train"]["seconds"] = time.perf_counter() - t0
     return result
