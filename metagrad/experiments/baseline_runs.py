@@ -76,10 +76,10 @@ def _classification(cfg: Config, name: str, algo: Any, task: Any, gen: torch.Gen
     x, y, n_classes = flat_classes(task)
     steps = cfg.outer["iterations"]
     if name == "Finetuning":
-        wide = nn.Linear(head.in_features, n_classes).to(DTYPES[cfg.dtype])
+        wide = nn.Linear(head.in_features, n_classes).to(head.weight)
         method: Any = Finetuning(body, wide, "cross_entropy", new_head=task.n_way)
     else:
-        method = CentroidFinetuning(body, head.in_features, n_classes).to(DTYPES[cfg.dtype])
+        method = CentroidFinetuning(body, head.in_features, n_classes).to(head.weight)
     method.pretrain(x, y, steps, gen)
     return method
 
@@ -109,6 +109,7 @@ def run_baseline(cfg: Config, name: str, evals: Mapping[str, Sequence[str]]) -> 
     algo, task = build(cfg, "train")
     gen = torch.Generator().manual_seed(cfg.seed)
     classify = task.loss == "cross_entropy"
+    device = next(algo.parameters()).device   # cfg.device; tasks are drawn on the CPU and moved
     t0 = time.perf_counter()
     method = (_classification if classify else _regression)(cfg, name, algo, task, gen)
     result: dict[str, Any] = {"evals": {}, "train": {"iterations": cfg.outer["iterations"], "population": 1}}
@@ -116,7 +117,7 @@ def run_baseline(cfg: Config, name: str, evals: Mapping[str, Sequence[str]]) -> 
     for ename, overrides in evals.items():
         ecfg = cfg.override(list(overrides))
         test = held_out(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
-        v = torch.cat([method.evaluate(b, gen) for b in task_chunks(test, chunk, dtype)])
+        v = torch.cat([method.evaluate(b.to(device), gen).cpu() for b in task_chunks(test, chunk, dtype)])
         result["evals"][ename] = _stats(v, "accuracy" if classify else "mse")
     result["train"]["seconds"] = time.perf_counter() - t0
     return result
