@@ -25,12 +25,16 @@ Run it with learn2learn's interpreter (metagrad is put on ``sys.path``)::
 
     /opt/l2l-venv/bin/python benchmarks/bench_conv4.py [--rounds 7] [--threads N] [--no-malloc]
 
-With the project's interpreter (no learn2learn) the learn2learn rows are skipped.
+With the project's interpreter (no learn2learn) the learn2learn rows are skipped. The Omniglot
+data come from ``$METAGRAD_DATA`` when it is set, else ``../shared/data``. ``--profile NAME``
+instead runs ``torch.profiler`` over a few meta-iterations of one contender and prints where the
+time goes (operators by self CPU time), e.g. ``--profile "metagrad vmap second_order"``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
@@ -113,7 +117,9 @@ def batches(n: int, meta_batch: int):
     import torch
 
     from metagrad.tasks.omniglot import Omniglot
-    tasks = Omniglot("train", n_way=5, k_shot=1, k_query=1, root=ROOT.parent / "shared" / "data")
+    # $METAGRAD_DATA when set (the library's own rule), else the shared data beside the checkout
+    root = None if os.environ.get("METAGRAD_DATA") else ROOT.parent / "shared" / "data"
+    tasks = Omniglot("train", n_way=5, k_shot=1, k_query=1, root=root)
     g = torch.Generator().manual_seed(0)
     return [tasks.sample(meta_batch, g) for _ in range(n)]
 
@@ -150,6 +156,27 @@ def _reset_peak() -> None:
         pass
 
 
+def profile(name: str, meta_batch: int, iterations: int = 3, rows: int = 25) -> None:
+    """Print the operators of ``iterations`` meta-iterations of contender ``name`` by self CPU time
+    (after one untimed warm-up iteration), and the total per iteration."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    contenders = make_contenders(import_l2l() if name.startswith("learn2learn") else None)
+    if name not in contenders:
+        raise SystemExit(f"bench_conv4: unknown contender {name!r}; choose one of {', '.join(contenders)}")
+    step = contenders[name]()
+    data = batches(iterations + 1, meta_batch)
+    step(data[0])
+    t = time.perf_counter()
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
+        for b in data[1:]:
+            step(b)
+    ms = 1000 * (time.perf_counter() - t) / iterations
+    print(f"{name}: {ms:.0f} ms per meta-iteration under the profiler ({iterations} iterations, "
+          f"{torch.get_num_threads()} threads)")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -161,6 +188,7 @@ def main() -> None:
     ap.add_argument("--no-timing", action="store_true", help="only the memory subprocesses")
     ap.add_argument("--only", default="", help="comma-separated substrings selecting contenders")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--profile", metavar="NAME", help="profile one contender's meta-iterations instead of timing")
     ap.add_argument("--_memory-child", dest="child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     import torch
@@ -170,6 +198,9 @@ def main() -> None:
         return
     malloc = tune_malloc() if not args.no_malloc else False
     torch.set_num_threads(threads)
+    if args.profile:
+        profile(args.profile, args.meta_batch)
+        return
     l2l = import_l2l()
     contenders = make_contenders(l2l)
     if args.only:

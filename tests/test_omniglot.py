@@ -136,6 +136,7 @@ def test_official_png_layout_zipped_and_unzipped(tmp_path: Path, monkeypatch: py
         _release(root / "omniglot", zipped)
         images, groups = om.load_omniglot(root=root, image_size=7)
         assert images.shape == (3, 20, 1, 7, 7) and groups.tolist() == [0, 0, 1]
+        assert om.load_omniglot(root=root, image_size=7, parts=True)[2].tolist() == [0, 0, 1]   # background, evaluation
         assert images.max() == 255 and images[:, :, :, 0, :].max() == 0   # ink 1.0 inside, paper at the border
         out.append(images)
     assert torch.equal(out[0], out[1])

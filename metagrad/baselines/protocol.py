@@ -29,7 +29,8 @@ Forward = Callable[[Params, Params, Tensor], Tensor]   # (trainable, frozen, x) 
 def sample_minibatches(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Draw ``batch_size`` examples with replacement from each task: ``[B, K, ...] -> [B, batch_size, ...]``."""
     b, k = x.shape[:2]
-    idx = torch.randint(0, k, (b, batch_size), generator=generator, device=x.device)
+    # drawn where the generator lives (a CPU generator cannot draw on a GPU), then moved to the data
+    idx = torch.randint(0, k, (b, batch_size), generator=generator, device=generator.device).to(x.device)
     rows = torch.arange(b, device=x.device)[:, None]
     return x[rows, idx], y[rows, idx]
 
@@ -104,10 +105,15 @@ def pretrain(model: torch.nn.Module, x: Tensor, y: Tensor, loss: Callable[[Tenso
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise InputError(f"pretrain: steps must be an integer >= 0, got {steps!r}")
     opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else x.device
     losses = []
     for _ in range(steps):
-        idx = torch.randint(0, x.shape[0], (batch_size,), generator=generator, device=x.device)
-        value = loss(model(x[idx]), y[idx])
+        # indices drawn where the generator lives; the data set may stay on the CPU (a large uint8
+        # image collection) while the model is on a GPU: each batch moves to the model
+        idx = torch.randint(0, x.shape[0], (batch_size,), generator=generator, device=generator.device)
+        idx = idx.to(x.device)
+        value = loss(model(x[idx].to(device)), y[idx].to(device))
         opt.zero_grad()
         value.backward()
         opt.step()

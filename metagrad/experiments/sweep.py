@@ -218,7 +218,7 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     n = seeds if seeds is not None else (1 if quick else spec.seeds)
     over = [*(spec.quick if quick else ()), *overrides]
     by_id = {c.id: c for c in (cells if cells is not None else spec.cells(opts))}
-    rows, missing = [], []
+    rows, missing, pending = [], [], []
     for r in spec.rows(opts):
         if r.cell not in by_id:
             continue
@@ -227,10 +227,13 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
         runs = cached(out, cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
         fixed = [runs[s] for s in range(n) if s in runs]
         if len(fixed) < n:
-            missing.append(f"{r.cell} ({len(fixed)} of {n} runs)")
+            progress = _progress(out, cell, _cell_config(cell, over))
+            missing.append(f"{r.cell} ({len(fixed)} of {n} runs{progress})")
+            pending.append((r, f"{len(fixed)} of {n}", progress.lstrip("; ") or "not started"))
             if not fixed:
                 continue
         rows.append(_row(spec, r, fixed, [runs[s] for s in sorted(runs)], n))
+    missing = list(dict.fromkeys(missing))   # a cell behind several rows is missing once
     claims = spec.claims(rows) if spec.claims is not None and not missing else {}
     note = (spec.note(opts) if callable(spec.note) else spec.note) + (f" Runs per row: {n}, fixed in advance for every row." if n else "")
     if missing:
@@ -238,8 +241,36 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     write_json(out / "results.json", {"experiment": spec.name, "schema": SCHEMA, "partial": bool(missing),
                                       "missing": missing, "runs_per_row": n, "rows": rows, "claims": claims})
     from ..io import write_text
-    write_text(out / "table.md", format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else "")))
+    table = format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else ""))
+    write_text(out / "table.md", table + _pending_table(pending))
     return rows
+
+
+def _pending_table(pending: list[tuple[Row, str, str]]) -> str:
+    """The rows still waiting for runs, with the paper's number and each cell's progress ("" if none)."""
+    if not pending:
+        return ""
+    lines = ["", "## Not finished", "", "| model | setting | paper | runs done | progress |", "| --- | --- | --- | --- | --- |"]
+    for r, done, progress in pending:
+        paper = "-" if r.paper is None else f"{r.paper:g}" + ("" if r.paper_ci95 is None else f" ± {r.paper_ci95:g}")
+        setting = ", ".join(f"{k}={v}" for k, v in r.setting.items())
+        lines.append(f"| {r.model} | {setting} | {paper} | {done} | {progress} |")
+    return "\n".join(lines) + "\n"
+
+
+def _progress(out: Path, cell: Cell, cfg: Config) -> str:
+    """``"; training: iteration 12000 of 60000"`` for a cell whose run in progress has checkpointed
+    (``cells/CELL_sSEEDS.partial.pt``), so a partial table says how far each missing cell is."""
+    import torch
+    parts = []
+    for p in sorted((out / "cells").glob(f"{cell.id}_s*.partial.pt")):
+        try:
+            it = int(torch.load(p, map_location="cpu", weights_only=False)["iteration"])
+        except Exception:   # a checkpoint being written or damaged: progress unknown, never an error
+            continue
+        parts.append(f"; training {p.name[len(cell.id) + 1:-len('.partial.pt')]}: iteration {it} of "
+                     f"{cfg.outer['iterations']}")
+    return "".join(parts)
 
 
 def _seeds_on_disk(out: Path, cell: Cell) -> set[int]:

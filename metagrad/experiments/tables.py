@@ -72,7 +72,10 @@ def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
                      + (f" {_fmt(r.get('final_state'), r['metric'])} |" if final else "")
                      + ((f" {_fmt(r['all_runs']['mean'], r['metric'])} ± {_fmt(r['all_runs']['ci95'], r['metric'])}"
                          f" ({r['all_runs']['n']} runs) |" if "all_runs" in r else " - |") if every else ""))
-    unit = "accuracy in %" if any(r["metric"] == "accuracy" for r in rows) else "metric: " + (rows[0]["metric"] if rows else "")
+    if not rows:   # a table whose cells are all still training
+        lines += ["", "(no finished row yet)", ""]
+        return "\n".join(lines)
+    unit = "accuracy in %" if any(r["metric"] == "accuracy" for r in rows) else "metric: " + rows[0]["metric"]
     lines += ["", f"({unit}; '-' where the paper gives no number)", ""]
     return "\n".join(lines)
 

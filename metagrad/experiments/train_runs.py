@@ -6,8 +6,15 @@ The seeds of a cell train together: several seeds of a vmappable mode as one ``P
 best state; the test uses it (``eval.test_state="best"``) or the final state, and where the two
 differ the final state is tested too (``evals[name]["final"]``), so a table can show both.
 
-Fixed task sets (validation, test) come from ``fixed_set``: a distribution's own ``fixed(n, seed)``
-where it has one (a paper's own task files), else ``sample(n, Generator(seed))``. A distribution
+Baselines (``trainer`` in ``BASELINES``: TrainFromScratch, Finetuning, CentroidFinetuning) run
+through ``baseline_runs.run_baseline``, for regression and classification tasks alike.
+
+Fixed task sets (validation, test) come from ``held_out``: for image collections (``EpisodicImages``)
+the lazy form ``(distribution, n, seed)`` that ``metagrad train`` and ``metagrad eval`` use (drawn
+``eval.batch`` tasks at a time from one generator, so 600 miniImageNet tasks, 4.3 GB as float32, are
+never held at once, and a cell tests on the very tasks ``metagrad train`` of its config tests on);
+else ``fixed_set``: a distribution's own ``fixed(n, seed)`` where it has one (a paper's own task
+files), else ``sample(n, Generator(seed))``. A distribution
 with ``stream(meta_batch, seeds)`` supplies its own training stream (e.g. a fixed pool in a
 paper's order); others get ``PopulationStream`` / ``SampledStream``.
 """
@@ -27,11 +34,11 @@ from ..population import Population
 from ..training import fit
 from .building import DTYPES as _DTYPES, build, make_module, optimizer as _optimizer, schedule as _schedule
 from . import registry
+from .baseline_runs import BASELINES, run_baseline
 from .config import Config
 
-__all__ = ["train_runs", "fixed_set", "BASELINES"]
+__all__ = ["train_runs", "fixed_set", "held_out", "task_chunks", "BASELINES"]
 
-BASELINES = ("TrainFromScratch", "Finetuning")
 
 
 def fixed_set(task: Any, n: int, seed: int, dtype: torch.dtype = torch.float32) -> TaskBatch:
@@ -39,6 +46,26 @@ def fixed_set(task: Any, n: int, seed: int, dtype: torch.dtype = torch.float32) 
     if hasattr(task, "fixed"):
         return task.fixed(n, seed).to(dtype)
     return task.sample(n, torch.Generator().manual_seed(seed), dtype)
+
+
+def held_out(task: Any, n: int, seed: int, dtype: torch.dtype = torch.float32) -> TaskBatch | tuple[Any, int, int]:
+    """``n`` held-out tasks for ``seed``: lazy ``(task, n, seed)`` for image collections, else ``fixed_set``."""
+    from ..tasks.episodic import EpisodicImages
+    if isinstance(task, EpisodicImages) and not hasattr(task, "fixed"):
+        return (task, n, seed)
+    return fixed_set(task, n, seed, dtype)
+
+
+def task_chunks(tasks: TaskBatch | tuple[Any, int, int], chunk: int, dtype: torch.dtype = torch.float32):
+    """The tasks of ``held_out`` in chunks of ``chunk``, drawn as ``evaluation.adaptation_curves`` draws them."""
+    if isinstance(tasks, TaskBatch):
+        for i in range(0, tasks.n_tasks, chunk):
+            yield tasks[i:i + chunk]
+        return
+    dist, total, seed = tasks
+    g = torch.Generator().manual_seed(seed)
+    for i in range(0, total, chunk):
+        yield dist.sample(min(chunk, total - i), g, dtype)
 
 
 def _stats(values: torch.Tensor, metric: str) -> dict[str, Any]:
@@ -64,7 +91,7 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     one; without one its evaluations are marked ``diverged``. ``measures`` name functions of
     ``registry.MEASURES`` computed on each tested state (``nan`` for a diverged run)."""
     if trainer in BASELINES:
-        return [_baseline(cfg.override([f"seed={s}"]), trainer, evals) for s in seeds]
+        return [run_baseline(cfg.override([f"seed={s}"]), trainer, evals) for s in seeds]
     if trainer != "meta":
         raise ConfigError(f"train_runs: unknown trainer {trainer!r}; choose meta or {', '.join(BASELINES)}")
     seeds = list(seeds)
@@ -78,11 +105,11 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     opt = _optimizer(cfg, module)
     validate = None
     if cfg.eval["every"]:
-        val = fixed_set(build(cfg, "val")[1], cfg.eval["val_tasks"], cfg.eval["seed"] + 1, dtype)
+        val = held_out(build(cfg, "val")[1], cfg.eval["val_tasks"], cfg.eval["seed"] + 1, dtype)
         steps = cfg.eval["steps"]
 
         def validate(m: Any) -> torch.Tensor:
-            c = adaptation_curves(m, val, steps, chunk=cfg.eval["batch"])
+            c = adaptation_curves(m, val, steps, chunk=cfg.eval["batch"], dtype=dtype)
             return c[..., -1].mean(-1).reshape(-1)
     t0 = time.perf_counter()
     res = fit(module, stream, opt, cfg.outer["iterations"], schedule=_schedule(cfg),
@@ -107,7 +134,7 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
             for p in range(len(seeds))]
     for name, overrides in evals.items():
         ecfg = cfg.override(list(overrides))
-        test = fixed_set(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
+        test = held_out(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
         tested = _test(module, ecfg, seeds, states, test)
         finals = _test(module, ecfg, seeds, final, test) if use_best else None
         for p in range(len(seeds)):
@@ -132,38 +159,12 @@ def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str =
 
 
 def _test(module: Any, cfg: Config, seeds: Sequence[int], states: list[dict[str, torch.Tensor]],
-          test: TaskBatch) -> list[torch.Tensor]:
+          test: TaskBatch | tuple[Any, int, int]) -> list[torch.Tensor]:
     """Per-task test metric of each state under ``cfg`` (its learner may differ from training's, e.g.
     an MT-net's hard mask: then each run is rebuilt from ``cfg`` and given its state)."""
     steps = cfg.eval["steps"]
     out = []
     for p, s in enumerate(seeds):
         algo = _member(cfg, s, states[p])
-        out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"])[:, -1])
+        out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"], dtype=_DTYPES[cfg.dtype])[:, -1])
     return out
-
-
-def _baseline(cfg: Config, name: str, evals: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """004's transfer baselines: TrainFromScratch, or Finetuning pre-trained on the merged data of
-    ``outer.iterations`` meta-training tasks (flat batches of 16), tested with 004's protocol."""
-    from ..baselines import Finetuning, TrainFromScratch, merge_tasks
-    dtype = _DTYPES[cfg.dtype]
-    algo, task = build(cfg, "train")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    t0 = time.perf_counter()
-    if name == "TrainFromScratch":
-        method: Any = TrainFromScratch(algo.model)
-    else:
-        method = Finetuning.from_model(algo.model)
-        n = cfg.outer["iterations"]
-        pool = fixed_set(task, n, cfg.seed, dtype) if hasattr(task, "fixed") else task.sample(n, gen, dtype)
-        x, y = merge_tasks(pool)
-        method.pretrain(x, y, n, gen)
-    result: dict[str, Any] = {"evals": {}, "train": {"iterations": cfg.outer["iterations"], "population": 1}}
-    for ename, overrides in evals.items():
-        ecfg = cfg.override(list(overrides))
-        test = fixed_set(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
-        v = torch.cat([method.evaluate(test[i:i + 500], gen) for i in range(0, test.n_tasks, 500)])
-        result["evals"][ename] = _stats(v, "mse")
-    result["train"]["seconds"] = time.perf_counter() - t0
-    return result

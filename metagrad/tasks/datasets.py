@@ -26,9 +26,10 @@ from ..errors import InputError, MissingFileError
 from ..io import atomic_write
 
 __all__ = ["data_root", "dataset_dir", "verify_sha256", "cache_dir", "cached_arrays",
-           "resize_images", "CACHE_VERSION"]
+           "resize_images", "read_images", "IMAGE_SUFFIXES", "CACHE_VERSION"]
 
 CACHE_VERSION = 1  # bump when the preprocessing changes, so old caches are rebuilt
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def data_root(root: Optional[str | os.PathLike] = None) -> Path:
@@ -157,3 +158,17 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 2048) -> np.ndar
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append((x.clamp(0, 1) * 255).round().to(torch.uint8))
     return torch.cat(out).numpy() if out else np.zeros((0, images.shape[1], size, size), np.uint8)
+
+
+def read_images(paths: Sequence[Path], size: int) -> np.ndarray:
+    """Read image files as RGB and resize each to ``size x size``: ``uint8 [N, 3, size, size]``."""
+    from PIL import Image   # only the folder layouts need PIL
+    out = np.empty((len(paths), 3, size, size), np.uint8)
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as im:
+                x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
+        except (OSError, ValueError, SyntaxError) as e:
+            raise InputError(f"read_images: {p} is not a readable image ({e}); replace or remove it") from None
+        out[i] = resize_images(x.permute(2, 0, 1).unsqueeze(0).float() / 255.0, size)[0]
+    return out

@@ -18,6 +18,9 @@ SPECS: dict[str, tuple[str, str]] = {
     "turtle-order": ("turtle", "ORDER"),
     "mtnet-table2": ("mtnet", "TABLE2"),
     "mtnet-polynomial": ("mtnet", "POLYNOMIAL"),
+    "omniglot-table3": ("images", "OMNIGLOT_TABLE3"),
+    "miniimagenet-table3": ("images", "MINIIMAGENET_TABLE3"),
+    "turtle-images": ("images", "TURTLE_IMAGES"),
 }
 
 
