@@ -179,8 +179,9 @@ class MAML(nn.Module):
     def task_losses(self, batch: TaskBatch, hvp_batch: Optional[TaskBatch] = None) -> Tensor:
         """Query loss after adaptation, one value per task ``[B]`` (differentiable)."""
         self.check_batch(batch, "MAML.meta_loss")
-        if self.mode != "hessian_free" and hvp_batch is not None:
-            raise InputError(f"MAML.meta_loss: hvp_batch is only used by mode='hessian_free', not {self.mode!r}")
+        if self.mode == "first_order" and hvp_batch is not None:
+            raise InputError("MAML.meta_loss: hvp_batch (D_h) is for mode='hessian_free' or 'second_order'; "
+                             "first_order takes no Hessian-vector products")
         hx, hy = (None, None) if hvp_batch is None else (hvp_batch.support_x, hvp_batch.support_y)
         if hvp_batch is not None and hvp_batch.n_tasks != batch.n_tasks:
             raise InputError(f"MAML.meta_loss: hvp_batch has {hvp_batch.n_tasks} tasks but batch has {batch.n_tasks}")
@@ -201,8 +202,9 @@ class MAML(nn.Module):
     def meta_loss(self, batch: TaskBatch, hvp_batch: Optional[TaskBatch] = None) -> Tensor:
         """Mean query loss after inner adaptation over the tasks of ``batch`` (a scalar).
 
-        ``hvp_batch``: HF-MAML's separate data ``D_h`` (its support sets are used for the
-        finite-difference Hessian-vector products), same number of tasks.
+        ``hvp_batch``: 002's separate data ``D_h`` of the same tasks (its support sets are used for
+        the Hessian-vector products: finite differences in ``hessian_free``, exact in
+        ``second_order``), same number of tasks (e.g. ``task.resample(batch, k, generator)``).
         """
         return self.task_losses(batch, hvp_batch).mean()
 

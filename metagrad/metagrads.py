@@ -11,7 +11,8 @@ how the *inner gradient op* ``g = grad L_s(w)`` is treated by the outer backward
   ``H u ~ (grad L(w + d u) - grad L(w - d u)) / (2 d)``, computed in the backward pass of a
   custom ``torch.autograd.Function`` (HF-MAML, Fallah, Mokhtari and Ozdaglar 2020). The
   gradients run on a separate batch ``D_h`` when one is given. ``d`` is fixed, or
-  ``d = 1 / (6 rho a ||u||)`` (002, Theorem 4.17), computed per task. Mixed derivatives with
+  ``d = 1 / (6 rho a ||u||)`` (002, Theorem 4.17), computed per task. ``second_order`` given
+  ``D_h`` takes its exact Hessian-vector products on ``D_h`` too (002's Algorithm 1). Mixed derivatives with
   respect to parameters the inner loop does not adapt (T-net transforms) use the same
   finite difference of their gradients. Everything else (the update rule's own Jacobian,
   the query loss) is differentiated exactly, so for one SGD step this is exactly HF-MAML
@@ -92,6 +93,16 @@ def make_grad_op(objective: Objective, mode: str, hf: HessianFree | None = None,
     if batched and mode != "hessian_free":
         raise InputError(f"make_grad_op: batched=True is for mode='hessian_free', not {mode!r}")
     gv = grad_and_value(objective)
+    if mode == "second_order" and hvp_data is not None:
+        # 002's Algorithm 1: the inner step on D_in, its Hessian on D_h. The value is grad L(w, D_in);
+        # the derivative is that of grad L(w, D_h), i.e. the Hessian-vector products run on D_h.
+        hx, hy = hvp_data
+
+        def on_dh(adapted: Params, frozen: Params, x: Tensor, y: Tensor) -> tuple[Params, Tensor]:
+            g, v = gv(adapted, frozen, x, y)
+            gh = torch.func.grad(objective)(adapted, frozen, hx, hy)
+            return {k: gh[k] + (g[k] - gh[k]).detach() for k in g}, v
+        return on_dh
     if mode == "second_order":
         return gv
     if mode == "first_order":

@@ -40,6 +40,7 @@ INNER_KEYS: dict[str, Any] = {"learner": "sgd", "steps": 1, "mode": "second_orde
                               "hf_delta": None, "hf_rho": None}
 OUTER_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "meta_batch": 25, "iterations": 70000,
                                   "clip_norm": None, "hvp_batch": False,
+                                  "beta_tasks": None, "beta_shots": None,
                                   "adaptive_L": None, "adaptive_rho": None, "adaptive_c": 1.0,
                                   "schedule": "constant", "nonfinite": "raise", "explode": 1e6,
                                   "clip_value": None, "clip_scope": "all"}
@@ -165,6 +166,15 @@ class Config:
         _int("outer.meta_batch", self.outer["meta_batch"], 1)
         _int("outer.iterations", self.outer["iterations"], 1)
         _pos("outer.clip_norm", self.outer["clip_norm"], optional=True)
+        hb = self.outer["hvp_batch"]
+        if not isinstance(hb, bool):   # D_h: false, true (k_shot examples) or a size
+            _int("outer.hvp_batch (false, true or D_h's examples per task)", hb, 1)
+        if hb is not False and self.inner["mode"] == "first_order":
+            raise ConfigError("config: outer.hvp_batch (002's D_h) is for inner.mode hessian_free or second_order; "
+                              "first_order takes no Hessian-vector products")
+        for k in ("beta_tasks", "beta_shots"):   # 002 eq. (17): B' tasks of D_beta examples (null: meta_batch, k_shot)
+            if self.outer[k] is not None:
+                _int("outer." + k, self.outer[k], 1)
         if self.outer["schedule"] not in ("constant", "cosine"):
             raise ConfigError(f"config: outer.schedule must be \"constant\" or \"cosine\", got {self.outer['schedule']!r}")
         for k in ("adaptive_L", "adaptive_rho", "adaptive_c"):
