@@ -27,6 +27,8 @@ from ..models.mlp import MLP
 from ..models.bias_transform import bias_transformed_mlp
 from ..tasks.polynomial import Polynomial
 from ..tasks.sine import Sinusoid
+from ..tasks.quadratic import Quadratic
+from ..models.linear import LinearModel
 
 __all__ = ["TASKS", "MODELS", "LEARNERS", "MEASURES", "register_task", "register_model", "register_learner",
            "accepted_keys", "build"]
@@ -106,7 +108,18 @@ def _sgd(model: nn.Module, lr: float = 0.01, learn_lr: bool = False) -> tuple[nn
     return model, SGD(lr=lr, learn_lr=learn_lr)
 
 
+def _quadratic(dim: int = 10, k_shot: int = 10, k_query: int = 10, curvature: tuple[float, float] = (0.5, 2.0),
+               spread: float = 1.0, noise: float = 0.0, mean: float = 1.0) -> Quadratic:
+    return Quadratic(dim, k_shot, k_query, tuple(curvature), spread, noise, mean)
+
+
+def _linear(task: Any, init: float = 0.0) -> nn.Module:
+    return LinearModel(getattr(task, "in_features", 1), init)
+
+
 register_task("sine", _sine)
+register_task("quadratic", _quadratic)
+register_model("linear", _linear)
 register_task("polynomial", _polynomial)
 register_model("mlp", _mlp)
 register_learner("sgd", _sgd)
