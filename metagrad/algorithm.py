@@ -98,11 +98,6 @@ class MAML(nn.Module):
         alpha = learner.nominal_lr
         self.hf = HessianFree(delta=hf_delta, rho=hf_rho, alpha=alpha if hf_rho is not None else None)
         self.vectorize = vectorize
-        if compile and self.mode == "hessian_free":
-            # Dynamo fails inside the finite-difference autograd.Function (torch 2.13:
-            # "Expected FakeTensor"); say so at construction rather than at the first batch.
-            raise InputError("MAML: compile=True supports mode='second_order' and 'first_order', not "
-                             "'hessian_free' (its finite-difference op does not trace); use compile=False")
         self.compile = compile
         self._compiled: Optional[Callable] = None
         meta = learner.init_meta(self.params())
