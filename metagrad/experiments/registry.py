@@ -30,7 +30,7 @@ from ..tasks.sine import Sinusoid
 from ..tasks.quadratic import Quadratic
 from ..models.linear import LinearModel
 
-__all__ = ["TASKS", "MODELS", "LEARNERS", "MEASURES", "register_task", "register_model", "register_learner",
+__all__ = ["TASKS", "MODELS", "LEARNERS", "MEASURES", "CURVE_MEASURES", "register_task", "register_model", "register_learner",
            "accepted_keys", "build"]
 
 TASKS: dict[str, Callable[..., Any]] = {}
@@ -157,6 +157,21 @@ MEASURES: dict[str, Callable[[Any], float]] = {
     "update_fraction": lambda algo: update_fraction(algo.meta_params()),   # 001 Fig. 4: mean sigmoid(zeta)
     "threshold_fraction": lambda algo: update_fraction(algo.meta_params(), threshold=True),   # sigmoid(zeta) > 1/2
 }
+
+
+def _grad_norm_F(algo: Any, task: Any) -> float:
+    """``||grad F(w)||`` of 002 eq. (2) in closed form (quadratic tasks and a linear model)."""
+    from ..tasks.quadratic import meta_gradient
+    if not isinstance(task, Quadratic):
+        raise InputError(f"eval.measure grad_norm_F needs task.name=quadratic (exact F), not {type(task).__name__}")
+    alpha = algo.learner.nominal_lr
+    params = {k: v.detach().to(torch.float64) for k, v in algo.params().items()}
+    return float(meta_gradient(params, alpha, task).norm())
+
+
+# Numbers a run records every ``eval.every`` iterations in place of validation (``eval.measure``; the run
+# summary's ``val_curve``): name -> f(MAML, training task distribution) -> float (lower is better).
+CURVE_MEASURES: dict[str, Callable[[Any, Any], float]] = {"grad_norm_F": _grad_norm_F}
 
 
 # --- learned optimisers (004: TURTLE, the LSTM meta-learner) --------------------------------

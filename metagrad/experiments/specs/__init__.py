@@ -18,6 +18,7 @@ SPECS: dict[str, tuple[str, str]] = {
     "turtle-order": ("turtle", "ORDER"),
     "mtnet-table2": ("mtnet", "TABLE2"),
     "mtnet-polynomial": ("mtnet", "POLYNOMIAL"),
+    "maml-convergence": ("convergence", "CONVERGENCE"),
 }
 
 
