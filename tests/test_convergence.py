@@ -59,3 +59,19 @@ def test_quick_reproduction_cli(tmp_path):
     assert not res["partial"] and res["claims"]["c_dims"] == [10, 100]
     assert res["claims"]["b_fo_floor_closed_form"] == pytest.approx(floor(0.1, 1.0), abs=1e-4)
     assert (tmp_path / "convergence.png").exists()
+
+
+def test_committed_record_is_the_report_of_its_runs(tmp_path):
+    """reproductions/maml-convergence: the committed table.md and results.json are what --report builds
+    from the kept run summaries (no training), and its claims hold as the README states."""
+    import shutil
+    from pathlib import Path
+    from metagrad.cli import main
+    kept = Path(__file__).resolve().parents[1] / "reproductions" / "maml-convergence"
+    shutil.copytree(kept / "cells", tmp_path / "cells", ignore=shutil.ignore_patterns(".*"))
+    assert main(["reproduce", "maml-convergence", "--out", str(tmp_path), "--report"]) == 0
+    assert (tmp_path / "table.md").read_bytes() == (kept / "table.md").read_bytes()
+    assert (tmp_path / "results.json").read_bytes() == (kept / "results.json").read_bytes()
+    claims = json.loads((kept / "results.json").read_text())["claims"]
+    assert claims["a_maml_hf_fall_with_batch_and_go_below_fo_floor"] and claims["b_fo_stalls_at_floor"]
+    assert claims["b_maml_below_fo_everywhere"]

@@ -160,14 +160,16 @@ def _curves(out: Path, cell: str) -> list[list[tuple[int, float]]]:
 
 
 def _band(curves: list[list[tuple[int, float]]]) -> tuple[list[int], list[float], list[float], list[float]]:
-    """Mean and 95% t-interval over runs at each recorded iteration."""
+    """Geometric mean and 95% t-interval over runs at each recorded iteration (taken on log values, so
+    that the band stays positive on a log axis)."""
     its = [i for i, _ in curves[0]]
-    cols = list(zip(*[[v for _, v in c] for c in curves]))
+    cols = list(zip(*[[math.log(max(v, 1e-30)) for _, v in c] for c in curves]))
     n = len(curves)
     t = {1: 0.0, 2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(n, 1.96)
     mean = [sum(c) / n for c in cols]
     half = [t * math.sqrt(sum((x - m) ** 2 for x in c) / (n - 1) / n) if n > 1 else 0.0 for c, m in zip(cols, mean)]
-    return its, mean, [max(m - h, 1e-12) for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)]
+    return its, [math.exp(m) for m in mean], [math.exp(m - h) for m, h in zip(mean, half)], \
+        [math.exp(m + h) for m, h in zip(mean, half)]
 
 
 def figure(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -175,8 +177,8 @@ def figure(out: Path, rows: list[dict[str, Any]]) -> None:
     largest batch with FO-MAML's closed-form floor, (right) ms per iteration against d."""
     from ...plotting import pyplot, save_figure
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
-    fig.subplots_adjust(wspace=0.3)
+    fig, axes = plt.subplots(1, 3, figsize=(20, 4.8), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    fig.subplots_adjust(wspace=0.85)
     ax = axes[0]
     colors = {"second_order": "C0", "first_order": "C3", "hessian_free": "C2"}
     styles = {BATCHES[0]: ":", BATCHES[1]: "--", BATCHES[2]: "-"}
@@ -193,8 +195,10 @@ def figure(out: Path, rows: list[dict[str, Any]]) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel("||grad F(w_k)||")
-    ax.set_title(f"a={BASE['alpha']:g}, sigma={BASE['spread']:g}, d={DIM}: mean, 95% band over seeds", fontsize=9)
-    ax.legend(fontsize=6, ncol=1, loc="upper right")
+    ax.set_title(f"a={BASE['alpha']:g}, sigma={BASE['spread']:g}, d={DIM}: geometric mean, 95% band over seeds",
+                 fontsize=9)
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], 1e-2))
+    ax.legend(fontsize=6, ncol=2, loc="upper right")
     ax.grid(alpha=0.3)
     alphas, spreads, dims = _present(rows)
     ax = axes[1]
@@ -214,7 +218,7 @@ def figure(out: Path, rows: list[dict[str, Any]]) -> None:
     ax.set_ylabel("settled ||grad F|| (last fifth of the run)")
     ax.set_title(f"B=D={BATCHES[-1]}: FO-MAML's floor scales with a*sigma; MAML below it", fontsize=9)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
     ax = axes[2]
     for m in MODES:
