@@ -267,7 +267,8 @@ def _seeds_on_disk(out: Path, cell: Cell) -> set[int]:
 
 def _measured(r: Row, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A measure row's runs as evaluations of one number each (aggregated over runs, 004's statistic)."""
-    vals = [f.get("measures", {}).get(r.measure, math.nan) for f in runs]
+    # a measure of the run (summary "measures"), else a number of its training (e.g. "ms_per_iteration")
+    vals = [f.get("measures", {}).get(r.measure, f.get("train", {}).get(r.measure, math.nan)) for f in runs]
     return [{"evals": {r.eval: {"metric": r.measure, "mean": v, "ci95_tasks": math.nan, "diverged": v != v}},
              "seed": f["seed"]} for f, v in zip(runs, vals)]
 

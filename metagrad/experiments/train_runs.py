@@ -124,7 +124,6 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
             name, curve = cfg.eval["measure"], [v for _, v in res.val_curves[p]]
             tail = curve[len(curve) - max(1, len(curve) // 5):]
             out[p]["measures"].update({f"{name}_final": curve[-1], f"{name}_tail": sum(tail) / len(tail)})
-        out[p]["measures"]["ms_per_iteration"] = res.ms_per_iteration / (len(seeds) if pop else 1)
     return out
 
 
