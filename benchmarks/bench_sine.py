@@ -3,7 +3,8 @@
 Contenders, timed side by side in one process with rounds interleaved in shuffled order
 (this machine's speed drifts by tens of percent within seconds), medians reported:
 
-* metagrad vmapped (``vectorize=True``) in the three modes, and compiled (``compile=True``);
+* metagrad vmapped (``vectorize=True``) in the three modes (SO, FO, HF side by side: issue 37 asks
+  HF <= 1.5x FO), and compiled (``compile=True``: second order and Hessian-free);
 * metagrad's own per-task loop (``vectorize=False``);
 * learn2learn 0.2.0's ``MAML`` (second and first order), when importable.
 
@@ -11,6 +12,7 @@ Peak memory is measured per contender in a fresh subprocess: the peak live heap 
 ``mallinfo2``) above its level at the start of three warm meta-iterations.
 
     python benchmarks/bench_sine.py                      # metagrad only
+    python benchmarks/bench_sine.py --modes --no-memory  # just SO / FO / HF vmapped (and compiled HF)
     /opt/l2l-venv/bin/python benchmarks/bench_sine.py    # with learn2learn (see benchmarks/README.md)
 """
 from __future__ import annotations
@@ -81,10 +83,12 @@ def make(name: str, meta_batch: int = META_BATCH) -> Callable[[], float]:
     return step
 
 
-def contenders(with_compile: bool) -> list[str]:
-    names = [f"{impl}:{mode}" for impl in ("vmap", "loop") for mode in mg.MODES]
+def contenders(with_compile: bool, modes_only: bool = False) -> list[str]:
+    names = [f"{impl}:{mode}" for impl in (("vmap",) if modes_only else ("vmap", "loop")) for mode in mg.MODES]
     if with_compile:
-        names.append("compiled:second_order")
+        names += ["compiled:second_order", "compiled:hessian_free"]
+    if modes_only:
+        return names
     if _learn2learn() is not None:
         names += ["l2l:second_order", "l2l:first_order"]
     return names
@@ -122,19 +126,21 @@ def main() -> None:
     ap.add_argument("--memory-batch", type=int, default=META_BATCH, help="meta-batch of the memory runs")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads for every contender")
+    ap.add_argument("--modes", action="store_true", help="only the three modes vmapped (and compiled, unless "
+                                                         "--no-compile): SO, FO, HF side by side")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = contenders(not args.no_compile)
+    names = contenders(not args.no_compile, args.modes)
     steps: dict[str, Callable[[], float]] = {}
-    compile_s = None
+    compile_s: dict[str, float] = {}
     for n in names:
         t = time.perf_counter()
         steps[n] = make(n)
         for _ in range(3):  # warm-up (and compilation)
             steps[n]()
         if n.startswith("compiled"):
-            compile_s = time.perf_counter() - t
+            compile_s[n] = time.perf_counter() - t
     times: dict[str, list[float]] = {n: [] for n in names}
     rng = random.Random(0)
     for r in range(args.rounds):
@@ -157,12 +163,15 @@ def main() -> None:
         base = ref.get(mode) or ref.get("second_order")
         speed = f"{base / med[n]:.1f}x" if base and not n.startswith("l2l") else ("1.0x" if n.startswith("l2l") else "-")
         print(f"{n:28s} {med[n]:9.2f} {speed:>20s} {mem.get(n, float('nan')):9.2f}")
-    if compile_s is not None:
-        print(f"compile=True: {compile_s:.1f} s of one-time compilation (incl. 3 warm-up iterations)")
-    hf, fo = med["vmap:hessian_free"], med["vmap:first_order"]
-    print(f"hessian_free / first_order time (vmap): {hf / fo:.2f}")
+    for n, s in compile_s.items():
+        print(f"{n}: {s:.1f} s of one-time compilation (incl. 3 warm-up iterations)")
+    hf, fo, so = med["vmap:hessian_free"], med["vmap:first_order"], med["vmap:second_order"]
+    ratios = {"hf_over_fo": hf / fo, "hf_over_so": hf / so, "so_over_fo": so / fo}
+    print(f"vmap, ms per meta-iteration: SO {so:.2f}, FO {fo:.2f}, HF {hf:.2f}; HF/FO {hf / fo:.2f} "
+          f"(issue 37's target <= 1.5), HF/SO {hf / so:.2f}, SO/FO {so / fo:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"ms": med, "peak_mib": mem, "compile_s": compile_s}, indent=2))
+        Path(args.json).write_text(json.dumps({"ms": med, "peak_mib": mem, "compile_s": compile_s, "ratios": ratios},
+                                              indent=2))
 
 
 if __name__ == "__main__":

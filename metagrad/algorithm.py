@@ -98,11 +98,6 @@ class MAML(nn.Module):
         alpha = learner.nominal_lr
         self.hf = HessianFree(delta=hf_delta, rho=hf_rho, alpha=alpha if hf_rho is not None else None)
         self.vectorize = vectorize
-        if compile and self.mode == "hessian_free":
-            # Dynamo fails inside the finite-difference autograd.Function (torch 2.13:
-            # "Expected FakeTensor"); say so at construction rather than at the first batch.
-            raise InputError("MAML: compile=True supports mode='second_order' and 'first_order', not "
-                             "'hessian_free' (its finite-difference op does not trace); use compile=False")
         self.compile = compile
         self._compiled: Optional[Callable] = None
         meta = learner.init_meta(self.params())
@@ -179,8 +174,9 @@ class MAML(nn.Module):
     def task_losses(self, batch: TaskBatch, hvp_batch: Optional[TaskBatch] = None) -> Tensor:
         """Query loss after adaptation, one value per task ``[B]`` (differentiable)."""
         self.check_batch(batch, "MAML.meta_loss")
-        if self.mode != "hessian_free" and hvp_batch is not None:
-            raise InputError(f"MAML.meta_loss: hvp_batch is only used by mode='hessian_free', not {self.mode!r}")
+        if self.mode == "first_order" and hvp_batch is not None:
+            raise InputError("MAML.meta_loss: hvp_batch (D_h) is for mode='hessian_free' or 'second_order'; "
+                             "first_order takes no Hessian-vector products")
         hx, hy = (None, None) if hvp_batch is None else (hvp_batch.support_x, hvp_batch.support_y)
         if hvp_batch is not None and hvp_batch.n_tasks != batch.n_tasks:
             raise InputError(f"MAML.meta_loss: hvp_batch has {hvp_batch.n_tasks} tasks but batch has {batch.n_tasks}")
@@ -201,8 +197,9 @@ class MAML(nn.Module):
     def meta_loss(self, batch: TaskBatch, hvp_batch: Optional[TaskBatch] = None) -> Tensor:
         """Mean query loss after inner adaptation over the tasks of ``batch`` (a scalar).
 
-        ``hvp_batch``: HF-MAML's separate data ``D_h`` (its support sets are used for the
-        finite-difference Hessian-vector products), same number of tasks.
+        ``hvp_batch``: 002's separate data ``D_h`` of the same tasks (its support sets are used for
+        the Hessian-vector products: finite differences in ``hessian_free``, exact in
+        ``second_order``), same number of tasks (e.g. ``task.resample(batch, k, generator)``).
         """
         return self.task_losses(batch, hvp_batch).mean()
 

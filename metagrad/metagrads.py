@@ -11,7 +11,8 @@ how the *inner gradient op* ``g = grad L_s(w)`` is treated by the outer backward
   ``H u ~ (grad L(w + d u) - grad L(w - d u)) / (2 d)``, computed in the backward pass of a
   custom ``torch.autograd.Function`` (HF-MAML, Fallah, Mokhtari and Ozdaglar 2020). The
   gradients run on a separate batch ``D_h`` when one is given. ``d`` is fixed, or
-  ``d = 1 / (6 rho a ||u||)`` (002, Theorem 4.17), computed per task. Mixed derivatives with
+  ``d = 1 / (6 rho a ||u||)`` (002, Theorem 4.17), computed per task. ``second_order`` given
+  ``D_h`` takes its exact Hessian-vector products on ``D_h`` too (002's Algorithm 1). Mixed derivatives with
   respect to parameters the inner loop does not adapt (T-net transforms) use the same
   finite difference of their gradients. Everything else (the update rule's own Jacobian,
   the query loss) is differentiated exactly, so for one SGD step this is exactly HF-MAML
@@ -92,6 +93,16 @@ def make_grad_op(objective: Objective, mode: str, hf: HessianFree | None = None,
     if batched and mode != "hessian_free":
         raise InputError(f"make_grad_op: batched=True is for mode='hessian_free', not {mode!r}")
     gv = grad_and_value(objective)
+    if mode == "second_order" and hvp_data is not None:
+        # 002's Algorithm 1: the inner step on D_in, its Hessian on D_h. The value is grad L(w, D_in);
+        # the derivative is that of grad L(w, D_h), i.e. the Hessian-vector products run on D_h.
+        hx, hy = hvp_data
+
+        def on_dh(adapted: Params, frozen: Params, x: Tensor, y: Tensor) -> tuple[Params, Tensor]:
+            g, v = gv(adapted, frozen, x, y)
+            gh = torch.func.grad(objective)(adapted, frozen, hx, hy)
+            return {k: gh[k] + (g[k] - gh[k]).detach() for k in g}, v
+        return on_dh
     if mode == "second_order":
         return gv
     if mode == "first_order":
@@ -128,25 +139,49 @@ def _batched(fn: Callable, levels: Levels, lead: int = 0) -> Callable:
     return fn
 
 
+def _expand_levels(t: Tensor, has: Sequence[bool], sizes: Sequence[int]) -> Tensor:
+    """``t`` (leading dims at the levels where ``has``) with a dim at every level (a broadcast view)."""
+    for i, (h, n) in enumerate(zip(has, sizes)):
+        if not h:
+            t = t.unsqueeze(i)
+            t = t.expand(*t.shape[:i], n, *t.shape[i + 1:])
+    return t
+
+
 class _FDGrad(torch.autograd.Function):
     """Forward: ``grad_w L(w, T)`` and ``L``. Backward: finite-difference ``H u`` (see module doc).
 
     Under ``vmap`` the custom ``vmap`` rule below re-applies the function to the whole batch,
     recording in ``levels`` which inputs carry a task dimension (parameters shared by all tasks
-    do not, and are not expanded), so autograd records one node per inner step for all tasks
-    and forward and backward each make one vmapped call. ``generate_vmap_rule`` instead
-    traces forward and backward through functorch per step: measured 3.9x first-order on the
-    sine workload (meta-batch 25, 5 steps) against about 2.5x this way.
+    do not), so autograd records one node per inner step for all tasks. Inside, no functorch
+    ``grad`` transform runs: the objective is vmapped over the tasks (forward only) and
+    differentiated by ordinary autograd with respect to per-task leaves, and the backward pass
+    evaluates both shifted gradients ``grad L(w +- d u)`` as one vmapped forward over twice the
+    tasks (the signs stacked on the outermost task dimension) and one ``autograd.grad`` of
+    ``sum_s s L(w + s d u) / (2 d)`` (the difference comes out of the weights, and the frozen
+    parameters' mixed term is summed over the tasks by autograd itself). Measured on the sine
+    workload (meta-batch 25, 5 steps, one thread, interleaved medians): HF 2.65x first order with
+    functorch's ``grad`` under ``vmap`` inside this Function (about 2.8 ms of wrapper overhead per
+    inner step), 1.84x this way; the floor by counting is about 11 gradient evaluations against 6.
     """
 
     @staticmethod
     def forward(objective: Objective, hf: HessianFree, ak: Sequence[str], fk: Sequence[str], levels: Levels,
                 *tensors: Tensor) -> tuple[Tensor, ...]:
-        def task(x: Tensor, y: Tensor, hx: Tensor, hy: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
-            adapted, frozen = dict(zip(ak, flat[:len(ak)])), dict(zip(fk, flat[len(ak):]))
-            g, v = grad_and_value(objective)(adapted, frozen, x, y)
-            return (*[g[k] for k in ak], v)
-        return _batched(task, levels)(*tensors)
+        n = len(ak)
+        x, y, _, _, *flat = tensors
+        sizes = x.shape[:len(levels)]
+
+        def loss(x: Tensor, y: Tensor, *ps: Tensor) -> Tensor:
+            return objective(dict(zip(ak, ps[:n])), dict(zip(fk, ps[n:])), x, y)
+
+        with torch.enable_grad():
+            leaves = [_expand_levels(t.detach(), [m[4 + j] for m in levels], sizes).requires_grad_()
+                      for j, t in enumerate(flat[:n])]
+            mask = [(True, True) + (True,) * n + m[4 + n:] for m in levels]
+            values = _batched(loss, tuple(mask))(x, y, *leaves, *[t.detach() for t in flat[n:]])
+            grads = torch.autograd.grad(values.sum(), leaves)
+        return (*grads, values.detach())
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
@@ -156,51 +191,71 @@ class _FDGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *cot: Tensor):  # type: ignore[override]
-        tensors = ctx.saved_tensors
+        _, _, hx, hy, *flat = ctx.saved_tensors
         ak, fk, objective, hf, levels = ctx.ak, ctx.fk, ctx.objective, ctx.hf, ctx.levels
         n = len(ak)
+        u = cot[:n]                      # each with a dim at every level
+        single = not levels              # one task (the loop path): run it as a batch of one
+        if single:
+            hx, hy, u = hx.unsqueeze(0), hy.unsqueeze(0), [c.unsqueeze(0) for c in u]
+            flat = [t.unsqueeze(0) for t in flat[:n]] + list(flat[n:])
+            levels = ((True,) * (4 + n) + (False,) * len(fk),)
+        L = len(levels)
+        sizes = u[0].shape[:L]
+        dtype, device = u[0].dtype, u[0].device
+        if hf.adaptive:
+            d: Tensor | float = hf.step(torch.sqrt(sum(ui.flatten(L).pow(2).sum(-1) for ui in u)))
+        else:
+            d = hf.step(None)
+        dw = d.reshape(*sizes, 1) if isinstance(d, Tensor) else d
+        frozen = [t.detach() for t in flat[n:]]
+        mask = [(True, True) + (True,) * n + m[4 + n:] for m in levels]
 
-        # Paired (+d, -d) gradients while the cotangents are small: sine, meta-batch 25, 5 steps,
-        # 2.7x first-order's time against 3.0x sequential; above _PAIR_MAX elements the sequential
-        # form's lower peak memory wins (meta-batch 500: 34 MiB against 41 MiB).
-        pair = sum(c.numel() for c in cot[:n]) <= _PAIR_MAX
+        def loss(x: Tensor, y: Tensor, *ps: Tensor) -> Tensor:
+            return objective(dict(zip(ak, ps[:n])), dict(zip(fk, ps[n:])), x, y)
+        task_losses = _batched(loss, tuple(mask))
 
-        def shifted_by(sign: float, d: Tensor | float, u: Sequence[Tensor], flat: Sequence[Tensor]) -> Params:
-            return {k: torch.add(wi, ui, alpha=sign * d) if isinstance(d, float)
-                    else torch.addcmul(wi, d, ui, value=sign) for k, wi, ui in zip(ak, flat[:n], u)}
-
-        def task(*args: Tensor) -> tuple[Tensor, ...]:
-            u, (_, _, hx, hy, *flat) = args[:n], args[n:]
-            frozen = dict(zip(fk, flat[n:]))
-            d = hf.step(torch.sqrt(sum((ui * ui).sum() for ui in u)) if hf.adaptive else None)
-            at = torch.func.grad(lambda a, f: objective(a, f, hx, hy), argnums=(0, 1))
-
-            if pair:
-                # Both gradients in one vmapped call over the sign (+d, -d): small ops are
-                # dispatch-bound, so one call of twice the size costs far less than two.
-                signed = torch.tensor([1.0, -1.0], dtype=flat[0].dtype, device=flat[0].device) * d
-                shifted = {k: torch.addcmul(wi, signed.reshape(2, *([1] * wi.dim())), ui)
-                           for k, wi, ui in zip(ak, flat[:n], u)}
-                both_a, both_f = torch.func.vmap(at, in_dims=(0, None))(shifted, frozen)
-                plus_a, minus_a = ({k: v[i] for k, v in both_a.items()} for i in (0, 1))
-                plus_f, minus_f = ({k: v[i] for k, v in both_f.items()} for i in (0, 1))
-            else:
-                # One after the other, so that each graph and shifted copy of the weights is
-                # freed before the next is built (large batches are memory-bound).
-                plus_a, plus_f = at(shifted_by(1.0, d, u, flat), frozen)
-                minus_a, minus_f = at(shifted_by(-1.0, d, u, flat), frozen)
-            return (*[torch.sub(plus_a[k], minus_a[k]).div_(2 * d) for k in ak],
-                    *[torch.sub(plus_f[k], minus_f[k]).div_(2 * d) for k in fk])
-
-        # The loss value's cotangent (last) is ignored: the value is a constant in this mode.
-        grads = list(_batched(task, levels, lead=n)(*cot[:n], *tensors))
-        for j, g in enumerate(grads):
+        # The signs are stacked along the outermost task dimension (level 0): one vmapped forward of
+        # twice the tasks costs far less than two, as these small ops are dispatch-bound; above
+        # _PAIR_MAX cotangent elements one sign after the other, so that each graph is freed before
+        # the next is built (large batches are memory-bound).
+        pair = sum(c.numel() for c in u) <= _PAIR_MAX
+        groups = [(1.0, -1.0)] if pair else [(1.0,), (-1.0,)]
+        steps = [(uj.flatten(L) * dw).reshape(uj.shape) if isinstance(d, Tensor) else uj * d for uj in u]
+        base = [_expand_levels(w.detach(), [m[4 + j] for m in levels], sizes) for j, w in enumerate(flat[:n])]
+        batched0 = levels[0][4 + n:]   # which frozen tensors have a dim at level 0
+        hu: list[Optional[Tensor]] = [None] * n
+        hf_frozen: list[Optional[Tensor]] = [None] * len(frozen)
+        for group in groups:
+            k = len(group)
+            scale = torch.cat([torch.full(sizes[:1], sg, dtype=dtype, device=device) for sg in group])
+            scale = scale.reshape(-1, *[1] * (L - 1)) / (2 * (d if isinstance(d, float) else d.repeat(k, *[1] * (L - 1))))
+            with torch.enable_grad():
+                ws = [torch.cat([torch.add(w, st, alpha=sg) for sg in group]).requires_grad_()
+                      for w, st in zip(base, steps)]
+                fl = [f.detach().requires_grad_() for f in frozen]
+                fcat = [torch.cat([f] * k) if b0 and k > 1 else f for f, b0 in zip(fl, batched0)]
+                hxk, hyk = (torch.cat([t] * k) if k > 1 else t for t in (hx, hy))
+                # sum over signs and tasks of s L(w + s d u) / (2 d): its gradient is the central difference
+                total = (task_losses(hxk, hyk, *ws, *fcat) * scale).sum()
+                gs = torch.autograd.grad(total, ws + fl, allow_unused=True)
+            for j in range(n):
+                g = gs[j].reshape(k, *sizes, *gs[j].shape[L:]).sum(0)
+                hu[j] = g if hu[j] is None else hu[j] + g
+            for j in range(len(frozen)):
+                g = gs[n + j] if gs[n + j] is not None else torch.zeros_like(frozen[j])
+                hf_frozen[j] = g if hf_frozen[j] is None else hf_frozen[j] + g
+        grads = []
+        for j, g in enumerate(hu):
             # A parameter shared across the tasks of a level gets the sum of their gradients.
-            for i in reversed(range(len(levels))):
+            for i in reversed(range(L)):
                 if not levels[i][4 + j]:
                     g = g.sum(i)
-            grads[j] = g
-        return (None, None, None, None, None, None, None, None, None, *grads)
+            grads.append(g)
+        if single:
+            grads = [g.squeeze(0) for g in grads]
+        # The loss value's cotangent (last) is ignored: the value is a constant in this mode.
+        return (None, None, None, None, None, None, None, None, None, *grads, *hf_frozen)
 
     @staticmethod
     def vmap(info, in_dims, objective, hf, ak, fk, levels, *tensors):  # type: ignore[override]

@@ -29,6 +29,8 @@ CASES = {
     "bench_conv4.py": (["--rounds", "1", "--warmup", "0", "--meta-batch", "2", "--no-memory", "--threads", "1"],
                        ["metagrad vmap second_order", "metagrad loop first_order"]),
     "bench_memory.py": (["--batches", "2", "--modes", "first_order"], ["| 2 | first_order |"]),
+    "bench_quadratic.py": (["--dims", "3", "30", "--batch", "4", "--rounds", "1", "--iters", "1", "--no-memory"],
+                           ["| 30 |", "log-log slope of time"]),
     # meta-batch 2, one round of one iteration: every module class of the zoo, vmap and loop
     "bench_modules.py": (["--quick"], ["| LayerNorm |", "| BatchNorm1d (running stats, train) |", "| LSTM |",
                                        "| TransformerEncoderLayer |", "| loop / vmap |"]),

@@ -80,9 +80,11 @@ def make_module(cfg: Config, seeds: Sequence[int], world: World = World()) -> tu
     if len(seeds) == 1 and not per_task:
         stream = task.stream(mb, seeds) if hasattr(task, "stream") else \
             SampledStream(task, mb, seeds[0], dtype=dtype, device=dev, world=world,
-                          hvp=cfg.outer["hvp_batch"] and members[0].mode == "hessian_free",
-                          beta=cfg.outer["adaptive_L"] is not None)
+                          hvp=cfg.outer["hvp_batch"], beta=cfg.outer["adaptive_L"] is not None,
+                          beta_tasks=cfg.outer["beta_tasks"], beta_shots=cfg.outer["beta_shots"])
         return members[0], stream, members, task
+    if cfg.outer["hvp_batch"] is not False:
+        raise ConfigError("train: outer.hvp_batch (002's D_h) trains one seed at a time; give one seed")
     if cfg.inner["mode"] == "hessian_free":
         raise ConfigError("train: hessian_free trains one seed at a time and has no per-task clamp "
                           "(outer.clip_scope=init_per_task); use second_order or first_order")

@@ -40,11 +40,12 @@ INNER_KEYS: dict[str, Any] = {"learner": "sgd", "steps": 1, "mode": "second_orde
                               "hf_delta": None, "hf_rho": None}
 OUTER_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "meta_batch": 25, "iterations": 70000,
                                   "clip_norm": None, "hvp_batch": False,
+                                  "beta_tasks": None, "beta_shots": None,
                                   "adaptive_L": None, "adaptive_rho": None, "adaptive_c": 1.0,
                                   "schedule": "constant", "nonfinite": "raise", "explode": 1e6,
                                   "clip_value": None, "clip_scope": "all"}
 EVAL_DEFAULTS: dict[str, Any] = {"tasks": 600, "steps": None, "batch": 100, "seed": 12345,
-                                 "every": 0, "val_tasks": 100, "test_state": "best"}
+                                 "every": 0, "val_tasks": 100, "test_state": "best", "measure": None}
 _OPTIMIZERS = ("adam", "sgd")
 _DTYPES = ("float32", "float64")
 
@@ -165,6 +166,15 @@ class Config:
         _int("outer.meta_batch", self.outer["meta_batch"], 1)
         _int("outer.iterations", self.outer["iterations"], 1)
         _pos("outer.clip_norm", self.outer["clip_norm"], optional=True)
+        hb = self.outer["hvp_batch"]
+        if not isinstance(hb, bool):   # D_h: false, true (k_shot examples) or a size
+            _int("outer.hvp_batch (false, true or D_h's examples per task)", hb, 1)
+        if hb is not False and self.inner["mode"] == "first_order":
+            raise ConfigError("config: outer.hvp_batch (002's D_h) is for inner.mode hessian_free or second_order; "
+                              "first_order takes no Hessian-vector products")
+        for k in ("beta_tasks", "beta_shots"):   # 002 eq. (17): B' tasks of D_beta examples (null: meta_batch, k_shot)
+            if self.outer[k] is not None:
+                _int("outer." + k, self.outer[k], 1)
         if self.outer["schedule"] not in ("constant", "cosine"):
             raise ConfigError(f"config: outer.schedule must be \"constant\" or \"cosine\", got {self.outer['schedule']!r}")
         for k in ("adaptive_L", "adaptive_rho", "adaptive_c"):
@@ -179,6 +189,9 @@ class Config:
         if self.outer["clip_scope"] not in ("all", "init", "init_per_task"):
             raise ConfigError(f"config: outer.clip_scope must be all, init or init_per_task (which meta-gradients "
                               f"outer.clip_value clamps), got {self.outer['clip_scope']!r}")
+        if self.eval["measure"] is not None and self.eval["measure"] not in registry.CURVE_MEASURES:
+            raise ConfigError(f"config: eval.measure must be null or one of {', '.join(registry.CURVE_MEASURES)}, "
+                              f"got {self.eval['measure']!r}")
         if self.eval["test_state"] not in ("best", "final"):
             raise ConfigError(f"config: eval.test_state must be best or final, got {self.eval['test_state']!r}")
         if not isinstance(self.device, str):

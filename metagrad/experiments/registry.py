@@ -27,8 +27,10 @@ from ..models.mlp import MLP
 from ..models.bias_transform import bias_transformed_mlp
 from ..tasks.polynomial import Polynomial
 from ..tasks.sine import Sinusoid
+from ..tasks.quadratic import Quadratic
+from ..models.linear import LinearModel
 
-__all__ = ["TASKS", "MODELS", "LEARNERS", "MEASURES", "register_task", "register_model", "register_learner",
+__all__ = ["TASKS", "MODELS", "LEARNERS", "MEASURES", "CURVE_MEASURES", "register_task", "register_model", "register_learner",
            "accepted_keys", "build"]
 
 TASKS: dict[str, Callable[..., Any]] = {}
@@ -106,7 +108,18 @@ def _sgd(model: nn.Module, lr: float = 0.01, learn_lr: bool = False) -> tuple[nn
     return model, SGD(lr=lr, learn_lr=learn_lr)
 
 
+def _quadratic(dim: int = 10, k_shot: int = 10, k_query: int = 10, curvature: tuple[float, float] = (0.5, 2.0),
+               spread: float = 1.0, noise: float = 0.0, mean: float = 1.0) -> Quadratic:
+    return Quadratic(dim, k_shot, k_query, tuple(curvature), spread, noise, mean)
+
+
+def _linear(task: Any, init: float = 0.0) -> nn.Module:
+    return LinearModel(getattr(task, "in_features", 1), init)
+
+
 register_task("sine", _sine)
+register_task("quadratic", _quadratic)
+register_model("linear", _linear)
 register_task("polynomial", _polynomial)
 register_model("mlp", _mlp)
 register_learner("sgd", _sgd)
@@ -144,6 +157,21 @@ MEASURES: dict[str, Callable[[Any], float]] = {
     "update_fraction": lambda algo: update_fraction(algo.meta_params()),   # 001 Fig. 4: mean sigmoid(zeta)
     "threshold_fraction": lambda algo: update_fraction(algo.meta_params(), threshold=True),   # sigmoid(zeta) > 1/2
 }
+
+
+def _grad_norm_F(algo: Any, task: Any) -> float:
+    """``||grad F(w)||`` of 002 eq. (2) in closed form (quadratic tasks and a linear model)."""
+    from ..tasks.quadratic import meta_gradient
+    if not isinstance(task, Quadratic):
+        raise InputError(f"eval.measure grad_norm_F needs task.name=quadratic (exact F), not {type(task).__name__}")
+    alpha = algo.learner.nominal_lr
+    params = {k: v.detach().to(torch.float64) for k, v in algo.params().items()}
+    return float(meta_gradient(params, alpha, task).norm())
+
+
+# Numbers a run records every ``eval.every`` iterations in place of validation (``eval.measure``; the run
+# summary's ``val_curve``): name -> f(MAML, training task distribution) -> float (lower is better).
+CURVE_MEASURES: dict[str, Callable[[Any, Any], float]] = {"grad_norm_F": _grad_norm_F}
 
 
 # --- learned optimisers (004: TURTLE, the LSTM meta-learner) --------------------------------

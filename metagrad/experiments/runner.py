@@ -183,8 +183,11 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
     module, stream, members, task = make_module(cfg, [cfg.seed], world)
     algo = members[0]
     opt = _optimizer(cfg, module)
-    validate = None
-    if cfg.eval["every"]:
+    validate, measure = None, cfg.eval["measure"]
+    if cfg.eval["every"] and measure is not None:   # a number of the state itself, logged as val_<measure>
+        from .train_runs import curve_measure
+        validate = curve_measure(measure, task)
+    elif cfg.eval["every"]:
         val = build(cfg, "val")[1]
         validate = lambda m: evaluate(m, (val, cfg.eval["val_tasks"], cfg.eval["seed"] + 1),   # noqa: E731
                                       cfg.eval["steps"], chunk=cfg.eval["batch"], dtype=dtype)["mean"]
@@ -194,8 +197,9 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
                   clip_value=None if scope == "init_per_task" else cfg.outer["clip_value"],
                   clip_keys=None if scope == "all" else (lambda n: n.startswith("model.")),
                   clip_norm=cfg.outer["clip_norm"], nonfinite=cfg.outer["nonfinite"], explode=cfg.outer["explode"],
-                  validate=validate, val_every=cfg.eval["every"], maximize=algo.metric_name == "accuracy",
-                  val_name=f"val_{algo.metric_name}", checkpoint=run / "checkpoint.pt",
+                  validate=validate, val_every=cfg.eval["every"],
+                  maximize=algo.metric_name == "accuracy" and measure is None,
+                  val_name=f"val_{measure or algo.metric_name}", checkpoint=run / "checkpoint.pt",
                   checkpoint_every=cfg.checkpoint_every, key={"config": _identity(cfg)},
                   metrics=run / "metrics.jsonl", timing=run / "timing.jsonl", log_every=cfg.log_every,
                   progress=cfg.name if progress else False, stop_after=stop_after, world=world)

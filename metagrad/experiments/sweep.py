@@ -51,6 +51,7 @@ class Cell:
     trainer: str = "meta"               # "meta" (fit) or a key of train_runs.BASELINES
     labels: Mapping[str, Any] = field(default_factory=dict)   # what --only filters on, e.g. model, steps
     measures: Sequence[str] = ()        # names in registry.MEASURES, computed on each trained run (summary "measures")
+    separate: bool = False              # train its seeds one at a time (HF-MAML, 002's D_h: no Population)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class Spec:
     note: str | Callable[[Mapping[str, Any]], str] = ""      # the table's note (of the options)
     choices: Mapping[str, Sequence[Any]] = field(default_factory=dict)   # allowed values of options
     row_extra: Optional[Callable[[Row, list[dict[str, Any]]], dict[str, Any]]] = None  # more columns of a row
+    figure: Optional[Callable[[Path, list[dict[str, Any]]], None]] = None   # (out, rows): plots read from out/cells
+    quick_options: Mapping[str, Any] = field(default_factory=dict)   # options under --quick (unless given)
 
 
 def _summary_path(out: Path, cell: Cell, seed: int) -> Path:
@@ -133,8 +136,14 @@ def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Ca
         if not todo:
             return
         ckpt = out / "cells" / f"{cell.id}_s{tag}.partial.pt"
-        summaries = train_runs(cfg, todo, cell.evals, trainer=cell.trainer, checkpoint=ckpt, log=log, label=cell.id,
-                               measures=cell.measures)
+        groups = [[s] for s in todo] if cell.separate else [todo]
+        summaries = []
+        for i, group in enumerate(groups):
+            part = ckpt if len(groups) == 1 else ckpt.with_name(f"{cell.id}_s{tag}.{group[0]}.partial.pt")
+            summaries += train_runs(cfg, group, cell.evals, trainer=cell.trainer, checkpoint=part, log=log,
+                                    label=cell.id, measures=cell.measures)
+            if part != ckpt:
+                part.unlink(missing_ok=True)
         for s, summ in zip(todo, summaries):
             write_json(_summary_path(out, cell, s), {"schema": SCHEMA, "cell": cell.id, "seed": s,
                                                      "labels": dict(cell.labels), "config": _identity(cfg), **summ})
@@ -159,7 +168,7 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
         ) -> list[dict[str, Any]]:
     """Train the missing runs of ``spec``'s selected cells, then write and return the table's rows."""
     out = Path(out)
-    opts = {**spec.options, **(options or {})}
+    opts = _options(spec, options, quick)
     n = seeds if seeds is not None else (1 if quick else spec.seeds)
     over = [*(spec.quick if quick else ()), *overrides]
     cells = select(spec.cells(opts), only)
@@ -175,6 +184,13 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
     if cell_id is not None:
         return []
     return report(spec, out, quick=quick, seeds=n, overrides=overrides, options=opts, cells=cells)
+
+
+def _options(spec: Spec, options: Optional[Mapping[str, Any]], quick: bool) -> dict[str, Any]:
+    """The experiment's options: its defaults, then ``quick_options`` under ``--quick``, then those given
+    (an option given at its default value counts as not given)."""
+    given = {k: v for k, v in (options or {}).items() if v != spec.options.get(k)}
+    return {**spec.options, **(spec.quick_options if quick else {}), **given}
 
 
 def _run_jobs(spec: Spec, out: Path, cells: list[Cell], jobs: int, quick: bool, n: int, overrides: Sequence[str],
@@ -214,7 +230,7 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     """Tabulate the cached runs (no training): each row over seeds ``0..N-1``; runs of further seeds
     go in a separate "all runs" column, never into the verdict. Writes ``table.md``/``results.json``."""
     out = Path(out)
-    opts = {**spec.options, **(options or {})}
+    opts = _options(spec, options, quick)
     n = seeds if seeds is not None else (1 if quick else spec.seeds)
     over = [*(spec.quick if quick else ()), *overrides]
     by_id = {c.id: c for c in (cells if cells is not None else spec.cells(opts))}
@@ -243,6 +259,8 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     from ..io import write_text
     table = format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else ""))
     write_text(out / "table.md", table + _pending_table(pending))
+    if spec.figure is not None and rows:
+        spec.figure(out, rows)
     return rows
 
 
@@ -280,7 +298,8 @@ def _seeds_on_disk(out: Path, cell: Cell) -> set[int]:
 
 def _measured(r: Row, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A measure row's runs as evaluations of one number each (aggregated over runs, 004's statistic)."""
-    vals = [f.get("measures", {}).get(r.measure, math.nan) for f in runs]
+    # a measure of the run (summary "measures"), else a number of its training (e.g. "ms_per_iteration")
+    vals = [f.get("measures", {}).get(r.measure, f.get("train", {}).get(r.measure, math.nan)) for f in runs]
     return [{"evals": {r.eval: {"metric": r.measure, "mean": v, "ci95_tasks": math.nan, "diverged": v != v}},
              "seed": f["seed"]} for f, v in zip(runs, vals)]
 

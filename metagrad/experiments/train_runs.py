@@ -37,7 +37,7 @@ from . import registry
 from .baseline_runs import BASELINES, run_baseline
 from .config import Config
 
-__all__ = ["train_runs", "fixed_set", "held_out", "task_chunks", "BASELINES"]
+__all__ = ["train_runs", "fixed_set", "held_out", "task_chunks", "curve_measure", "BASELINES"]
 
 
 
@@ -104,7 +104,9 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     scope, clip_value = cfg.outer["clip_scope"], cfg.outer["clip_value"]
     opt = _optimizer(cfg, module)
     validate = None
-    if cfg.eval["every"]:
+    if cfg.eval["every"] and cfg.eval["measure"] is not None:   # a number of the state itself (e.g. ||grad F||)
+        validate = curve_measure(cfg.eval["measure"], task)
+    elif cfg.eval["every"]:
         val = held_out(build(cfg, "val")[1], cfg.eval["val_tasks"], cfg.eval["seed"] + 1, dtype)
         steps = cfg.eval["steps"]
 
@@ -145,7 +147,21 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     for p, s in enumerate(seeds):
         algo = _member(cfg, s, states[p], "train") if measures else None
         out[p]["measures"] = {m: math.nan if lost[p] else float(registry.MEASURES[m](algo)) for m in measures}
+        if cfg.eval["measure"] is not None and res.val_curves[p]:   # the curve's last value and its tail's mean
+            name, curve = cfg.eval["measure"], [v for _, v in res.val_curves[p]]
+            tail = curve[len(curve) - max(1, len(curve) // 5):]
+            out[p]["measures"].update({f"{name}_final": curve[-1], f"{name}_tail": sum(tail) / len(tail)})
     return out
+
+
+def curve_measure(name: str, task: Any) -> Callable[[Any], list[float]]:
+    """``fit``'s ``validate`` for ``eval.measure``: ``registry.CURVE_MEASURES[name]`` of every member."""
+    fn = registry.CURVE_MEASURES[name]
+
+    def measure(module: Any) -> list[float]:
+        members = [module.member(p) for p in range(module.size)] if isinstance(module, Population) else [module]
+        return [fn(m, task) for m in members]
+    return measure
 
 
 def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str = "test") -> Any:

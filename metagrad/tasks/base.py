@@ -8,7 +8,7 @@ import torch
 from ..errors import InputError, InputTypeError
 from ..batch import TaskBatch
 
-__all__ = ["TaskDistribution", "uniform", "check_range", "check_shots"]
+__all__ = ["TaskDistribution", "uniform", "check_range", "check_shots", "task_params_of", "data_batch"]
 
 
 @runtime_checkable
@@ -23,6 +23,10 @@ class TaskDistribution(Protocol):
 
     def sample(self, n_tasks: int, generator: torch.Generator,
                dtype: torch.dtype = torch.float32) -> TaskBatch: ...
+
+    # Optional: ``resample(tasks, k, generator, dtype) -> TaskBatch``, ``k`` fresh examples of the
+    # same tasks (from ``tasks.task_params``); families that define it can give 002's separate
+    # batches (``D_h``) of each sampled task (``SampledStream(hvp=k)``).
 
 
 def uniform(shape: tuple[int, ...], lo: float, hi: float, generator: torch.Generator,
@@ -55,3 +59,25 @@ def check_n_tasks(where: str, n_tasks: int, generator: Optional[torch.Generator]
         raise InputError(f"{where}: n_tasks must be an integer >= 1, got {n_tasks!r}")
     if not isinstance(generator, torch.Generator):
         raise InputTypeError(f"{where}: pass an explicit torch.Generator, got {type(generator).__name__}")
+
+
+def task_params_of(where: str, tasks: TaskBatch | torch.Tensor, width: int, k: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """The ``[B, width]`` task parameters of ``tasks`` (a ``TaskBatch`` or the tensor itself),
+    checked, for ``resample``; ``k`` (examples to draw) must be an integer >= 1."""
+    params = tasks.task_params if isinstance(tasks, TaskBatch) else tasks
+    if not isinstance(params, torch.Tensor):
+        raise InputTypeError(f"{where}: expected a TaskBatch with task_params or a [tasks, {width}] tensor, "
+                             f"got {type(params).__name__}")
+    if params.dim() != 2 or params.shape[1] != width or params.shape[0] < 1:
+        raise InputError(f"{where}: task_params has shape {tuple(params.shape)}; expected [tasks, {width}]")
+    check_shots(where, k=k)
+    check_n_tasks(where, params.shape[0], generator)
+    return params
+
+
+def data_batch(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor, dtype: torch.dtype) -> TaskBatch:
+    """A data-only batch of fresh examples of given tasks: support and query are the same examples
+    (only the support is meant to be read: HF-MAML's ``D_h``, 002's ``D_beta``)."""
+    x, y = x.to(dtype), y.to(dtype)
+    return TaskBatch(support_x=x, support_y=y, query_x=x, query_y=y, task_params=params.to(dtype))

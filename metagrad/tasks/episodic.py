@@ -152,6 +152,12 @@ class EpisodicImages:
                          query_x=x[:, :, k:].reshape(n_tasks, n * q, *x.shape[3:]), query_y=qy.clone(),
                          task_params=cls.reshape(n_tasks, n).to(dtype))
 
+    def resample(self, tasks: TaskBatch | Tensor, k: int, generator: torch.Generator,
+                 dtype: torch.dtype = torch.float32) -> TaskBatch:
+        """Not supported: fresh images of the same classes would overlap the episode's own."""
+        raise InputError(f"{self.name}.resample: image episodes cannot draw fresh data of the same tasks; "
+                         "HF-MAML's separate D_h (outer.hvp_batch) is for sine, polynomial and quadratic tasks")
+
     def __repr__(self) -> str:
         return (f"{self.name}({self.n_way}-way {self.k_shot}-shot, {self.k_query} query, "
                 f"{self.n_classes} classes, {self.channels}x{self.image_size}x{self.image_size})")

@@ -7,7 +7,7 @@ import torch
 
 from ..errors import InputError
 from ..batch import TaskBatch
-from .base import check_n_tasks, check_range, check_shots, uniform
+from .base import check_n_tasks, check_range, check_shots, data_batch, task_params_of, uniform
 
 __all__ = ["Polynomial"]
 
@@ -18,7 +18,8 @@ class Polynomial:
 
     000: ``degree=3``, ``coef_range=(-1, 1)``, ``x_range=(-3, 3)``, 40 points per task.
     001: orders 0..3 with coefficients ``U[-1, 1]``, 10-shot. ``task_params`` holds
-    ``(c_0, ..., c_degree)`` per task (the input of 000's task-conditioned oracle).
+    ``(c_0, ..., c_degree)`` per task (the input of 000's task-conditioned oracle); ``resample``
+    draws fresh examples of those same tasks (002's independent ``D_h`` of each sampled task).
     """
 
     k_shot: int = 10
@@ -45,3 +46,12 @@ class Polynomial:
         k = self.k_shot
         return TaskBatch(support_x=x[:, :k].to(dtype), support_y=y[:, :k].to(dtype),
                          query_x=x[:, k:].to(dtype), query_y=y[:, k:].to(dtype), task_params=c.to(dtype))
+
+    def resample(self, tasks: TaskBatch | torch.Tensor, k: int, generator: torch.Generator,
+                 dtype: torch.dtype = torch.float32) -> TaskBatch:
+        """``k`` fresh examples ``x ~ U[x_range]`` of each task of ``tasks`` (a batch or its
+        ``task_params [B, degree + 1]``), as a data-only batch (support = query = the ``k`` examples)."""
+        c = task_params_of("Polynomial.resample", tasks, self.degree + 1, k, generator).to(torch.float64)
+        x = uniform((c.shape[0], k, 1), *self.x_range, generator, torch.float64)
+        y = ((x ** torch.arange(self.degree + 1, dtype=torch.float64)) * c[:, None, :]).sum(-1, keepdim=True)
+        return data_batch(x, y, c, dtype)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..batch import TaskBatch
-from .base import check_n_tasks, check_range, check_shots, uniform
+from .base import check_n_tasks, check_range, check_shots, data_batch, task_params_of, uniform
 
 __all__ = ["Sinusoid"]
 
@@ -22,7 +22,8 @@ class Sinusoid:
       ``frequency=(0.8, 1.2)``, ``phase=(-pi, 0)`` (``b = -p``).
     * Finn & Levine (000), out of distribution: ``amplitude=(5, 10)``, ``phase=(pi, 2 pi)``.
 
-    ``task_params`` of a batch holds ``(A, w, p)`` per task.
+    ``task_params`` of a batch holds ``(A, w, p)`` per task; ``resample`` draws fresh examples of
+    those same tasks (002's independent ``D_h`` of each sampled task).
     """
 
     k_shot: int = 10
@@ -50,3 +51,12 @@ class Sinusoid:
         return TaskBatch(support_x=x[:, :k].to(dtype), support_y=y[:, :k].to(dtype),
                          query_x=x[:, k:].to(dtype), query_y=y[:, k:].to(dtype),
                          task_params=torch.cat([a, w, p], dim=-1).reshape(n_tasks, 3).to(dtype))
+
+    def resample(self, tasks: TaskBatch | torch.Tensor, k: int, generator: torch.Generator,
+                 dtype: torch.dtype = torch.float32) -> TaskBatch:
+        """``k`` fresh examples ``x ~ U[x_range]`` of each task of ``tasks`` (a batch or its
+        ``task_params [B, 3]``), as a data-only batch (support = query = the ``k`` examples)."""
+        params = task_params_of("Sinusoid.resample", tasks, 3, k, generator).to(torch.float64)
+        a, w, p = (params[:, i].reshape(-1, 1, 1) for i in range(3))
+        x = uniform((params.shape[0], k, 1), *self.x_range, generator, torch.float64)
+        return data_batch(x, a * torch.sin(w * x - p), params, dtype)

@@ -21,6 +21,7 @@ SPECS: dict[str, tuple[str, str]] = {
     "omniglot-table3": ("images", "OMNIGLOT_TABLE3"),
     "miniimagenet-table3": ("images", "MINIIMAGENET_TABLE3"),
     "turtle-images": ("images", "TURTLE_IMAGES"),
+    "maml-convergence": ("convergence", "CONVERGENCE"),
 }
 
 
