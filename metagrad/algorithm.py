@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from .errors import InputError, InputTypeError
+from .errors import InputError, InputTypeError, check_int
 from .batch import TaskBatch
 from .exact import exact_call
 from .inner import Loss, adapt, adapt_tasks
@@ -78,8 +78,7 @@ class MAML(nn.Module):
                  hf_rho: Optional[float] = None, vectorize: bool | str = "auto",
                  compile: bool = False) -> None:
         super().__init__()
-        if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
-            raise InputError(f"MAML: inner_steps must be an integer >= 0, got {inner_steps!r}")
+        check_int("MAML", "inner_steps", inner_steps, 0, InputError)
         if vectorize not in (True, False, "auto"):
             raise InputError(f"MAML: vectorize must be True, False or 'auto', got {vectorize!r}")
         if learner is None:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from .errors import InputError
+from .errors import InputError, check_int
 from .exact import exact_call
 from .learners.base import Learner
 from .metagrads import HessianFree, check_mode, make_grad_op
@@ -48,8 +48,7 @@ def adapt(learner: Learner, model: nn.Module, loss: Loss, params: Params, meta: 
     (all keys, including those the rule leaves unchanged).
     """
     check_mode(mode, "adapt")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise InputError(f"adapt: steps must be an integer >= 0, got {steps!r}")
+    check_int("adapt", "steps", steps, 0, InputError)
     if x.shape[0] != y.shape[0]:
         raise InputError(f"adapt: support x has {x.shape[0]} examples but y has {y.shape[0]}")
 

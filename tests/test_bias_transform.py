@@ -93,7 +93,7 @@ def test_registry_model_option():
 
 
 def test_bad_input_errors():
-    with pytest.raises(ValueError, match="BiasTransform: size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="BiasTransform: size must be an integer >= 1, got 0"):
         BiasTransform(nn.Linear(1, 1), size=0)
     with pytest.raises(ValueError, match="BiasTransform: unknown where 'rows'"):
         BiasTransform(nn.Linear(1, 1), size=1, where="rows")
@@ -101,7 +101,7 @@ def test_bad_input_errors():
         BiasTransform(nn.Linear(1, 1), size=1, init_std=-1)
     with pytest.raises(ValueError, match=r"where='channels' needs inputs \[..., C, H, W\], got shape \(4, 2\)"):
         BiasTransform(nn.Linear(3, 1), size=1, where="channels")(torch.zeros(4, 2))
-    with pytest.raises(ValueError, match="bias_transformed_mlp: size must be a positive integer, got -2"):
+    with pytest.raises(ValueError, match="bias_transformed_mlp: size must be an integer >= 1, got -2"):
         bias_transformed_mlp([1, 4, 1], size=-2)
 
 

@@ -172,5 +172,5 @@ def test_bad_arguments_raise_naming_the_value() -> None:
         Conv4(image_size=8, pooling="max")
     with pytest.raises(ValueError, match=r"expected \[K, 1, H, W\]"):
         Conv4()(torch.rand(2, 3, 28, 28))
-    with pytest.raises(ValueError, match="n_way must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="n_way must be an integer >= 1, got 0"):
         Conv4(n_way=0)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, check_int
 from ..batch import TaskBatch
 from ..losses import accuracy, cross_entropy
 from ..params import Params
@@ -49,8 +49,7 @@ class CentroidFinetuning(nn.Module):
                  eval_every: int = 25, lr: float = 1e-3) -> None:
         super().__init__()
         for name, v in (("feature_dim", feature_dim), ("n_train_classes", n_train_classes)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"CentroidFinetuning: {name} must be an integer >= 1, got {v!r}")
+            check_int("CentroidFinetuning", name, v, 1, InputError)
         if scale is not None and not scale > 0:
             raise InputError(f"CentroidFinetuning: scale must be positive, got {scale}")
         self.body = body

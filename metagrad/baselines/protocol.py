@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
-from ..errors import InputError
+from ..errors import InputError, check_int
 from ..params import Params
 
 __all__ = ["fit_on_support", "sample_minibatches", "pretrain"]
@@ -37,8 +37,7 @@ def sample_minibatches(x: Tensor, y: Tensor, batch_size: int, generator: torch.G
 
 def _check(where: str, steps: int, batch_size: int, eval_every: int, lr: float) -> None:
     for name, v in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise InputError(f"{where}: {name} must be an integer >= 1, got {v!r}")
+        check_int(where, name, v, 1, InputError)
     if eval_every > steps:
         raise InputError(f"{where}: eval_every={eval_every} exceeds steps={steps}; no checkpoint would be taken")
     if not lr > 0:
@@ -102,8 +101,7 @@ def pretrain(model: torch.nn.Module, x: Tensor, y: Tensor, loss: Callable[[Tenso
     """
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise InputError(f"pretrain: x has {x.shape[0]} examples and y has {y.shape[0]}; need the same, non-zero number")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise InputError(f"pretrain: steps must be an integer >= 0, got {steps!r}")
+    check_int("pretrain", "steps", steps, 0, InputError)
     opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else x.device

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import InputError, check_int
 from ..params import Params
 from .base import Learner
 from .coordinatewise import flat, preprocess, unflat
@@ -76,8 +76,7 @@ class LSTMMetaLearner(Learner):
     name: str = "lstm"
 
     def __post_init__(self) -> None:
-        if isinstance(self.hidden_size, bool) or not isinstance(self.hidden_size, int) or self.hidden_size < 1:
-            raise InputError(f"LSTMMetaLearner: hidden_size must be an integer >= 1, got {self.hidden_size!r}")
+        check_int("LSTMMetaLearner", "hidden_size", self.hidden_size, 1, InputError)
         if not self.p > 0:
             raise InputError(f"LSTMMetaLearner: p must be positive, got {self.p}")
         if not (isinstance(self.grad_scale, (int, float)) and 0 < self.grad_scale < float("inf")):

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import InputError, check_int
 from ..params import Params
 from .base import Learner
 from .coordinatewise import flat, preprocess, unflat
@@ -81,10 +81,8 @@ class Turtle(Learner):
                 raise InputError(f"Turtle: unknown input {name!r}; choose from {', '.join(TURTLE_INPUTS)}")
         if len(set(self.inputs)) != len(self.inputs):
             raise InputError(f"Turtle: inputs {self.inputs} repeat a name; list each input once")
-        if isinstance(self.hidden_layers, bool) or not isinstance(self.hidden_layers, int) or self.hidden_layers < 0:
-            raise InputError(f"Turtle: hidden_layers must be an integer >= 0, got {self.hidden_layers!r}")
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
-            raise InputError(f"Turtle: width must be an integer >= 1, got {self.width!r}")
+        check_int("Turtle", "hidden_layers", self.hidden_layers, 0, InputError)
+        check_int("Turtle", "width", self.width, 1, InputError)
         if self.activation not in ACTIVATIONS:
             raise InputError(f"Turtle: unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not 0.0 <= self.beta <= 1.0:

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import InputError, check_int
 from .mlp import MLP
 
 __all__ = ["BiasTransform", "bias_transformed_mlp"]
@@ -42,8 +42,7 @@ class BiasTransform(nn.Module):
 
     def __init__(self, body: nn.Module, size: int = 10, where: str = "features", init_std: float = 0.0) -> None:
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise InputError(f"BiasTransform: size must be a positive integer, got {size!r}")
+        check_int("BiasTransform", "size", size, 1, InputError)
         if where not in _WHERE:
             raise InputError(f"BiasTransform: unknown where {where!r}; choose one of {', '.join(_WHERE)}")
         if not init_std >= 0:
@@ -78,6 +77,5 @@ def bias_transformed_mlp(sizes: Sequence[int], size: int = 10, activation: str =
     sizes = list(sizes)
     if len(sizes) < 2:
         raise InputError(f"bias_transformed_mlp: sizes must be [in, ..., out], got {sizes}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise InputError(f"bias_transformed_mlp: size must be a positive integer, got {size!r}")
+    check_int("bias_transformed_mlp", "size", size, 1, InputError)
     return BiasTransform(MLP([sizes[0] + size, *sizes[1:]], activation, init), size, "features", init_std)

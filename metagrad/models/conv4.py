@@ -27,7 +27,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
-from ..errors import InputError
+from ..errors import InputError, check_int
 
 __all__ = ["Conv4", "BatchNormStats", "batch_norm"]
 
@@ -110,8 +110,7 @@ class Conv4(nn.Module):
         super().__init__()
         for name, v in (("n_way", n_way), ("channels", channels), ("image_size", image_size),
                         ("hidden", hidden), ("blocks", blocks)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"Conv4: {name} must be a positive integer, got {v!r}")
+            check_int("Conv4", name, v, 1, InputError)
         if pooling not in ("stride", "max"):
             raise InputError(f"Conv4: unknown pooling {pooling!r}; choose 'stride' (Omniglot) or 'max' (miniImageNet/CUB)")
         if norm not in ("batch", "none", "torch"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import InputError, check_int
 
 __all__ = ["LinearModel"]
 
@@ -18,8 +18,7 @@ class LinearModel(nn.Module):
 
     def __init__(self, dim: int, init: float = 0.0) -> None:
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise InputError(f"LinearModel: dim must be an integer >= 1, got {dim!r}")
+        check_int("LinearModel", "dim", dim, 1, InputError)
         self.w = nn.Parameter(torch.full((dim,), float(init)))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ from typing import Optional, Protocol, runtime_checkable
 
 import torch
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, check_int
 from ..batch import TaskBatch
 
 __all__ = ["TaskDistribution", "uniform", "check_range", "check_shots", "task_params_of", "data_batch"]
@@ -50,13 +50,11 @@ def check_range(where: str, name: str, r: tuple[float, float]) -> tuple[float, f
 def check_shots(where: str, **counts: int) -> None:
     """Validate example counts such as ``k_shot`` and ``k_query`` (integers >= 1)."""
     for name, v in counts.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise InputError(f"{where}: {name} must be an integer >= 1, got {v!r}")
+        check_int(where, name, v, 1, InputError)
 
 
 def check_n_tasks(where: str, n_tasks: int, generator: Optional[torch.Generator]) -> None:
-    if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
-        raise InputError(f"{where}: n_tasks must be an integer >= 1, got {n_tasks!r}")
+    check_int(where, "n_tasks", n_tasks, 1, InputError)
     if not isinstance(generator, torch.Generator):
         raise InputTypeError(f"{where}: pass an explicit torch.Generator, got {type(generator).__name__}")
 

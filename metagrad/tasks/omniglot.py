@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import InputError, MissingFileError
+from ..errors import InputError, MissingFileError, check_int
 from .datasets import cached_arrays, dataset_dir, resize_images, verify_sha256
 from .episodic import EpisodicImages
 
@@ -229,8 +229,7 @@ def load_omniglot(root: Optional[str | os.PathLike] = None, image_size: int = 28
 
     Cached after the first call (see ``metagrad.tasks.datasets``); ``root`` as in the module doc.
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise InputError(f"load_omniglot: image_size must be a positive integer, got {image_size!r}")
+    check_int("load_omniglot", "image_size", image_size, 1, InputError)
     folder = dataset_dir("omniglot", root, [f"{p}{e}" for p in _PARTS for e in (".npz", ".zip", "")], _LAYOUT)
     images, groups, part = _load(str(folder.resolve()), image_size, float(shear), float(scale))
     out = (torch.from_numpy(images), torch.from_numpy(groups))

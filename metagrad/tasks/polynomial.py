@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, check_int
 from ..batch import TaskBatch
 from .base import check_n_tasks, check_range, check_shots, data_batch, task_params_of, uniform
 
@@ -31,8 +31,7 @@ class Polynomial:
 
     def __post_init__(self) -> None:
         check_shots("Polynomial", k_shot=self.k_shot, k_query=self.k_query)
-        if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 0:
-            raise InputError(f"Polynomial: degree must be an integer >= 0, got {self.degree!r}")
+        check_int("Polynomial", "degree", self.degree, 0, InputError)
         for name in ("coef_range", "x_range"):
             object.__setattr__(self, name, check_range("Polynomial", name, getattr(self, name)))
 
