@@ -19,3 +19,88 @@ def test_sine_ood_meta_trains_in_distribution_and_evaluates_out_of_it(tmp_path):
     res = runner.evaluate_run(run, overrides=ood, progress=False)
     assert res["overrides"] == ood and math.isfinite(res["mean"])
     assert runner.resolve_config(run / "config.json").task["amplitude"] == [0.1, 5.0]   # training unchanged
+
+
+# --- the task-conditioned oracle and the SNAIL learner ---------------------------------------------------
+import torch  # noqa: E402
+
+from metagrad.batch import TaskBatch  # noqa: E402
+from metagrad.baselines.blackbox import BlackBox, sequences  # noqa: E402
+from metagrad.errors import ConfigError, InputError  # noqa: E402
+from metagrad.experiments.building import build  # noqa: E402
+from metagrad.models.snail import SNAIL  # noqa: E402
+from metagrad.tasks.sine import Sinusoid  # noqa: E402
+from metagrad.training import fit  # noqa: E402
+from metagrad.streams import SampledStream  # noqa: E402
+
+
+def test_snail_is_causal():
+    torch.manual_seed(0)
+    net = SNAIL(3, 1)
+    x = torch.randn(2, 12, 3)
+    y = net(x)
+    for t in range(11):
+        x2 = x.clone()
+        x2[:, t + 1:] += torch.randn_like(x2[:, t + 1:]) * 5
+        y2 = net(x2)
+        assert torch.equal(y[:, :t + 1], y2[:, :t + 1]), t
+        assert not torch.allclose(y[:, t + 1:], y2[:, t + 1:])
+
+
+def test_blackbox_sequences_mask_the_query_label_and_keep_queries_apart():
+    b = Sinusoid(k_shot=3, k_query=2).sample(2, torch.Generator().manual_seed(0))
+    s = sequences(b)
+    assert s.shape == (4, 4, 3)
+    assert torch.equal(s[1, :3, 1], b.support_y[0, :, 0]) and s[1, 3, 1] == 0 and s[1, 3, 2] == 1
+    assert torch.equal(s[1, 3, 0], b.query_x[0, 1, 0]) and (s[:, :3, 2] == 0).all()
+
+
+def _tiny_fit(module, task, iterations=150, lr=3e-3):
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    stream = SampledStream(task, 16, 0)
+    test = task.sample(64, torch.Generator().manual_seed(99))
+    before = float(module.adaptation_curve(test, 0).mean())
+    fit(module, stream, opt, iterations)
+    return before, float(module.adaptation_curve(test, 0).mean())
+
+
+def test_snail_learns_a_tiny_task_family():
+    torch.manual_seed(0)
+    task = Sinusoid(k_shot=5, k_query=5, amplitude=(0.5, 2.0), phase=(0.0, 1.0))
+    before, after = _tiny_fit(BlackBox(SNAIL(3, 1, filters=8)), task)
+    assert after < 0.5 * before, (before, after)
+
+
+def test_oracle_learns_and_fine_tunes():
+    cfg = get_preset("sine-oracle").override(["model.hidden=[40,40]"])
+    algo, task = build(cfg)
+    before, after = _tiny_fit(algo, task, iterations=300, lr=1e-2)
+    assert after < 0.5 * before, (before, after)
+    b = task.sample(8, torch.Generator().manual_seed(1))
+    curve = algo.adaptation_curve(b, 3)
+    assert curve.shape == (8, 4) and not torch.equal(curve[:, 0], curve[:, 3])   # fine-tuning moves it
+    with pytest.raises(InputError, match="task_params"):
+        algo.meta_loss(TaskBatch(b.support_x, b.support_y, b.query_x, b.query_y))
+
+
+def test_algorithm_key_is_checked():
+    with pytest.raises(ConfigError, match="unknown algorithm 'snial'"):
+        get_preset("sine-snail").override(["algorithm=snial"])
+    with pytest.raises(InputError, match="inner.learner must be 'sgd'"):
+        build(get_preset("sine-oracle").override(["inner.learner=meta_sgd"]))
+
+
+@pytest.mark.parametrize("preset", ["sine-oracle", "sine-snail"])
+def test_oracle_and_snail_save_and_resume_like_every_run(tmp_path, preset):
+    over = ["outer.iterations=6", "checkpoint_every=2", "eval.tasks=20", "model.hidden=[20,20]"
+            if preset == "sine-oracle" else "model.filters=4"]
+    whole = runner.train(preset, tmp_path / "whole", overrides=over, progress=False)
+    cut = runner.train(preset, tmp_path / "cut", overrides=over, progress=False, stop_after=3)
+    runner.train(None, cut, resume=True, progress=False)
+    a = torch.load(whole / "checkpoint.pt", weights_only=False)
+    b = torch.load(cut / "checkpoint.pt", weights_only=False)
+    assert a["iteration"] == b["iteration"] == 6
+    for k, v in a["module"].items():
+        assert torch.equal(v, b["module"][k]), k
+    assert (whole / "metrics.jsonl").read_text() == (cut / "metrics.jsonl").read_text()
+    assert (whole / "eval.json").exists() and (cut / "eval.json").exists()

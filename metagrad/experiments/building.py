@@ -25,16 +25,15 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def build(cfg: Config, split: str = "train") -> tuple[MAML, Any]:
     """Build ``(algorithm, task distribution of split)`` from a config (model seeded by ``cfg.seed``,
-    on ``cfg.device``)."""
+    on ``cfg.device``): ``registry.ALGORITHMS[cfg.algorithm]`` (a ``MAML``, 000's task-conditioned
+    oracle or a black-box learner such as SNAIL)."""
     device = resolve_device(cfg.device)
     task = registry.build("task", registry.TASKS, cfg.task["name"], cfg.section_options("task"), split=split)
     torch.manual_seed(cfg.seed)
-    model = registry.build("model", registry.MODELS, cfg.model["name"], cfg.section_options("model"), task)
-    model, learner = registry.build("inner", registry.LEARNERS, cfg.inner["learner"], cfg.learner_options(), model)
-    model = model.to(DTYPES[cfg.dtype])
-    algo = MAML(model, learner=learner, inner_steps=cfg.inner["steps"], mode=cfg.inner["mode"],
-                loss=task.loss, grad_clip=cfg.inner["grad_clip"], hf_delta=cfg.inner["hf_delta"],
-                hf_rho=cfg.inner["hf_rho"], vectorize=cfg.vectorize, compile=cfg.compile)
+
+    def make_model(view: Any) -> torch.nn.Module:
+        return registry.build("model", registry.MODELS, cfg.model["name"], cfg.section_options("model"), view)
+    algo = registry.ALGORITHMS[cfg.algorithm](cfg, task, make_model)
     return algo.to(DTYPES[cfg.dtype]).to(device), task
 
 
@@ -80,9 +79,12 @@ def make_module(cfg: Config, seeds: Sequence[int], world: World = World()) -> tu
     if len(seeds) == 1 and not per_task:
         stream = task.stream(mb, seeds) if hasattr(task, "stream") else \
             SampledStream(task, mb, seeds[0], dtype=dtype, device=dev, world=world,
-                          hvp=cfg.outer["hvp_batch"] and members[0].mode == "hessian_free",
+                          hvp=cfg.outer["hvp_batch"] and getattr(members[0], "mode", None) == "hessian_free",
                           beta=cfg.outer["adaptive_L"] is not None)
         return members[0], stream, members, task
+    if cfg.algorithm != "maml":
+        raise ConfigError(f"train: algorithm {cfg.algorithm!r} trains one seed at a time (a Population vmaps MAML "
+                          "only); train each seed on its own")
     if cfg.inner["mode"] == "hessian_free":
         raise ConfigError("train: hessian_free trains one seed at a time and has no per-task clamp "
                           "(outer.clip_scope=init_per_task); use second_order or first_order")

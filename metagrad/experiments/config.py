@@ -3,6 +3,7 @@
 A config is plain data (nanoGPT / flax-examples style)::
 
     {"name": "sine-maml",
+     "algorithm": "maml",                                    # or "oracle", "blackbox" (registry.ALGORITHMS)
      "task":  {"name": "sine", "k_shot": 10, ...},          # keys of the task builder
      "model": {"name": "mlp", "hidden": [40, 40]},           # keys of the model builder
      "inner": {"learner": "sgd", "lr": 0.01, "steps": 1, "mode": "second_order", ...},
@@ -62,6 +63,7 @@ class Config:
     """A whole experiment: task, model, inner loop, meta-optimiser, evaluation and seed."""
 
     name: str = "custom"
+    algorithm: str = "maml"   # registry.ALGORITHMS: "maml", "oracle" (000's task-conditioned model), "blackbox"
     task: dict = field(default_factory=lambda: {"name": "sine"})
     model: dict = field(default_factory=lambda: {"name": "mlp"})
     inner: dict = field(default_factory=lambda: dict(INNER_KEYS))
@@ -138,6 +140,8 @@ class Config:
         """
         for f in fields(self):
             _check_finite(f.name, getattr(self, f.name))
+        if self.algorithm not in registry.ALGORITHMS:
+            raise ConfigError(f"config: unknown algorithm {self.algorithm!r}; choose one of {', '.join(registry.ALGORITHMS)}")
         _check_section("task", self.task, registry.TASKS, "name")
         _check_section("model", self.model, registry.MODELS, "name", skip=("task",))
         _check_section("inner", self.inner, registry.LEARNERS, "learner", skip=("model",), common=INNER_KEYS)

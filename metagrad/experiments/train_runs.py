@@ -68,6 +68,14 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     if trainer != "meta":
         raise ConfigError(f"train_runs: unknown trainer {trainer!r}; choose meta or {', '.join(BASELINES)}")
     seeds = list(seeds)
+    if cfg.algorithm != "maml" and len(seeds) > 1:   # only MAML's seeds train together (a Population)
+        out = []
+        for s in seeds:   # each seed its own partial checkpoint, removed once its summary is made
+            ck = None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}.seed{s}{checkpoint.suffix}")
+            out += train_runs(cfg, [s], evals, trainer=trainer, checkpoint=ck, log=log, label=label, measures=measures)
+            if ck is not None:
+                ck.unlink(missing_ok=True)
+        return out
     if any(m not in registry.MEASURES for m in measures):
         raise ConfigError(f"train_runs: unknown measure in {list(measures)}; choose from {', '.join(registry.MEASURES)}")
     dtype = _DTYPES[cfg.dtype]
@@ -89,7 +97,7 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
               clip_value=None if scope == "init_per_task" else clip_value, clip_keys=_clip_keys(scope),
               clip_norm=cfg.outer["clip_norm"], nonfinite=cfg.outer["nonfinite"], explode=cfg.outer["explode"],
               validate=validate, val_every=cfg.eval["every"], maximize=members[0].metric_name == "accuracy",
-              checkpoint=checkpoint, checkpoint_every_s=300.0, key={"config": cfg.to_dict(), "seeds": seeds},
+              checkpoint=checkpoint, checkpoint_every_s=300.0, key={"config": _key(cfg), "seeds": seeds},
               progress=label, on_record=lambda r: None)
     seconds = time.perf_counter() - t0
     pop = isinstance(module, Population)
@@ -119,6 +127,15 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
         algo = _member(cfg, s, states[p], "train") if measures else None
         out[p]["measures"] = {m: math.nan if lost[p] else float(registry.MEASURES[m](algo)) for m in measures}
     return out
+
+
+def _key(cfg: Config) -> dict[str, Any]:
+    """What a partial checkpoint resumes under: the config, less the default ``algorithm`` (a key
+    added later: checkpoints of runs cut off before it existed still resume)."""
+    d = cfg.to_dict()
+    if d.get("algorithm") == "maml":
+        d.pop("algorithm")
+    return d
 
 
 def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str = "test") -> Any:
