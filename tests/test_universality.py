@@ -104,3 +104,45 @@ def test_oracle_and_snail_save_and_resume_like_every_run(tmp_path, preset):
         assert torch.equal(v, b["module"][k]), k
     assert (whole / "metrics.jsonl").read_text() == (cut / "metrics.jsonl").read_text()
     assert (whole / "eval.json").exists() and (cut / "eval.json").exists()
+
+
+# --- the experiments (sweep specs): the --quick code path, tiny in the default suite ---------------------
+import json  # noqa: E402
+
+from metagrad.experiments import specs, sweep  # noqa: E402
+
+
+def _reproduce(name, out, tiny=True, **kw):
+    over = ["outer.iterations=3", "eval.tasks=8"] if tiny else []
+    return sweep.run(specs.get(name), out, quick=True, overrides=over, log=lambda m: None, **kw)
+
+
+def test_universality_sine_experiments_share_their_runs_and_draw_their_figures(tmp_path, monkeypatch):
+    rows = _reproduce("universality-steps", tmp_path)
+    assert {r["model"] for r in rows} == {"MAML", "oracle", "SNAIL"} and len(rows) == 18
+    snail = [r["mean"] for r in rows if r["model"] == "SNAIL" and r["setting"]["tasks"] == "in"]
+    assert len(set(snail)) == 1                                   # no steps: flat
+    summary = json.loads((tmp_path / "cells" / "sine-MAML_s0.json").read_text())
+    assert len(summary["evals"]["in-s50"]["curve"]) == 51 and len(summary["evals"]["in-s50"]["curve_ci95"]) == 51
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert not res["partial"] and "MAML out: after 50 steps vs after its 5 training steps" in res["claims"]
+    assert (tmp_path / "steps.png").stat().st_size > 10_000
+    monkeypatch.setattr(sweep, "train_runs", lambda *a, **k: pytest.fail("the ood experiment retrained a cell"))
+    rows = _reproduce("universality-ood", tmp_path)
+    assert len(rows) == 3 * (10 + 9) and (tmp_path / "ood.png").stat().st_size > 10_000
+    assert "MAML below SNAIL out of distribution (amplitude)" in json.loads((tmp_path / "results.json").read_text())["claims"]
+
+
+def test_universality_depth_tabulates_maml_and_oracle_with_std_over_runs(tmp_path):
+    rows = _reproduce("universality-depth", tmp_path, seeds=2, only=["depth=1,2"])
+    assert [(r["model"], r["setting"]["hidden_layers"]) for r in rows] == [("MAML", 1), ("MAML", 2), ("oracle", 1), ("oracle", 2)]
+    assert all(r["std_runs"] is not None and len(r["run_means"]) == 2 for r in rows)
+    assert (tmp_path / "depth.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["universality-steps", "universality-ood", "universality-depth"])
+def test_universality_quick_runs(tmp_path, name):
+    rows = _reproduce(name, tmp_path, tiny=False)
+    assert rows and all(r["mean"] is not None for r in rows)
+    assert json.loads((tmp_path / "results.json").read_text())["claims"]

@@ -83,6 +83,9 @@ class Spec:
     note: str | Callable[[Mapping[str, Any]], str] = ""      # the table's note (of the options)
     choices: Mapping[str, Sequence[Any]] = field(default_factory=dict)   # allowed values of options
     row_extra: Optional[Callable[[Row, list[dict[str, Any]]], dict[str, Any]]] = None  # more columns of a row
+    # the paper's figure redrawn: plot(out, rows, runs) with runs[cell id] = the runs behind the rows
+    # (their summaries: evals with curves); called by report, also on a partial table
+    plot: Optional[Callable[[Path, list[dict[str, Any]], dict[str, list[dict[str, Any]]]], None]] = None
 
 
 def _summary_path(out: Path, cell: Cell, seed: int) -> Path:
@@ -218,7 +221,7 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     n = seeds if seeds is not None else (1 if quick else spec.seeds)
     over = [*(spec.quick if quick else ()), *overrides]
     by_id = {c.id: c for c in (cells if cells is not None else spec.cells(opts))}
-    rows, missing = [], []
+    rows, missing, used = [], [], {}
     for r in spec.rows(opts):
         if r.cell not in by_id:
             continue
@@ -231,6 +234,7 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
             if not fixed:
                 continue
         rows.append(_row(spec, r, fixed, [runs[s] for s in sorted(runs)], n))
+        used[r.cell] = fixed
     claims = spec.claims(rows) if spec.claims is not None and not missing else {}
     note = (spec.note(opts) if callable(spec.note) else spec.note) + (f" Runs per row: {n}, fixed in advance for every row." if n else "")
     if missing:
@@ -239,6 +243,8 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
                                       "missing": missing, "runs_per_row": n, "rows": rows, "claims": claims})
     from ..io import write_text
     write_text(out / "table.md", format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else "")))
+    if spec.plot is not None and rows:
+        spec.plot(out, rows, used)
     return rows
 
 

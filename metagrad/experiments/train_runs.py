@@ -42,12 +42,25 @@ def fixed_set(task: Any, n: int, seed: int, dtype: torch.dtype = torch.float32) 
 
 
 def _stats(values: torch.Tensor, metric: str) -> dict[str, Any]:
+    """Statistics of the per-task metric after the last step; for ``[n, steps + 1]`` curves also the
+    mean and 95% interval after every step (``curve``, ``curve_ci95``: what a figure of the adaptation
+    curve needs, e.g. 000 Fig. 2)."""
+    curve = None
+    if values.dim() == 2:
+        curve, values = values.to(torch.float64), values[:, -1]
     v = values.to(torch.float64)
     finite = bool(torch.isfinite(v).all())
     mean, ci = mean_ci95(v) if finite else (math.nan, math.nan)
     return {"metric": metric, "mean": mean, "median": float(v.median()) if finite else math.nan,
             "std_tasks": float(v.std()) if finite and v.numel() > 1 else math.nan, "ci95_tasks": ci,
-            "n_tasks": int(v.numel()), "diverged": not finite}
+            "n_tasks": int(v.numel()), "diverged": not finite,
+            **({} if curve is None or curve.shape[1] < 2 else _curve(curve))}
+
+
+def _curve(c: torch.Tensor) -> dict[str, list[float]]:
+    stats = [mean_ci95(c[:, t]) if bool(torch.isfinite(c[:, t]).all()) else (math.nan, math.nan)
+             for t in range(c.shape[1])]
+    return {"curve": [m for m, _ in stats], "curve_ci95": [h for _, h in stats]}
 
 
 def _clip_keys(scope: str) -> Optional[Callable[[str], bool]]:
@@ -150,13 +163,13 @@ def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str =
 
 def _test(module: Any, cfg: Config, seeds: Sequence[int], states: list[dict[str, torch.Tensor]],
           test: TaskBatch) -> list[torch.Tensor]:
-    """Per-task test metric of each state under ``cfg`` (its learner may differ from training's, e.g.
+    """Per-task test metric after ``0..steps`` steps (``[n, steps + 1]``) of each state under ``cfg`` (its learner may differ from training's, e.g.
     an MT-net's hard mask: then each run is rebuilt from ``cfg`` and given its state)."""
     steps = cfg.eval["steps"]
     out = []
     for p, s in enumerate(seeds):
         algo = _member(cfg, s, states[p])
-        out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"])[:, -1])
+        out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"]))   # [n, steps + 1]
     return out
 
 

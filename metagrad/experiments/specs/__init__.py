@@ -18,6 +18,9 @@ SPECS: dict[str, tuple[str, str]] = {
     "turtle-order": ("turtle", "ORDER"),
     "mtnet-table2": ("mtnet", "TABLE2"),
     "mtnet-polynomial": ("mtnet", "POLYNOMIAL"),
+    "universality-steps": ("universality", "STEPS"),
+    "universality-ood": ("universality", "OOD"),
+    "universality-depth": ("universality", "DEPTH"),
 }
 
 
