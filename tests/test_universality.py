@@ -49,7 +49,7 @@ def test_snail_is_causal():
 
 def test_blackbox_sequences_mask_the_query_label_and_keep_queries_apart():
     b = Sinusoid(k_shot=3, k_query=2).sample(2, torch.Generator().manual_seed(0))
-    s = sequences(b)
+    s = sequences(b.support_x, b.support_y, b.query_x)
     assert s.shape == (4, 4, 3)
     assert torch.equal(s[1, :3, 1], b.support_y[0, :, 0]) and s[1, 3, 1] == 0 and s[1, 3, 2] == 1
     assert torch.equal(s[1, 3, 0], b.query_x[0, 1, 0]) and (s[:, :3, 2] == 0).all()
@@ -146,3 +146,10 @@ def test_universality_quick_runs(tmp_path, name):
     rows = _reproduce(name, tmp_path, tiny=False)
     assert rows and all(r["mean"] is not None for r in rows)
     assert json.loads((tmp_path / "results.json").read_text())["claims"]
+
+
+def test_snail_on_omniglot_reads_conv4_features(tmp_path):
+    over = ["outer.iterations=2", "outer.meta_batch=4", "eval.tasks=10", "eval.every=0", "eval.batch=10"]
+    run = runner.train("omniglot-snail", tmp_path / "o", overrides=over, progress=False)
+    res = json.loads((run / "eval.json").read_text())
+    assert res["metric"] == "accuracy" and 0.0 <= res["mean"] <= 1.0 and res["curve"][0] == res["curve"][-1]

@@ -10,7 +10,9 @@ goes through the network ``g_phi`` and the prediction is its output at the last 
 ``1/B sum_i 1/Kq sum_j l(g_phi(s_ij)_{K+1}, y_ij)`` by ordinary backpropagation (``fit`` runs it like any
 meta-learner). Each query point gets its own sequence, so query points never see each other. At test
 time it takes no gradient steps: ``adaptation_curve`` is flat (the same value after every "step").
-Labels enter as they are (regression) or one-hot (classification, ``cross_entropy``).
+Labels enter as they are (regression) or one-hot (classification, ``cross_entropy``). Images are first
+mapped to features by an ``embed`` network (Mishra et al.: a conv4 embedding, trained jointly), run
+once on a batch's support and query images together.
 """
 from __future__ import annotations
 
@@ -34,15 +36,16 @@ def _labels(y: Tensor, loss: str, classes: int) -> Tensor:
     return y
 
 
-def sequences(batch: TaskBatch, loss: str = "mse", classes: int = 1) -> Tensor:
-    """One sequence per query point, ``[B * Kq, Ks + 1, D + O + 1]`` (module docstring)."""
-    B, Ks, Kq = batch.n_tasks, batch.support_x.shape[1], batch.query_x.shape[1]
-    if batch.support_x.dim() != 3:
+def sequences(sx: Tensor, sy: Tensor, qx: Tensor, loss: str = "mse", classes: int = 1) -> Tensor:
+    """One sequence per query point, ``[B * Kq, Ks + 1, D + O + 1]`` (module docstring), from flat
+    inputs ``sx [B, Ks, D]``, ``qx [B, Kq, D]`` and support labels ``sy``."""
+    B, Ks, Kq = sx.shape[0], sx.shape[1], qx.shape[1]
+    if sx.dim() != 3:
         raise InputError(f"BlackBox: expected flat inputs [tasks, examples, features], got support_x of shape "
-                         f"{tuple(batch.support_x.shape)} (images need an embedding first)")
-    sy = _labels(batch.support_y, loss, classes).to(batch.support_x.dtype)
-    support = torch.cat([batch.support_x, sy, torch.zeros_like(sy[..., :1])], -1)       # [B, Ks, D + O + 1]
-    query = torch.cat([batch.query_x, torch.zeros(B, Kq, sy.shape[-1] + 1, dtype=sy.dtype, device=sy.device)], -1)
+                         f"{tuple(sx.shape)} (images need an embedding: build it with an image task)")
+    sy = _labels(sy, loss, classes).to(sx.dtype)
+    support = torch.cat([sx, sy, torch.zeros_like(sy[..., :1])], -1)                       # [B, Ks, D + O + 1]
+    query = torch.cat([qx, torch.zeros(B, Kq, sy.shape[-1] + 1, dtype=sy.dtype, device=sy.device)], -1)
     query[..., -1] = 1.0                                                                  # the label is masked
     seq = torch.cat([support[:, None].expand(B, Kq, Ks, support.shape[-1]), query[:, :, None]], dim=2)
     return seq.reshape(B * Kq, Ks + 1, seq.shape[-1])
@@ -54,12 +57,15 @@ class BlackBox(nn.Module):
     Args:
         net: e.g. ``metagrad.models.SNAIL(D + O + 1, O)``; its output at the last position is the prediction.
         loss: ``"mse"`` or ``"cross_entropy"`` (then ``O`` is the number of classes).
+        embed: maps ``[N, C, H, W]`` images to ``[N, D]`` features (``None``: inputs are flat already).
     """
 
     mode = "black_box"     # no inner loop: no Hessian batch, nothing to differentiate through
 
-    def __init__(self, net: nn.Module, loss: str = "mse", inner_steps: int = 0) -> None:
+    def __init__(self, net: nn.Module, loss: str = "mse", inner_steps: int = 0,
+                 embed: Optional[nn.Module] = None) -> None:
         super().__init__()
+        self.embed = embed
         if loss not in ("mse", "cross_entropy"):
             raise InputError(f"BlackBox: loss must be 'mse' or 'cross_entropy', got {loss!r}")
         self.net = net
@@ -72,7 +78,12 @@ class BlackBox(nn.Module):
         """Query predictions ``[B, Kq, O]``, each from the support set and that query input alone."""
         if not isinstance(batch, TaskBatch):
             raise InputTypeError(f"BlackBox: expected a TaskBatch, got {type(batch).__name__}")
-        out = self.net(sequences(batch, self.loss_name, self.classes))[:, -1]
+        sx, qx = batch.support_x, batch.query_x
+        if self.embed is not None:
+            B, Ks = sx.shape[:2]
+            feats = self.embed(torch.cat([sx, qx], 1).flatten(0, 1)).reshape(B, Ks + qx.shape[1], -1)
+            sx, qx = feats[:, :Ks], feats[:, Ks:]
+        out = self.net(sequences(sx, batch.support_y, qx, self.loss_name, self.classes))[:, -1]
         return out.reshape(batch.n_tasks, batch.query_x.shape[1], -1)
 
     def task_losses(self, batch: TaskBatch) -> Tensor:

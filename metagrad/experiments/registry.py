@@ -234,8 +234,12 @@ def _oracle(cfg: Any, task: Any, make_model: Callable[[Any], nn.Module]) -> nn.M
 
 def _blackbox(cfg: Any, task: Any, make_model: Callable[[Any], nn.Module]) -> nn.Module:
     out = getattr(task, "n_way", 1) if task.loss == "cross_entropy" else getattr(task, "out_features", 1)
-    net = make_model(Widened(task, getattr(task, "in_features", 1) + out + 1, out))
-    return BlackBox(net, loss=task.loss, inner_steps=cfg.inner["steps"])
+    embed, features = None, getattr(task, "in_features", 1)
+    if hasattr(task, "image_size"):   # images: Mishra et al.'s conv embedding, here 000's conv4 without its head
+        conv = _conv4(task)
+        embed, features = nn.Sequential(conv.features, nn.Flatten()), conv.feature_dim
+    net = make_model(Widened(task, features + out + 1, out))
+    return BlackBox(net, loss=task.loss, inner_steps=cfg.inner["steps"], embed=embed)
 
 
 def _snail(task: Any, blocks: int = 2, dilations: list[int] = (1, 2, 4, 8), filters: int = 16,
