@@ -118,19 +118,21 @@ def _reproduce(name, out, tiny=True, **kw):
 
 
 def test_universality_sine_experiments_share_their_runs_and_draw_their_figures(tmp_path, monkeypatch):
-    rows = _reproduce("universality-steps", tmp_path)
+    rows = _reproduce("universality-steps", tmp_path / "steps")
     assert {r["model"] for r in rows} == {"MAML", "oracle", "SNAIL"} and len(rows) == 18
     snail = [r["mean"] for r in rows if r["model"] == "SNAIL" and r["setting"]["tasks"] == "in"]
     assert len(set(snail)) == 1                                   # no steps: flat
-    summary = json.loads((tmp_path / "cells" / "sine-MAML_s0.json").read_text())
+    summary = json.loads((tmp_path / "universality-sine-quick" / "cells" / "sine-MAML_s0.json").read_text())
     assert len(summary["evals"]["in-s50"]["curve"]) == 51 and len(summary["evals"]["in-s50"]["curve_ci95"]) == 51
-    res = json.loads((tmp_path / "results.json").read_text())
+    res = json.loads((tmp_path / "steps" / "results.json").read_text())
     assert not res["partial"] and "MAML out: after 50 steps vs after its 5 training steps" in res["claims"]
-    assert (tmp_path / "steps.png").stat().st_size > 10_000
+    assert (tmp_path / "steps" / "steps.png").stat().st_size > 10_000
     monkeypatch.setattr(sweep, "train_runs", lambda *a, **k: pytest.fail("the ood experiment retrained a cell"))
-    rows = _reproduce("universality-ood", tmp_path)
-    assert len(rows) == 3 * (10 + 9) and (tmp_path / "ood.png").stat().st_size > 10_000
-    assert "MAML below SNAIL out of distribution (amplitude)" in json.loads((tmp_path / "results.json").read_text())["claims"]
+    rows = _reproduce("universality-ood", tmp_path / "ood")   # a sibling folder: the same runs
+    assert len(rows) == 3 * (10 + 9) and (tmp_path / "ood" / "ood.png").stat().st_size > 10_000
+    claims = json.loads((tmp_path / "ood" / "results.json").read_text())["claims"]
+    assert "MAML below SNAIL out of distribution (amplitude)" in claims
+    assert (tmp_path / "steps" / "table.md").read_text().startswith("# universality-steps")
 
 
 def test_universality_depth_tabulates_maml_and_oracle_with_std_over_runs(tmp_path):
@@ -143,9 +145,9 @@ def test_universality_depth_tabulates_maml_and_oracle_with_std_over_runs(tmp_pat
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["universality-steps", "universality-ood", "universality-depth"])
 def test_universality_quick_runs(tmp_path, name):
-    rows = _reproduce(name, tmp_path, tiny=False)
+    rows = _reproduce(name, tmp_path / name, tiny=False)
     assert rows and all(r["mean"] is not None for r in rows)
-    assert json.loads((tmp_path / "results.json").read_text())["claims"]
+    assert json.loads((tmp_path / name / "results.json").read_text())["claims"]
 
 
 def test_snail_on_omniglot_reads_conv4_features(tmp_path):

@@ -86,6 +86,15 @@ class Spec:
     # the paper's figure redrawn: plot(out, rows, runs) with runs[cell id] = the runs behind the rows
     # (their summaries: evals with curves); called by report, also on a partial table
     plot: Optional[Callable[[Path, list[dict[str, Any]], dict[str, list[dict[str, Any]]]], None]] = None
+    # experiments whose cells are the same runs (000's sine figures) name one store: their runs live in
+    # OUT/../STORE/cells/, shared by sibling output folders, while each writes its own table and figure
+    cell_store: str = ""
+
+
+def store(spec: Spec, out: Path, quick: bool = False) -> Path:
+    """The folder whose ``cells/`` holds ``spec``'s runs: ``out``, or ``out/../cell_store`` when shared
+    (``cell_store-quick`` for ``--quick``: a quick run's summary must never replace a full run's)."""
+    return out.parent / (spec.cell_store + ("-quick" if quick else "")) if spec.cell_store else out
 
 
 def _summary_path(out: Path, cell: Cell, seed: int) -> Path:
@@ -174,7 +183,7 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
             _run_jobs(spec, out, cells, jobs, quick, n, overrides, only_seeds, opts)
         else:
             for c in cells:
-                train_cell(out, c, _cell_config(c, over), train_seeds, log)
+                train_cell(store(spec, out, quick), c, _cell_config(c, over), train_seeds, log)
     if cell_id is not None:
         return []
     return report(spec, out, quick=quick, seeds=n, overrides=overrides, options=opts, cells=cells)
@@ -226,8 +235,8 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
         if r.cell not in by_id:
             continue
         cell = by_id[r.cell]
-        extra_seeds = _seeds_on_disk(out, cell)
-        runs = cached(out, cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
+        extra_seeds = _seeds_on_disk(store(spec, out, quick), cell)
+        runs = cached(store(spec, out, quick), cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
         fixed = [runs[s] for s in range(n) if s in runs]
         if len(fixed) < n:
             missing.append(f"{r.cell} ({len(fixed)} of {n} runs)")

@@ -5,8 +5,9 @@ distribution (``A ~ U[0.1, 5]``, ``p ~ U[0, pi]``), 5-shot, MLP 100-100 ReLU wit
 of 10, 5 inner steps of 0.001 (MAML), Adam 1e-3, meta-batch 25, 70,000 iterations, 1,200 test tasks
 with 95% intervals; the task-conditioned oracle (the same MLP reading ``[x; A, w, p]``, supervised)
 and SNAIL (2 x (TC block 1, 2, 4, 8 x 16, attention 8/8), 1x1 conv) trained with the same optimiser and
-iterations. The two sine experiments share their three cells and every evaluation, so
-``--out`` may be shared: whichever runs first trains, the other only tabulates.
+iterations. The two sine experiments share their three cells and every evaluation: their runs live in
+the sibling folder ``universality-sine/cells/`` of their output folders (``Spec.cell_store``), so
+whichever runs first trains and the other only tabulates when both outputs sit in one folder.
 
 * ``universality-steps`` (Fig. 2): test MSE after 0, 5 and N = 50 gradient steps on the 5 support
   points (the figure: after every step 0..N), in and out of distribution (``A ~ U[5, 10]``,
@@ -95,7 +96,7 @@ def _steps_claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
 STEPS = Spec("universality-steps", "000 Fig. 2: sine test MSE after 0..50 gradient steps, MAML (trained with 5) vs "
              "the fine-tuned task-conditioned oracle vs SNAIL, in and out of distribution",
              _sine_cells, _steps_rows, seeds=1, statistic="tasks", claims=_steps_claims,
-             quick=["outer.iterations=300", "eval.tasks=100"], plot=plot_steps,
+             quick=["outer.iterations=300", "eval.tasks=100"], plot=plot_steps, cell_store="universality-sine",
              note="000's claim: MAML keeps improving past its 5 training steps (especially out of distribution); "
                   "a task-conditioned model fine-tuned with gradient steps does not, and can overfit out of "
                   "distribution. MSE after the given number of SGD steps of 0.001 on the 5 support points; 95% "
@@ -131,11 +132,11 @@ def _ood_claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
 OOD = Spec("universality-ood", "000 Fig. 3 left and Fig. 6 left: sine test MSE against the amplitude (1..10) and the "
            "phase (0..2 pi), meta-trained on A in [0.1, 5], p in [0, pi]: MAML vs SNAIL (and the oracle)",
            _sine_cells, _ood_rows, seeds=1, statistic="tasks", claims=_ood_claims,
-           quick=["outer.iterations=300", "eval.tasks=100"], plot=plot_ood,
+           quick=["outer.iterations=300", "eval.tasks=100"], plot=plot_ood, cell_store="universality-sine",
            note="000's claim: MAML degrades more gracefully than the recurrent learner (SNAIL) out of distribution "
                 "(amplitude > 5, phase > pi). MAML after its 5 steps; the oracle as trained (it reads the true "
                 "description); SNAIL takes no steps. 95% interval over test tasks. The cells are those of "
-                "universality-steps (share --out to reuse them). Figure: ood.png.")
+                "universality-steps (runs kept in the sibling folder universality-sine/). Figure: ood.png.")
 
 
 # --- Fig. 5: depth at a fixed parameter count -----------------------------------------------------------------
