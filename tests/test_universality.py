@@ -155,3 +155,28 @@ def test_snail_on_omniglot_reads_conv4_features(tmp_path):
     run = runner.train("omniglot-snail", tmp_path / "o", overrides=over, progress=False)
     res = json.loads((run / "eval.json").read_text())
     assert res["metric"] == "accuracy" and 0.0 <= res["mean"] <= 1.0 and res["curve"][0] == res["curve"][-1]
+
+
+def test_eval_on_support_and_an_untrained_initialisation(tmp_path):
+    from metagrad.experiments.config import Config
+    from metagrad.experiments.train_runs import train_runs
+    cfg = Config.from_dict({**get_preset("sine-maml-quick").to_dict(), "eval": {"tasks": 20, "steps": 3}})
+    on_support = cfg.override(["eval.on=support"])
+    test = build(on_support, "test")[1].sample(2, torch.Generator().manual_seed(0))
+    assert torch.equal(test.query_x, test.support_x) and torch.equal(test.query_y, test.support_y)
+    [init] = train_runs(cfg, [0], {"test": [], "train": ["eval.on=support"]}, trainer="init", log=lambda m: None)
+    assert init["train"]["iterations"] == 0
+    algo = build(cfg)[0]
+    fresh = algo.adaptation_curve(build(cfg, "test")[1].sample(20, torch.Generator().manual_seed(cfg.eval["seed"])), 3)
+    assert init["evals"]["test"]["mean"] == pytest.approx(float(fresh[:, -1].mean()), rel=1e-5)   # the seed's init
+    assert init["evals"]["train"]["curve"][-1] < init["evals"]["train"]["curve"][0]   # fits its own support set
+    with pytest.raises(ConfigError, match="eval.on must be query or support"):
+        cfg.override(["eval.on=both"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["universality-omniglot-ood", "universality-finetune"])
+def test_universality_omniglot_quick_runs(tmp_path, name):
+    rows = _reproduce(name, tmp_path / name, tiny=False)
+    assert rows and all(r["mean"] is not None and r["metric"] == "accuracy" for r in rows)
+    assert json.loads((tmp_path / name / "results.json").read_text())["claims"]

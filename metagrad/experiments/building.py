@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import torch
 
 from ..algorithm import MAML
+from ..batch import TaskBatch
 from ..device import resolve_device
 from ..distributed import World
 from ..errors import ConfigError
@@ -34,7 +35,28 @@ def build(cfg: Config, split: str = "train") -> tuple[MAML, Any]:
     def make_model(view: Any) -> torch.nn.Module:
         return registry.build("model", registry.MODELS, cfg.model["name"], cfg.section_options("model"), view)
     algo = registry.ALGORITHMS[cfg.algorithm](cfg, task, make_model)
+    if split == "test" and cfg.eval["on"] == "support":
+        task = SupportAsQuery(task)
     return algo.to(DTYPES[cfg.dtype]).to(device), task
+
+
+class SupportAsQuery:
+    """Test tasks whose query set is their support set (``eval.on="support"``): the metric on the
+    data a model adapts to, i.e. its training accuracy (000 Fig. 4's "train" curves)."""
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)
+
+    def sample(self, n_tasks: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> TaskBatch:
+        b = self.task.sample(n_tasks, generator, dtype)
+        return TaskBatch(b.support_x, b.support_y, b.support_x, b.support_y, b.task_params)
+
+    def fixed(self, n: int, seed: int) -> TaskBatch:
+        b = self.task.fixed(n, seed) if hasattr(self.task, "fixed") else self.task.sample(n, torch.Generator().manual_seed(seed))
+        return TaskBatch(b.support_x, b.support_y, b.support_x, b.support_y, b.task_params)
 
 
 def optimizer(cfg: Config, algo: torch.nn.Module) -> torch.optim.Optimizer:

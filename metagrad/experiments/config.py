@@ -45,7 +45,7 @@ OUTER_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "meta_batch":
                                   "schedule": "constant", "nonfinite": "raise", "explode": 1e6,
                                   "clip_value": None, "clip_scope": "all"}
 EVAL_DEFAULTS: dict[str, Any] = {"tasks": 600, "steps": None, "batch": 100, "seed": 12345,
-                                 "every": 0, "val_tasks": 100, "test_state": "best"}
+                                 "every": 0, "val_tasks": 100, "test_state": "best", "on": "query"}
 _OPTIMIZERS = ("adam", "sgd")
 _DTYPES = ("float32", "float64")
 
@@ -183,6 +183,8 @@ class Config:
         if self.outer["clip_scope"] not in ("all", "init", "init_per_task"):
             raise ConfigError(f"config: outer.clip_scope must be all, init or init_per_task (which meta-gradients "
                               f"outer.clip_value clamps), got {self.outer['clip_scope']!r}")
+        if self.eval["on"] not in ("query", "support"):   # support: the training accuracy of 000 Fig. 4
+            raise ConfigError(f"config: eval.on must be query or support, got {self.eval['on']!r}")
         if self.eval["test_state"] not in ("best", "final"):
             raise ConfigError(f"config: eval.test_state must be best or final, got {self.eval['test_state']!r}")
         if not isinstance(self.device, str):

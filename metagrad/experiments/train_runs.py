@@ -24,7 +24,7 @@ from ..batch import TaskBatch
 from ..errors import ConfigError
 from ..evaluation import adaptation_curves, mean_ci95
 from ..population import Population
-from ..training import fit
+from ..training import FitResult, fit
 from .building import DTYPES as _DTYPES, build, make_module, optimizer as _optimizer, schedule as _schedule
 from . import registry
 from .config import Config
@@ -78,8 +78,8 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     ``registry.MEASURES`` computed on each tested state (``nan`` for a diverged run)."""
     if trainer in BASELINES:
         return [_baseline(cfg.override([f"seed={s}"]), trainer, evals) for s in seeds]
-    if trainer != "meta":
-        raise ConfigError(f"train_runs: unknown trainer {trainer!r}; choose meta or {', '.join(BASELINES)}")
+    if trainer not in ("meta", "init"):   # init: no meta-training, the seed's initialisation is tested (000 Fig. 4)
+        raise ConfigError(f"train_runs: unknown trainer {trainer!r}; choose meta, init or {', '.join(BASELINES)}")
     seeds = list(seeds)
     if cfg.algorithm != "maml" and len(seeds) > 1:   # only MAML's seeds train together (a Population)
         out = []
@@ -106,7 +106,9 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
             c = adaptation_curves(m, val, steps, chunk=cfg.eval["batch"])
             return c[..., -1].mean(-1).reshape(-1)
     t0 = time.perf_counter()
-    res = fit(module, stream, opt, cfg.outer["iterations"], schedule=_schedule(cfg),
+    res = FitResult(0, cfg.outer["iterations"], None, [None] * len(seeds), [math.nan] * len(seeds),
+                    [[] for _ in seeds], [None] * len(seeds), [0] * len(seeds)) if trainer == "init" else \
+        fit(module, stream, opt, cfg.outer["iterations"], schedule=_schedule(cfg),
               clip_value=None if scope == "init_per_task" else clip_value, clip_keys=_clip_keys(scope),
               clip_norm=cfg.outer["clip_norm"], nonfinite=cfg.outer["nonfinite"], explode=cfg.outer["explode"],
               validate=validate, val_every=cfg.eval["every"], maximize=members[0].metric_name == "accuracy",

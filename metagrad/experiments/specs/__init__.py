@@ -21,6 +21,8 @@ SPECS: dict[str, tuple[str, str]] = {
     "universality-steps": ("universality", "STEPS"),
     "universality-ood": ("universality", "OOD"),
     "universality-depth": ("universality", "DEPTH"),
+    "universality-omniglot-ood": ("universality_omniglot", "OMNIGLOT_OOD"),
+    "universality-finetune": ("universality_omniglot", "FINETUNE"),
 }
 
 

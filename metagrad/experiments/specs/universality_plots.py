@@ -93,7 +93,8 @@ def plot_depth(out: Path, rows: list[dict[str, Any]], runs: dict[str, list[dict[
         if pts:
             d, y, s, n = zip(*pts)
             ax.errorbar([x + (i - 0.5) * 0.08 for x in d], y, yerr=s, color=COLOURS[m], marker="o", capsize=3,
-                        label=f"{'MAML (1 step)' if m == 'MAML' else 'task-conditioned oracle'} ({min(n)} runs)")
+                        label=f"{'MAML (1 step)' if m == 'MAML' else 'task-conditioned oracle'} "
+                              f"({min(n)} run{'s' if min(n) > 1 else ': no std'})")
     widths = sorted({(r["setting"]["hidden_layers"], r["setting"]["width"]) for r in rows})
     ax.set_xticks([d for d, _ in widths], [f"{d}\n({w})" for d, w in widths])
     ax.set_xlabel("hidden layers (units per layer)")
