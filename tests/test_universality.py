@@ -180,3 +180,13 @@ def test_universality_omniglot_quick_runs(tmp_path, name):
     rows = _reproduce(name, tmp_path / name, tiny=False)
     assert rows and all(r["mean"] is not None and r["metric"] == "accuracy" for r in rows)
     assert json.loads((tmp_path / name / "results.json").read_text())["claims"]
+
+
+def test_committed_universality_tables_are_the_reports_of_their_records(tmp_path):
+    import shutil
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "reproductions"
+    shutil.copytree(root / "universality-sine", tmp_path / "universality-sine", ignore=shutil.ignore_patterns("*.pt", ".*"))
+    for name in ("universality-steps", "universality-ood"):
+        sweep.report(specs.get(name), tmp_path / name)
+        assert (tmp_path / name / "table.md").read_text() == (root / name / "table.md").read_text()
