@@ -48,6 +48,8 @@ class SupportAsQuery:
         self.task = task
 
     def __getattr__(self, name: str) -> Any:
+        if name == "task":   # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.task, name)
 
     def sample(self, n_tasks: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> TaskBatch:

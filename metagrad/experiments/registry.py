@@ -210,6 +210,8 @@ class Widened:
         self.out_features = out_features if out_features is not None else getattr(task, "out_features", 1)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_task":   # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self._task, name)
 
 
