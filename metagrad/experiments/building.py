@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import torch
 
 from ..algorithm import MAML
+from ..batch import TaskBatch
 from ..device import resolve_device
 from ..distributed import World
 from ..errors import ConfigError
@@ -25,17 +26,39 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def build(cfg: Config, split: str = "train") -> tuple[MAML, Any]:
     """Build ``(algorithm, task distribution of split)`` from a config (model seeded by ``cfg.seed``,
-    on ``cfg.device``)."""
+    on ``cfg.device``): ``registry.ALGORITHMS[cfg.algorithm]`` (a ``MAML``, 000's task-conditioned
+    oracle or a black-box learner such as SNAIL)."""
     device = resolve_device(cfg.device)
     task = registry.build("task", registry.TASKS, cfg.task["name"], cfg.section_options("task"), split=split)
     torch.manual_seed(cfg.seed)
-    model = registry.build("model", registry.MODELS, cfg.model["name"], cfg.section_options("model"), task)
-    model, learner = registry.build("inner", registry.LEARNERS, cfg.inner["learner"], cfg.learner_options(), model)
-    model = model.to(DTYPES[cfg.dtype])
-    algo = MAML(model, learner=learner, inner_steps=cfg.inner["steps"], mode=cfg.inner["mode"],
-                loss=task.loss, grad_clip=cfg.inner["grad_clip"], hf_delta=cfg.inner["hf_delta"],
-                hf_rho=cfg.inner["hf_rho"], vectorize=cfg.vectorize, compile=cfg.compile)
+
+    def make_model(view: Any) -> torch.nn.Module:
+        return registry.build("model", registry.MODELS, cfg.model["name"], cfg.section_options("model"), view)
+    algo = registry.ALGORITHMS[cfg.algorithm](cfg, task, make_model)
+    if split == "test" and cfg.eval["on"] == "support":
+        task = SupportAsQuery(task)
     return algo.to(DTYPES[cfg.dtype]).to(device), task
+
+
+class SupportAsQuery:
+    """Test tasks whose query set is their support set (``eval.on="support"``): the metric on the
+    data a model adapts to, i.e. its training accuracy (000 Fig. 4's "train" curves)."""
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "task":   # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.task, name)
+
+    def sample(self, n_tasks: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> TaskBatch:
+        b = self.task.sample(n_tasks, generator, dtype)
+        return TaskBatch(b.support_x, b.support_y, b.support_x, b.support_y, b.task_params)
+
+    def fixed(self, n: int, seed: int) -> TaskBatch:
+        b = self.task.fixed(n, seed) if hasattr(self.task, "fixed") else self.task.sample(n, torch.Generator().manual_seed(seed))
+        return TaskBatch(b.support_x, b.support_y, b.support_x, b.support_y, b.task_params)
 
 
 def optimizer(cfg: Config, algo: torch.nn.Module) -> torch.optim.Optimizer:
@@ -85,6 +108,9 @@ def make_module(cfg: Config, seeds: Sequence[int], world: World = World()) -> tu
         return members[0], stream, members, task
     if cfg.outer["hvp_batch"] is not False:
         raise ConfigError("train: outer.hvp_batch (002's D_h) trains one seed at a time; give one seed")
+    if cfg.algorithm != "maml":
+        raise ConfigError(f"train: algorithm {cfg.algorithm!r} trains one seed at a time (a Population vmaps MAML "
+                          "only); train each seed on its own")
     if cfg.inner["mode"] == "hessian_free":
         raise ConfigError("train: hessian_free trains one seed at a time and has no per-task clamp "
                           "(outer.clip_scope=init_per_task); use second_order or first_order")

@@ -3,6 +3,7 @@
 A config is plain data (nanoGPT / flax-examples style)::
 
     {"name": "sine-maml",
+     "algorithm": "maml",                                    # or "oracle", "blackbox" (registry.ALGORITHMS)
      "task":  {"name": "sine", "k_shot": 10, ...},          # keys of the task builder
      "model": {"name": "mlp", "hidden": [40, 40]},           # keys of the model builder
      "inner": {"learner": "sgd", "lr": 0.01, "steps": 1, "mode": "second_order", ...},
@@ -45,7 +46,7 @@ OUTER_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "meta_batch":
                                   "schedule": "constant", "nonfinite": "raise", "explode": 1e6,
                                   "clip_value": None, "clip_scope": "all"}
 EVAL_DEFAULTS: dict[str, Any] = {"tasks": 600, "steps": None, "batch": 100, "seed": 12345,
-                                 "every": 0, "val_tasks": 100, "test_state": "best", "measure": None}
+                                 "every": 0, "val_tasks": 100, "test_state": "best", "measure": None, "on": "query"}
 _OPTIMIZERS = ("adam", "sgd")
 _DTYPES = ("float32", "float64")
 
@@ -63,6 +64,7 @@ class Config:
     """A whole experiment: task, model, inner loop, meta-optimiser, evaluation and seed."""
 
     name: str = "custom"
+    algorithm: str = "maml"   # registry.ALGORITHMS: "maml", "oracle" (000's task-conditioned model), "blackbox"
     task: dict = field(default_factory=lambda: {"name": "sine"})
     model: dict = field(default_factory=lambda: {"name": "mlp"})
     inner: dict = field(default_factory=lambda: dict(INNER_KEYS))
@@ -139,6 +141,8 @@ class Config:
         """
         for f in fields(self):
             _check_finite(f.name, getattr(self, f.name))
+        if self.algorithm not in registry.ALGORITHMS:
+            raise ConfigError(f"config: unknown algorithm {self.algorithm!r}; choose one of {', '.join(registry.ALGORITHMS)}")
         _check_section("task", self.task, registry.TASKS, "name")
         _check_section("model", self.model, registry.MODELS, "name", skip=("task",))
         _check_section("inner", self.inner, registry.LEARNERS, "learner", skip=("model",), common=INNER_KEYS)
@@ -192,6 +196,8 @@ class Config:
         if self.eval["measure"] is not None and self.eval["measure"] not in registry.CURVE_MEASURES:
             raise ConfigError(f"config: eval.measure must be null or one of {', '.join(registry.CURVE_MEASURES)}, "
                               f"got {self.eval['measure']!r}")
+        if self.eval["on"] not in ("query", "support"):   # support: the training accuracy of 000 Fig. 4
+            raise ConfigError(f"config: eval.on must be query or support, got {self.eval['on']!r}")
         if self.eval["test_state"] not in ("best", "final"):
             raise ConfigError(f"config: eval.test_state must be best or final, got {self.eval['test_state']!r}")
         if not isinstance(self.device, str):

@@ -5,7 +5,6 @@ of DESIGN.md section 4. Other modules add their presets at the end of this file.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .config import Config, ConfigError
@@ -40,10 +39,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "inner": {**_SINE_MAML["inner"], "mode": "first_order"}},
     "sine-hfmaml": {**_SINE_MAML, "name": "sine-hfmaml",
                     "inner": {**_SINE_MAML["inner"], "mode": "hessian_free", "hf_delta": 1e-3}},
-    # Finn & Levine (000), out of distribution: amplitudes U[5, 10], phases U[pi, 2 pi].
-    "sine-ood": {**_SINE_MAML, "name": "sine-ood",
-                 "task": {"name": "sine", "k_shot": 5, "k_query": 10, "amplitude": [5.0, 10.0],
-                          "phase": [math.pi, 2 * math.pi]}},
     # A seconds-long smoke run.
     "sine-maml-quick": {**_SINE_MAML, "name": "sine-maml-quick",
                         "outer": {"optimizer": "adam", "lr": 1e-3, "meta_batch": 25, "iterations": 300},
@@ -64,3 +59,4 @@ def get_preset(name: str) -> Config:
 from .presets_images import PRESETS as _p_images; PRESETS.update(_p_images)
 from .presets_geometry import PRESETS as _p_geometry; PRESETS.update(_p_geometry)
 from .specs.turtle import PRESETS as _p_turtle; PRESETS.update(_p_turtle)
+from .presets_universality import PRESETS as _p_000; PRESETS.update(_p_000)

@@ -220,3 +220,65 @@ register_task("omniglot", Omniglot)
 register_task("miniimagenet", MiniImageNet)
 register_task("cub", CUB)
 register_model("conv4", _conv4)
+
+
+# --- how a model is meta-learned: config key ``algorithm`` (000's baselines beside MAML) ------------
+from ..algorithm import MAML  # noqa: E402
+from ..baselines.blackbox import BlackBox  # noqa: E402
+from ..baselines.oracle import TaskConditioned, description_size  # noqa: E402
+from ..models.snail import SNAIL  # noqa: E402
+
+
+class Widened:
+    """``task`` as a model builder sees it, with other per-example input/output sizes (what the
+    network reads: ``[x; tau]`` for the oracle, ``(x, y, flag)`` steps for a black-box learner)."""
+
+    def __init__(self, task: Any, in_features: int, out_features: Optional[int] = None) -> None:
+        self._task, self.in_features = task, in_features
+        self.out_features = out_features if out_features is not None else getattr(task, "out_features", 1)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_task":   # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self._task, name)
+
+
+def _maml(cfg: Any, task: Any, make_model: Callable[[Any], nn.Module]) -> nn.Module:
+    model = make_model(task)
+    model, learner = build("inner", LEARNERS, cfg.inner["learner"], cfg.learner_options(), model)
+    model = model.to(getattr(torch, cfg.dtype))   # before MAML: learners draw their meta-parameters like the weights
+    return MAML(model, learner=learner, inner_steps=cfg.inner["steps"], mode=cfg.inner["mode"],
+                loss=task.loss, grad_clip=cfg.inner["grad_clip"], hf_delta=cfg.inner["hf_delta"],
+                hf_rho=cfg.inner["hf_rho"], vectorize=cfg.vectorize, compile=cfg.compile)
+
+
+def _oracle(cfg: Any, task: Any, make_model: Callable[[Any], nn.Module]) -> nn.Module:
+    # fine-tuned at test time by plain SGD: inner.learner must be sgd (inner.lr, inner.steps)
+    if cfg.inner["learner"] != "sgd":
+        raise InputError(f"algorithm oracle: fine-tunes with plain SGD; inner.learner must be 'sgd', "
+                         f"got {cfg.inner['learner']!r}")
+    model = make_model(Widened(task, getattr(task, "in_features", 1) + description_size(task)))
+    return TaskConditioned(model, inner_lr=cfg.inner.get("lr", 0.01), inner_steps=cfg.inner["steps"],
+                           loss=task.loss, vectorize=cfg.vectorize)
+
+
+def _blackbox(cfg: Any, task: Any, make_model: Callable[[Any], nn.Module]) -> nn.Module:
+    out = getattr(task, "n_way", 1) if task.loss == "cross_entropy" else getattr(task, "out_features", 1)
+    embed, features = None, getattr(task, "in_features", 1)
+    if hasattr(task, "image_size"):   # images: Mishra et al.'s conv embedding, here 000's conv4 without its head
+        conv = _conv4(task)
+        embed, features = nn.Sequential(conv.features, nn.Flatten()), conv.feature_dim
+    net = make_model(Widened(task, features + out + 1, out))
+    return BlackBox(net, loss=task.loss, inner_steps=cfg.inner["steps"], embed=embed)
+
+
+def _snail(task: Any, blocks: int = 2, dilations: list[int] = (1, 2, 4, 8), filters: int = 16,
+           key_size: int = 8, value_size: int = 8) -> nn.Module:
+    return SNAIL(task.in_features, task.out_features, blocks, list(dilations), filters, key_size, value_size)
+
+
+# ``algorithm`` (a top-level config key, default "maml") -> builder(cfg, task, make_model) -> module that
+# ``fit`` trains and ``evaluate`` tests (``meta_loss``, ``adaptation_curve``, ``metric_name``, ``inner_steps``).
+# ``make_model(view)`` builds the config's model section for a task view (input/output sizes).
+ALGORITHMS: dict[str, Callable[..., nn.Module]] = {"maml": _maml, "oracle": _oracle, "blackbox": _blackbox}
+register_model("snail", _snail)

@@ -235,6 +235,8 @@ def _identity(cfg: Config) -> dict[str, Any]:
             d.get(sec, {}).pop(name, None)
     d.pop("eval", None)
     d.pop("name", None)
+    if d.get("algorithm") == "maml":   # the default, left out so checkpoints from before the key still resume
+        d.pop("algorithm")
     return d
 
 

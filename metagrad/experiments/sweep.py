@@ -86,6 +86,18 @@ class Spec:
     row_extra: Optional[Callable[[Row, list[dict[str, Any]]], dict[str, Any]]] = None  # more columns of a row
     figure: Optional[Callable[[Path, list[dict[str, Any]]], None]] = None   # (out, rows): plots read from out/cells
     quick_options: Mapping[str, Any] = field(default_factory=dict)   # options under --quick (unless given)
+    # the paper's figure redrawn: plot(out, rows, runs) with runs[cell id] = the runs behind the rows
+    # (their summaries: evals with curves); called by report, also on a partial table
+    plot: Optional[Callable[[Path, list[dict[str, Any]], dict[str, list[dict[str, Any]]]], None]] = None
+    # experiments whose cells are the same runs (000's sine figures) name one store: their runs live in
+    # OUT/../STORE/cells/, shared by sibling output folders, while each writes its own table and figure
+    cell_store: str = ""
+
+
+def store(spec: Spec, out: Path, quick: bool = False) -> Path:
+    """The folder whose ``cells/`` holds ``spec``'s runs: ``out``, or ``out/../cell_store`` when shared
+    (``cell_store-quick`` for ``--quick``: a quick run's summary must never replace a full run's)."""
+    return out.parent / (spec.cell_store + ("-quick" if quick else "")) if spec.cell_store else out
 
 
 def _summary_path(out: Path, cell: Cell, seed: int) -> Path:
@@ -180,7 +192,7 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
             _run_jobs(spec, out, cells, jobs, quick, n, overrides, only_seeds, opts)
         else:
             for c in cells:
-                train_cell(out, c, _cell_config(c, over), train_seeds, log)
+                train_cell(store(spec, out, quick), c, _cell_config(c, over), train_seeds, log)
     if cell_id is not None:
         return []
     return report(spec, out, quick=quick, seeds=n, overrides=overrides, options=opts, cells=cells)
@@ -234,21 +246,22 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     n = seeds if seeds is not None else (1 if quick else spec.seeds)
     over = [*(spec.quick if quick else ()), *overrides]
     by_id = {c.id: c for c in (cells if cells is not None else spec.cells(opts))}
-    rows, missing, pending = [], [], []
+    rows, missing, pending, used = [], [], [], {}
     for r in spec.rows(opts):
         if r.cell not in by_id:
             continue
         cell = by_id[r.cell]
-        extra_seeds = _seeds_on_disk(out, cell)
-        runs = cached(out, cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
+        extra_seeds = _seeds_on_disk(store(spec, out, quick), cell)
+        runs = cached(store(spec, out, quick), cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
         fixed = [runs[s] for s in range(n) if s in runs]
         if len(fixed) < n:
-            progress = _progress(out, cell, _cell_config(cell, over))
+            progress = _progress(store(spec, out, quick), cell, _cell_config(cell, over))
             missing.append(f"{r.cell} ({len(fixed)} of {n} runs{progress})")
             pending.append((r, f"{len(fixed)} of {n}", progress.lstrip("; ") or "not started"))
             if not fixed:
                 continue
         rows.append(_row(spec, r, fixed, [runs[s] for s in sorted(runs)], n))
+        used[r.cell] = fixed
     missing = list(dict.fromkeys(missing))   # a cell behind several rows is missing once
     claims = spec.claims(rows) if spec.claims is not None and not missing else {}
     note = (spec.note(opts) if callable(spec.note) else spec.note) + (f" Runs per row: {n}, fixed in advance for every row." if n else "")
@@ -261,6 +274,8 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     write_text(out / "table.md", table + _pending_table(pending))
     if spec.figure is not None and rows:
         spec.figure(out, rows)
+    if spec.plot is not None and rows:
+        spec.plot(out, rows, used)
     return rows
 
 

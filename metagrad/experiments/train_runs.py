@@ -31,7 +31,7 @@ from ..batch import TaskBatch
 from ..errors import ConfigError
 from ..evaluation import adaptation_curves, mean_ci95
 from ..population import Population
-from ..training import fit
+from ..training import FitResult, fit
 from .building import DTYPES as _DTYPES, build, make_module, optimizer as _optimizer, schedule as _schedule
 from . import registry
 from .baseline_runs import BASELINES, run_baseline
@@ -69,12 +69,25 @@ def task_chunks(tasks: TaskBatch | tuple[Any, int, int], chunk: int, dtype: torc
 
 
 def _stats(values: torch.Tensor, metric: str) -> dict[str, Any]:
+    """Statistics of the per-task metric after the last step; for ``[n, steps + 1]`` curves also the
+    mean and 95% interval after every step (``curve``, ``curve_ci95``: what a figure of the adaptation
+    curve needs, e.g. 000 Fig. 2)."""
+    curve = None
+    if values.dim() == 2:
+        curve, values = values.to(torch.float64), values[:, -1]
     v = values.to(torch.float64)
     finite = bool(torch.isfinite(v).all())
     mean, ci = mean_ci95(v) if finite else (math.nan, math.nan)
     return {"metric": metric, "mean": mean, "median": float(v.median()) if finite else math.nan,
             "std_tasks": float(v.std()) if finite and v.numel() > 1 else math.nan, "ci95_tasks": ci,
-            "n_tasks": int(v.numel()), "diverged": not finite}
+            "n_tasks": int(v.numel()), "diverged": not finite,
+            **({} if curve is None or curve.shape[1] < 2 else _curve(curve))}
+
+
+def _curve(c: torch.Tensor) -> dict[str, list[float]]:
+    stats = [mean_ci95(c[:, t]) if bool(torch.isfinite(c[:, t]).all()) else (math.nan, math.nan)
+             for t in range(c.shape[1])]
+    return {"curve": [m for m, _ in stats], "curve_ci95": [h for _, h in stats]}
 
 
 def _clip_keys(scope: str) -> Optional[Callable[[str], bool]]:
@@ -92,9 +105,17 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     ``registry.MEASURES`` computed on each tested state (``nan`` for a diverged run)."""
     if trainer in BASELINES:
         return [run_baseline(cfg.override([f"seed={s}"]), trainer, evals) for s in seeds]
-    if trainer != "meta":
-        raise ConfigError(f"train_runs: unknown trainer {trainer!r}; choose meta or {', '.join(BASELINES)}")
+    if trainer not in ("meta", "init"):   # init: no meta-training, the seed's initialisation is tested (000 Fig. 4)
+        raise ConfigError(f"train_runs: unknown trainer {trainer!r}; choose meta, init or {', '.join(BASELINES)}")
     seeds = list(seeds)
+    if cfg.algorithm != "maml" and len(seeds) > 1:   # only MAML's seeds train together (a Population)
+        out = []
+        for s in seeds:   # each seed its own partial checkpoint, removed once its summary is made
+            ck = None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}.seed{s}{checkpoint.suffix}")
+            out += train_runs(cfg, [s], evals, trainer=trainer, checkpoint=ck, log=log, label=label, measures=measures)
+            if ck is not None:
+                ck.unlink(missing_ok=True)
+        return out
     if any(m not in registry.MEASURES for m in measures):
         raise ConfigError(f"train_runs: unknown measure in {list(measures)}; choose from {', '.join(registry.MEASURES)}")
     dtype = _DTYPES[cfg.dtype]
@@ -114,11 +135,13 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
             c = adaptation_curves(m, val, steps, chunk=cfg.eval["batch"], dtype=dtype)
             return c[..., -1].mean(-1).reshape(-1)
     t0 = time.perf_counter()
-    res = fit(module, stream, opt, cfg.outer["iterations"], schedule=_schedule(cfg),
+    res = FitResult(0, cfg.outer["iterations"], None, [None] * len(seeds), [math.nan] * len(seeds),
+                    [[] for _ in seeds], [None] * len(seeds), [0] * len(seeds)) if trainer == "init" else \
+        fit(module, stream, opt, cfg.outer["iterations"], schedule=_schedule(cfg),
               clip_value=None if scope == "init_per_task" else clip_value, clip_keys=_clip_keys(scope),
               clip_norm=cfg.outer["clip_norm"], nonfinite=cfg.outer["nonfinite"], explode=cfg.outer["explode"],
               validate=validate, val_every=cfg.eval["every"], maximize=members[0].metric_name == "accuracy",
-              checkpoint=checkpoint, checkpoint_every_s=300.0, key={"config": cfg.to_dict(), "seeds": seeds},
+              checkpoint=checkpoint, checkpoint_every_s=300.0, key={"config": _key(cfg), "seeds": seeds},
               progress=label, on_record=lambda r: None)
     seconds = time.perf_counter() - t0
     pop = isinstance(module, Population)
@@ -164,6 +187,15 @@ def curve_measure(name: str, task: Any) -> Callable[[Any], list[float]]:
     return measure
 
 
+def _key(cfg: Config) -> dict[str, Any]:
+    """What a partial checkpoint resumes under: the config, less the default ``algorithm`` (a key
+    added later: checkpoints of runs cut off before it existed still resume)."""
+    d = cfg.to_dict()
+    if d.get("algorithm") == "maml":
+        d.pop("algorithm")
+    return d
+
+
 def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str = "test") -> Any:
     """Run ``seed`` of ``cfg`` rebuilt and given ``state``."""
     algo = build(cfg.override([f"seed={seed}"]), split)[0]
@@ -176,11 +208,11 @@ def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str =
 
 def _test(module: Any, cfg: Config, seeds: Sequence[int], states: list[dict[str, torch.Tensor]],
           test: TaskBatch | tuple[Any, int, int]) -> list[torch.Tensor]:
-    """Per-task test metric of each state under ``cfg`` (its learner may differ from training's, e.g.
+    """Per-task test metric after ``0..steps`` steps (``[n, steps + 1]``) of each state under ``cfg`` (its learner may differ from training's, e.g.
     an MT-net's hard mask: then each run is rebuilt from ``cfg`` and given its state)."""
     steps = cfg.eval["steps"]
     out = []
     for p, s in enumerate(seeds):
         algo = _member(cfg, s, states[p])
-        out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"], dtype=_DTYPES[cfg.dtype])[:, -1])
+        out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"], dtype=_DTYPES[cfg.dtype]))   # [n, steps + 1]
     return out

@@ -9,3 +9,6 @@ __all__ += ["TLinear", "TConv2d", "to_tnet", "BiasTransform", "bias_transformed_
 from .conv4 import Conv4
 
 __all__ += ["Conv4"]
+from .snail import SNAIL
+
+__all__ += ["SNAIL"]

@@ -22,6 +22,11 @@ SPECS: dict[str, tuple[str, str]] = {
     "miniimagenet-table3": ("images", "MINIIMAGENET_TABLE3"),
     "turtle-images": ("images", "TURTLE_IMAGES"),
     "maml-convergence": ("convergence", "CONVERGENCE"),
+    "universality-steps": ("universality", "STEPS"),
+    "universality-ood": ("universality", "OOD"),
+    "universality-depth": ("universality", "DEPTH"),
+    "universality-omniglot-ood": ("universality_omniglot", "OMNIGLOT_OOD"),
+    "universality-finetune": ("universality_omniglot", "FINETUNE"),
 }
 
 
