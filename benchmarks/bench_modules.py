@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +36,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 import metagrad as mg  # noqa: E402
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 H, T, SIDE, CH, VOCAB = 32, 8, 8, 8, 20  # hidden width, sequence length, image side, conv channels, vocabulary
 META_BATCH, STEPS, K, LR = 16, 2, 10, 0.01
@@ -177,21 +176,9 @@ def main() -> None:
     for key in keys:
         for _ in range(args.warmup):
             steps[key]()
-    per_round: dict[tuple[str, str], list[float]] = {key: [] for key in keys}  # median of each round
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in keys}
-    rng = random.Random(0)
-    for _ in range(args.rounds):
-        order = keys[:]
-        rng.shuffle(order)
-        for key in order:
-            ts = []
-            for _ in range(args.iters):
-                t = time.perf_counter()
-                steps[key]()
-                ts.append(1000 * (time.perf_counter() - t))
-            times[key] += ts
-            per_round[key].append(statistics.median(ts))
-    med = {key: statistics.median(v) for key, v in times.items()}
+    rounds = interleaved({key: steps[key] for key in keys}, args.rounds, args.iters)
+    per_round = {key: [1000 * statistics.median(r) for r in v] for key, v in rounds.items()}  # median of each round
+    med = {key: 1000 * statistics.median(t for r in v for t in r) for key, v in rounds.items()}
     print(f"module classes, float32, meta-batch {args.meta_batch}, {STEPS} inner steps, {args.shots} support + "
           f"{args.shots} query examples, second order; torch {torch.__version__}, {torch.get_num_threads()} "
           f"thread(s); medians of {args.rounds} interleaved rounds x {args.iters} iterations")
@@ -203,7 +190,8 @@ def main() -> None:
         v, lp = med[(n, "vmap")], med[(n, "loop")]
         rr = [a / b for a, b in zip(per_round[(n, "loop")], per_round[(n, "vmap")])]
         rows[n] = {"vmap_ms": v, "loop_ms": lp, "loop_over_vmap": lp / v,
-                   "round_ratios": rr, "vmap_all_ms": times[(n, "vmap")], "loop_all_ms": times[(n, "loop")]}
+                   "round_ratios": rr, "vmap_all_ms": [1000 * t for r in rounds[(n, "vmap")] for t in r],
+                   "loop_all_ms": [1000 * t for r in rounds[(n, "loop")] for t in r]}
         print(f"| {n} | {v:.1f} | {lp:.1f} | {lp / v:.2f}x | {min(rr):.2f}-{max(rr):.2f} |")
     if args.out:
         Path(args.out).write_text(json.dumps({

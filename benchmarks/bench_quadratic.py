@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import metagrad as mg  # noqa: E402
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 MODES = {"second_order": "MAML", "first_order": "FO-MAML", "hessian_free": "HF-MAML"}
 
@@ -83,17 +82,8 @@ def main() -> None:
     steps = {n: make(n[0], n[1], args.batch) for n in names}
     for s in steps.values():
         s()
-    times: dict[tuple[str, int], list[float]] = {n: [] for n in names}
-    rng = random.Random(0)
-    for _ in range(args.rounds):
-        order = names[:]
-        rng.shuffle(order)
-        for n in order:
-            for _ in range(args.iters):
-                t = time.perf_counter()
-                steps[n]()
-                times[n].append(time.perf_counter() - t)
-    med = {n: 1000 * statistics.median(v) for n, v in times.items()}
+    rounds = interleaved({n: steps[n] for n in names}, args.rounds, args.iters)
+    med = {n: 1000 * statistics.median(t for r in v for t in r) for n, v in rounds.items()}
     mem = {} if args.no_memory else {n: peak_memory(n[0], n[1], args.batch) for n in names}
     print(f"quadratic tasks, linear model, one inner step, B = D = {args.batch}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; medians of {args.rounds}x{args.iters} interleaved iterations")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import metagrad as mg  # noqa: E402
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 STEPS, META_BATCH, K = 5, 25, 10
 
@@ -141,17 +141,8 @@ def main() -> None:
             steps[n]()
         if n.startswith("compiled"):
             compile_s[n] = time.perf_counter() - t
-    times: dict[str, list[float]] = {n: [] for n in names}
-    rng = random.Random(0)
-    for r in range(args.rounds):
-        order = names[:]
-        rng.shuffle(order)
-        for n in order:
-            for _ in range(args.iters):
-                t = time.perf_counter()
-                steps[n]()
-                times[n].append(time.perf_counter() - t)
-    med = {n: 1000 * statistics.median(v) for n, v in times.items()}
+    rounds = interleaved({n: steps[n] for n in names}, args.rounds, args.iters)
+    med = {n: 1000 * statistics.median(t for r in v for t in r) for n, v in rounds.items()}
     mem = {} if args.no_memory else {n: peak_memory(n, args.memory_batch) for n in names if not n.startswith("compiled")}
     ref = {m: med.get(f"l2l:{m}") for m in ("second_order", "first_order")}
     print(f"sine, meta-batch {META_BATCH}, {STEPS} inner steps, torch {torch.__version__}, "
