@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingFileError
-from .datasets import cached_arrays, dataset_dir, read_images, IMAGE_SUFFIXES
+from .datasets import cached_arrays, class_images, dataset_dir, read_images
 from .episodic import EpisodicImages
 
 __all__ = ["CUB", "load_cub", "cub_split", "CUB_LAYOUT", "CUB_SPLITS"]
@@ -93,13 +93,7 @@ def load_cub(split: str, root: Optional[str | os.PathLike] = None, image_size: i
     if not classes:
         raise InputError(f"load_cub: {images_dir} has no class folders; expected {CUB_LAYOUT}")
     names = sorted(cub_split(classes, split_by, split_seed, split_file)[split])
-    files = {c: sorted(p for p in (images_dir / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for c in names}
-    empty = next((c for c in names if not files[c]), None)
-    if empty is not None:
-        raise InputError(f"load_cub: class folder {images_dir / empty} holds no .jpg/.jpeg/.png images; "
-                         f"expected {CUB_LAYOUT}")
-    paths = [p for c in names for p in files[c]]
-    counts = np.array([len(files[c]) for c in names], dtype=np.int64)
+    paths, counts = class_images("load_cub", images_dir, names, CUB_LAYOUT)
 
     def build() -> dict[str, np.ndarray]:
         return {"images": read_images(paths, image_size)}

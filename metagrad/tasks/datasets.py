@@ -32,6 +32,16 @@ CACHE_VERSION = 1  # bump when the preprocessing changes, so old caches are rebu
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
+def class_images(where: str, folder: Path, classes: Sequence[str], layout: str) -> tuple[list[Path], np.ndarray]:
+    """The image files of each class folder ``folder/<class>`` (sorted), flattened class by class, and
+    how many each class has; a class folder without images is a one-line error naming it and ``layout``."""
+    files = {c: sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
+    empty = next((c for c in classes if not files[c]), None)
+    if empty is not None:
+        raise InputError(f"{where}: class folder {folder / empty} holds no .jpg/.jpeg/.png images; expected {layout}")
+    return [p for c in classes for p in files[c]], np.array([len(files[c]) for c in classes], dtype=np.int64)
+
+
 def data_root(root: Optional[str | os.PathLike] = None) -> Path:
     """The data root: ``root``, else ``$METAGRAD_DATA``, else ``./../shared/data`` if it exists."""
     if root is not None:

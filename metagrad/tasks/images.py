@@ -29,7 +29,7 @@ import torch
 
 from ..errors import InputError, MissingFileError
 from .cub import CUB, cub_split, load_cub
-from .datasets import IMAGE_SUFFIXES, cached_arrays, dataset_dir, read_images, resize_images
+from .datasets import cached_arrays, class_images, dataset_dir, read_images, resize_images
 from .episodic import EpisodicImages
 
 __all__ = ["MiniImageNet", "CUB", "load_miniimagenet", "load_cub", "cub_split", "read_images", "MINI_LAYOUT"]
@@ -110,13 +110,7 @@ def _from_folders(split_dir: Path, image_size: int) -> tuple[Any, list[Path], Op
     names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if not names:
         raise InputError(f"load_miniimagenet: {split_dir} has no class folders; expected {MINI_LAYOUT}")
-    files = {c: sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for c in names}
-    empty = next((c for c in names if not files[c]), None)
-    if empty is not None:
-        raise InputError(f"load_miniimagenet: class folder {split_dir / empty} holds no .jpg/.jpeg/.png images; "
-                         f"expected {MINI_LAYOUT}")
-    paths = [p for c in names for p in files[c]]
-    counts = np.array([len(files[c]) for c in names], dtype=np.int64)
+    paths, counts = class_images("load_miniimagenet", split_dir, names, MINI_LAYOUT)
 
     def build() -> dict[str, np.ndarray]:
         return {"images": read_images(paths, image_size), "counts": counts}
