@@ -179,6 +179,7 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         maximize: bool = False, val_name: str = "val",
         checkpoint: Optional[str | Path] = None, checkpoint_every: Optional[int] = None,
         checkpoint_every_s: Optional[float] = None, key: Optional[dict[str, Any]] = None,
+        upgrade_key: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None,
         metrics: Optional[str | Path] = None, timing: Optional[str | Path] = None, log_every: int = 100,
         on_record: Optional[Callable[[dict[str, Any]], None]] = None, progress: bool | str = False,
         stop_after: Optional[int] = None, world: World = World()) -> FitResult:
@@ -202,7 +203,8 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
             iterations and/or ``checkpoint_every_s`` seconds, at the end and at ``stop_after``;
             only after checking that the parameters and the optimiser's state are finite). An
             existing file is resumed if its ``key`` equals ``key`` (settings that define the run),
-            else it is an error.
+            else it is an error. ``upgrade_key`` maps a stored key to today's form first (e.g.
+            ``Config.stored_identity``: settings added since it was written take their defaults).
         metrics, timing: JSON-lines logs (every ``log_every`` iterations, and at validations);
             ``metrics`` holds no wall-clock numbers, so a resumed run writes the same file.
         on_record: called with each metrics record (e.g. to print progress lines).
@@ -230,8 +232,10 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
     ck_path = Path(checkpoint) if checkpoint is not None else None
     if ck_path is not None and ck_path.exists():
         ck = load_checkpoint(ck_path)
-        if ck.get("key", {}) != key:
-            diff = sorted(k for k in set(key) | set(ck.get("key", {})) if key.get(k) != ck.get("key", {}).get(k))
+        stored = ck.get("key", {})
+        stored = upgrade_key(stored) if upgrade_key is not None else stored
+        if stored != key:
+            diff = sorted(k for k in set(key) | set(stored) if key.get(k) != stored.get(k))
             raise RunError(f"fit: checkpoint {str(ck_path)!r} was written under other settings (they differ in "
                            f"{', '.join(diff)}); delete it to start again, or write to another place")
         module.load_state_dict(ck["module"])

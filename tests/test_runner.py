@@ -90,6 +90,25 @@ def test_resume_may_change_threads_only(tmp_path):
         train(out=part, resume=True, progress=False, threads=0)
 
 
+def test_checkpoint_from_before_a_new_config_key_still_resumes(tmp_path):
+    """A checkpoint's key written before a setting existed (here: without ``compile`` and
+    ``inner.mode``) resumes, the setting taking its default; a key that differs does not."""
+    part = train("sine-maml-quick", tmp_path / "b", overrides=TINY, progress=False,
+                 stop_after=8, evaluate_at_end=False)
+    ck = load_checkpoint(part / "checkpoint.pt")
+    old = ck["key"]["config"]
+    assert old["inner"]["mode"] == Config().inner["mode"]
+    del old["compile"], old["inner"]["mode"]
+    torch.save(ck, part / "checkpoint.pt")
+    train(out=part, resume=True, progress=False, evaluate_at_end=False, stop_after=2)
+    assert load_checkpoint(part / "checkpoint.pt")["iteration"] == 10
+    ck = load_checkpoint(part / "checkpoint.pt")
+    ck["key"]["config"]["inner"]["steps"] += 1
+    torch.save(ck, part / "checkpoint.pt")
+    with pytest.raises(RunError, match="written under other settings .*config"):
+        train(out=part, resume=True, progress=False, evaluate_at_end=False)
+
+
 def test_eval_with_overrides_and_more_steps(tmp_path):
     run = train("sine-maml-quick", tmp_path / "r", overrides=TINY, progress=False)
     res = evaluate_run(run, tasks=20, steps=4, overrides=["task.k_shot=5"], plot=True, progress=False)

@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 from ..errors import ConfigError
 from . import registry
@@ -111,6 +111,29 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))
+
+    def identity(self, ignore: Iterable[str] = ()) -> dict[str, Any]:
+        """The settings that define what a run computes, as plain JSON data: ``to_dict()`` less
+        the keys in ``ignore`` (``"seed"``, ``"outer.lr"``, or ``"eval."`` for a whole section)."""
+        d = self.to_dict()
+        for k in ignore:
+            sec, dot, name = k.partition(".")
+            if not (dot and name):
+                d.pop(sec, None)
+            elif isinstance(d.get(sec), dict):
+                d[sec].pop(name, None)
+        return json.loads(json.dumps(d))
+
+    @staticmethod
+    def stored_identity(stored: Any, ignore: Iterable[str] = ()) -> Optional[dict[str, Any]]:
+        """An identity saved earlier (a checkpoint's key, a cached run's config) in today's form:
+        settings added since it was written take their defaults, which by rule change nothing, so a
+        new config key never orphans a checkpoint or a committed record. ``None`` if it no longer
+        parses (a removed key: the run is not today's)."""
+        try:
+            return Config.from_dict(stored).identity(ignore)
+        except (ConfigError, TypeError):
+            return None
 
     def override(self, assignments: Iterable[str]) -> "Config":
         """Apply dotted ``key=value`` assignments; unknown keys raise ``ConfigError`` naming them."""

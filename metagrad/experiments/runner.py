@@ -35,6 +35,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # never what is computed per iteration (task, model, inner loop, optimiser kind, batch, seed, dtype).
 RESUMABLE = ("outer.lr", "outer.iterations", "outer.schedule", "outer.nonfinite", "outer.explode",
              "outer.clip_norm", "threads", "log_every", "checkpoint_every", "device", "eval.")
+_NOT_IDENTITY = (*RESUMABLE, "name")
 _RUN_FILES = ("config.json", "metrics.jsonl", "timing.jsonl", "checkpoint.pt", "eval.json", "resumes.jsonl")
 
 
@@ -200,7 +201,7 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
                   validate=validate, val_every=cfg.eval["every"],
                   maximize=algo.metric_name == "accuracy" and measure is None,
                   val_name=f"val_{measure or algo.metric_name}", checkpoint=run / "checkpoint.pt",
-                  checkpoint_every=cfg.checkpoint_every, key={"config": _identity(cfg)},
+                  checkpoint_every=cfg.checkpoint_every, key={"config": _identity(cfg)}, upgrade_key=_upgrade,
                   metrics=run / "metrics.jsonl", timing=run / "timing.jsonl", log_every=cfg.log_every,
                   progress=cfg.name if progress else False, stop_after=stop_after, world=world)
     except DivergenceError as e:
@@ -226,18 +227,12 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
 
 def _identity(cfg: Config) -> dict[str, Any]:
     """The settings that define what a run computes (a checkpoint resumes only under them)."""
-    d = cfg.to_dict()
-    for k in RESUMABLE:
-        sec, _, name = k.partition(".")
-        if not name:
-            d.pop(sec, None)
-        elif name:
-            d.get(sec, {}).pop(name, None)
-    d.pop("eval", None)
-    d.pop("name", None)
-    if d.get("algorithm") == "maml":   # the default, left out so checkpoints from before the key still resume
-        d.pop("algorithm")
-    return d
+    return cfg.identity(_NOT_IDENTITY)
+
+
+def _upgrade(key: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's key in today's form (``Config.stored_identity``)."""
+    return {**key, "config": Config.stored_identity(key.get("config"), _NOT_IDENTITY)}
 
 
 def _write_eval(run: Path, result: dict[str, Any], name: str) -> None:

@@ -116,25 +116,17 @@ def cached(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int]) -> dict[int
         p = _summary_path(out, cell, s)
         if p.exists():
             d = json.loads(p.read_text())
-            if d.get("schema") == SCHEMA and _normalised(d.get("config")) == want:
+            if d.get("schema") == SCHEMA and Config.stored_identity(d.get("config"), _NOT_IDENTITY) == want:
                 found[s] = d
     return found
 
 
-def _normalised(stored: Any) -> Optional[dict[str, Any]]:
-    """A stored run's config with today's defaults filled in, so that a config key added later
-    (with a default that changes nothing) never orphans the committed records."""
-    try:
-        return _identity(Config.from_dict(stored))
-    except (ConfigError, TypeError):
-        return None
+# Per-run settings that do not change what a cell computes.
+_NOT_IDENTITY = ("name", "seed", "threads", "device", "log_every", "checkpoint_every")
 
 
 def _identity(cfg: Config) -> dict[str, Any]:
-    d = cfg.to_dict()
-    for k in ("name", "seed", "threads", "device", "log_every", "checkpoint_every"):
-        d.pop(k, None)
-    return json.loads(json.dumps(d))
+    return cfg.identity(_NOT_IDENTITY)
 
 
 def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Callable[[str], None]) -> None:

@@ -41,6 +41,9 @@ __all__ = ["train_runs", "fixed_set", "held_out", "task_chunks", "curve_measure"
 
 
 
+# Settings that change neither what a cell computes nor its checkpoint's validity.
+_NOT_IDENTITY = ("name", "threads", "device", "log_every", "checkpoint_every")
+
 def fixed_set(task: Any, n: int, seed: int, dtype: torch.dtype = torch.float32) -> TaskBatch:
     """``n`` held-out tasks, the same for every model and run that asks with ``seed``."""
     if hasattr(task, "fixed"):
@@ -141,7 +144,8 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
               clip_value=None if scope == "init_per_task" else clip_value, clip_keys=_clip_keys(scope),
               clip_norm=cfg.outer["clip_norm"], nonfinite=cfg.outer["nonfinite"], explode=cfg.outer["explode"],
               validate=validate, val_every=cfg.eval["every"], maximize=members[0].metric_name == "accuracy",
-              checkpoint=checkpoint, checkpoint_every_s=300.0, key={"config": _key(cfg), "seeds": seeds},
+              checkpoint=checkpoint, checkpoint_every_s=300.0, key={"config": cfg.identity(_NOT_IDENTITY), "seeds": seeds},
+              upgrade_key=lambda k: {**k, "config": Config.stored_identity(k.get("config"), _NOT_IDENTITY)},
               progress=label, on_record=lambda r: None)
     seconds = time.perf_counter() - t0
     pop = isinstance(module, Population)
@@ -185,15 +189,6 @@ def curve_measure(name: str, task: Any) -> Callable[[Any], list[float]]:
         members = [module.member(p) for p in range(module.size)] if isinstance(module, Population) else [module]
         return [fn(m, task) for m in members]
     return measure
-
-
-def _key(cfg: Config) -> dict[str, Any]:
-    """What a partial checkpoint resumes under: the config, less the default ``algorithm`` (a key
-    added later: checkpoints of runs cut off before it existed still resume)."""
-    d = cfg.to_dict()
-    if d.get("algorithm") == "maml":
-        d.pop("algorithm")
-    return d
 
 
 def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str = "test") -> Any:
