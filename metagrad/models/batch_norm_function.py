@@ -41,10 +41,10 @@ def _reduced(x: Tensor, keep: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _centre(g: Tensor, x_hat: Tensor, mean_g: Tensor, mean_gh: Tensor) -> Tensor:
-    """``g - mean(g) - x_hat mean(g x_hat)`` given the two per-channel means: one full-size
-    product and difference, then in-place per-channel steps (cheaper on CPU than ``addcmul``
-    with broadcast operands)."""
-    return (g - x_hat * mean_gh).sub_(mean_g)
+    """``g - mean(g) - x_hat mean(g x_hat)`` given the two per-channel means: one full-size pass,
+    then an in-place per-channel step (measured on CPU: faster than a product and a difference,
+    and than ``addcmul`` with two per-channel operands)."""
+    return torch.addcmul(g, x_hat, -mean_gh).sub_(mean_g)
 
 
 class _BatchNorm(torch.autograd.Function):
