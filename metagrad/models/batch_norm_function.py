@@ -81,9 +81,10 @@ class _BatchNorm(torch.autograd.Function):
         dims = _reduced(x_hat, ctx.keep)
         m = x_hat.numel() // rstd.numel()
         g_x = g_w = g_b = None
+        # Out of place where autograd may record this backward (second order, or an inner loop's
+        # graph): an in-place product would make it clone its operand to differentiate it.
         if g_y is not None:
-            # r w (g_y - mean(g_y) - x_hat mean(g_y x_hat)) as two fused passes, with the sums
-            # shared with g_w and g_b
+            # r w (g_y - mean(g_y) - x_hat mean(g_y x_hat)), with the sums shared with g_w and g_b
             coef = rstd if weight is None else rstd * weight
             s_yh = (g_y * x_hat).sum(dim=dims, keepdim=True)
             s_y = g_y.sum(dim=dims, keepdim=True)
@@ -91,11 +92,11 @@ class _BatchNorm(torch.autograd.Function):
                 g_w = s_yh.sum_to_size(weight.shape)
             if ctx.bias_shape is not None and ctx.needs_input_grad[2]:
                 g_b = s_y.sum_to_size(ctx.bias_shape)
-            g_x = _centre(g_y, x_hat, s_y / m, s_yh / m).mul_(coef)
+            g_x = _centre(g_y, x_hat, s_y / m, s_yh / m) * coef
         if g_h is not None:  # only when differentiating a backward (second order and above)
             s_h = g_h.sum(dim=dims, keepdim=True)
             s_hh = (g_h * x_hat).sum(dim=dims, keepdim=True)
-            extra = _centre(g_h, x_hat, s_h / m, s_hh / m).mul_(rstd)
+            extra = _centre(g_h, x_hat, s_h / m, s_hh / m) * rstd
             g_x = extra if g_x is None else g_x + extra
         if g_r is not None:
             extra = x_hat * (-g_r * rstd * rstd / m)
