@@ -19,7 +19,9 @@ The allocator setting of DESIGN.md section 2 is applied at start for every conte
 keeps freed buffers instead of returning them to the system and faulting them in again).
 Peak memory: each contender runs again alone (3 iterations) in a fresh subprocess; its peak
 resident set size (``VmHWM``, reset after the data are loaded) and the growth over its resident
-size before the first iteration are reported.
+size before the first iteration are reported. Last, learn2learn's time over ``metagrad vmap``'s
+in each round (the two ran within seconds of each other) and the median of those ratios, per
+mode, with the ratio of the peaks.
 
 Run it with learn2learn's interpreter (metagrad is put on ``sys.path``)::
 
@@ -238,8 +240,29 @@ def main() -> None:
         mem = (f"{row['peak_mib']:.0f} | {row['growth_mib']:.0f}" if "peak_mib" in row else "- | -")
         ms = " | ".join(f"{row[k]:.0f}" if k in row else "-" for k in ("median_ms", "min_ms", "max_ms"))
         print(f"| {row['contender']} | {ms} | {mem} |")
+    ratios = round_ratios(times)
+    if ratios:
+        print("\nlearn2learn / metagrad vmap, same mode, per round (above 1: metagrad is faster): "
+              "median of the rounds' ratios, their range; peak RSS metagrad / learn2learn")
+        peaks = {row["contender"]: row.get("peak_mib") for row in rows}
+        for mode, rr in ratios.items():
+            mem = peaks.get(f"metagrad vmap {mode}"), peaks.get(f"learn2learn {mode}")
+            mem_s = f"; memory {mem[0] / mem[1]:.2f}x" if None not in mem else ""
+            print(f"  {mode}: {statistics.median(rr):.2f}x ({min(rr):.2f}-{max(rr):.2f}){mem_s}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "rows": rows,
+                                               "round_ratios": ratios}, indent=2))
+
+
+def round_ratios(times: dict[str, list[float]]) -> dict[str, list[float]]:
+    """mode -> learn2learn's time over metagrad vmap's in each interleaved round: the two ran within
+    seconds of each other, so the ratio is steadier than the ratio of medians on a loaded machine."""
+    out = {}
+    for mode in ("second_order", "first_order"):
+        ours, theirs = times.get(f"metagrad vmap {mode}"), times.get(f"learn2learn {mode}")
+        if ours and theirs:
+            out[mode] = [t / o for o, t in zip(ours, theirs)]
+    return out
 
 
 if __name__ == "__main__":
