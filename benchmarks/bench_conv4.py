@@ -11,8 +11,10 @@ speed swings by 30% within seconds), medians reported:
 * ``metagrad loop``: the same with ``vectorize=False`` (a Python loop over tasks);
 * ``learn2learn``: ``l2l.algorithms.MAML`` (module cloning, a loop over tasks, gradients
   accumulated per task as in its examples) on the same architecture with ``nn.BatchNorm2d``;
-* ``vmap, nn.BatchNorm2d``: plain vmap through torch's batch norm (its second-order
-  meta-gradients are wrong under vmap in torch 2.13, DESIGN.md section 2: a speed reference only).
+* ``metagrad vmap ... nn.BatchNorm2d``: the vmapped contender with torch's ``nn.BatchNorm2d`` in the
+  model, which ``metagrad.exact`` runs with the same exact batch norm (whose fused kernel would give
+  wrong second-order meta-gradients under vmap in torch 2.13, DESIGN.md section 2): a user's module
+  costs what conv4's own norm costs, and the gap between the two rows shows the run's noise.
 
 The allocator setting of DESIGN.md section 2 is applied at start for every contender
 (``mallopt(M_MMAP_MAX, 0)`` and ``mallopt(M_TRIM_THRESHOLD, 1 GiB)`` via ctypes: glibc then
@@ -111,7 +113,7 @@ def make_contenders(l2l) -> dict[str, Callable[[], Callable]]:
     if l2l is not None:
         c["learn2learn second_order"] = learn2learn(False)
         c["learn2learn first_order"] = learn2learn(True)
-    c["vmap nn.BatchNorm2d second_order (wrong grads)"] = ours("second_order", True, "torch")
+    c["metagrad vmap second_order, nn.BatchNorm2d"] = ours("second_order", True, "torch")
     return c
 
 
