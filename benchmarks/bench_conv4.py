@@ -11,15 +11,19 @@ speed swings by 30% within seconds), medians reported:
 * ``metagrad loop``: the same with ``vectorize=False`` (a Python loop over tasks);
 * ``learn2learn``: ``l2l.algorithms.MAML`` (module cloning, a loop over tasks, gradients
   accumulated per task as in its examples) on the same architecture with ``nn.BatchNorm2d``;
-* ``vmap, nn.BatchNorm2d``: plain vmap through torch's batch norm (its second-order
-  meta-gradients are wrong under vmap in torch 2.13, DESIGN.md section 2: a speed reference only).
+* ``metagrad vmap ... nn.BatchNorm2d``: the vmapped contender with torch's ``nn.BatchNorm2d`` in the
+  model, which ``metagrad.exact`` runs with the same exact batch norm (whose fused kernel would give
+  wrong second-order meta-gradients under vmap in torch 2.13, DESIGN.md section 2): a user's module
+  costs what conv4's own norm costs, and the gap between the two rows shows the run's noise.
 
 The allocator setting of DESIGN.md section 2 is applied at start for every contender
 (``mallopt(M_MMAP_MAX, 0)`` and ``mallopt(M_TRIM_THRESHOLD, 1 GiB)`` via ctypes: glibc then
 keeps freed buffers instead of returning them to the system and faulting them in again).
 Peak memory: each contender runs again alone (3 iterations) in a fresh subprocess; its peak
 resident set size (``VmHWM``, reset after the data are loaded) and the growth over its resident
-size before the first iteration are reported.
+size before the first iteration are reported. Last, learn2learn's time over ``metagrad vmap``'s
+in each round (the two ran within seconds of each other) and the median of those ratios, per
+mode, with the ratio of the peaks.
 
 Run it with learn2learn's interpreter (metagrad is put on ``sys.path``)::
 
@@ -109,7 +113,7 @@ def make_contenders(l2l) -> dict[str, Callable[[], Callable]]:
     if l2l is not None:
         c["learn2learn second_order"] = learn2learn(False)
         c["learn2learn first_order"] = learn2learn(True)
-    c["vmap nn.BatchNorm2d second_order (wrong grads)"] = ours("second_order", True, "torch")
+    c["metagrad vmap second_order, nn.BatchNorm2d"] = ours("second_order", True, "torch")
     return c
 
 
@@ -238,8 +242,29 @@ def main() -> None:
         mem = (f"{row['peak_mib']:.0f} | {row['growth_mib']:.0f}" if "peak_mib" in row else "- | -")
         ms = " | ".join(f"{row[k]:.0f}" if k in row else "-" for k in ("median_ms", "min_ms", "max_ms"))
         print(f"| {row['contender']} | {ms} | {mem} |")
+    ratios = round_ratios(times)
+    if ratios:
+        print("\nlearn2learn / metagrad vmap, same mode, per round (above 1: metagrad is faster): "
+              "median of the rounds' ratios, their range; peak RSS metagrad / learn2learn")
+        peaks = {row["contender"]: row.get("peak_mib") for row in rows}
+        for mode, rr in ratios.items():
+            mem = peaks.get(f"metagrad vmap {mode}"), peaks.get(f"learn2learn {mode}")
+            mem_s = f"; memory {mem[0] / mem[1]:.2f}x" if None not in mem else ""
+            print(f"  {mode}: {statistics.median(rr):.2f}x ({min(rr):.2f}-{max(rr):.2f}){mem_s}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "rows": rows,
+                                               "round_ratios": ratios}, indent=2))
+
+
+def round_ratios(times: dict[str, list[float]]) -> dict[str, list[float]]:
+    """mode -> learn2learn's time over metagrad vmap's in each interleaved round: the two ran within
+    seconds of each other, so the ratio is steadier than the ratio of medians on a loaded machine."""
+    out = {}
+    for mode in ("second_order", "first_order"):
+        ours, theirs = times.get(f"metagrad vmap {mode}"), times.get(f"learn2learn {mode}")
+        if ours and theirs:
+            out[mode] = [t / o for o, t in zip(ours, theirs)]
+    return out
 
 
 if __name__ == "__main__":

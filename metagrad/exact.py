@@ -15,7 +15,9 @@ the fused kernels of several standard layers are wrong or missing there:
 Inside ``exact_mode()`` these functions are replaced, wherever they are called from (a module of
 torch's, or a user's own forward calling them directly), by the same equations written with
 elementary ops (``mean``, ``rsqrt``, ``matmul``, ``softmax``, ``sigmoid``, ...), whose batching
-and derivative rules are exact to any order. The replacement is a
+and derivative rules are exact to any order (batch norm with batch statistics is one
+``autograd.Function`` whose backward is written in such ops, ``models.batch_norm_function``:
+the same exactness with far fewer kernels). The replacement is a
 ``torch.overrides.TorchFunctionMode``: it sees the functional call, not the module, so nothing
 is cloned or patched. Its presence also turns off the fused "fast paths" of
 ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (they check

@@ -107,8 +107,11 @@ def make_grad_op(objective: Objective, mode: str, hf: HessianFree | None = None,
         return gv
     if mode == "first_order":
         def first(adapted: Params, frozen: Params, x: Tensor, y: Tensor) -> tuple[Params, Tensor]:
-            g, v = gv(adapted, frozen, x, y)
-            return {k: t.detach() for k, t in g.items()}, v.detach()
+            # g is a constant here, so it is computed from detached inputs: the outer graph then
+            # never records the inner forward and backward (measured a few percent faster on
+            # conv4 Omniglot, and less memory) instead of recording them and dropping them.
+            g, v = gv({k: t.detach() for k, t in adapted.items()}, {k: t.detach() for k, t in frozen.items()}, x, y)
+            return g, v
         return first
     hf = hf or HessianFree()
 

@@ -14,10 +14,12 @@ predictions of the adapted model are one call on that task's query set. Under
 ``torch.func.vmap`` each task is its own call, so no task ever sees another task's examples,
 and support predictions never see query statistics.
 
-Why the norm is written out from ``mean`` and ``square`` instead of ``F.batch_norm``: in torch
-2.13 second-order gradients through the affine batch-norm kernels under ``vmap`` are wrong
-(DESIGN.md section 2; upstream pytorch/functorch issue 534), while these elementary ops have
-exact batching rules. ``tests/test_conv4.py`` checks the meta-gradient against central finite
+Why the norm is not ``F.batch_norm``: in torch 2.13 second-order gradients through the affine
+batch-norm kernels under ``vmap`` are wrong (DESIGN.md section 2; upstream pytorch/functorch
+issue 534). With batch statistics it is ``batch_norm_function.batch_norm_train``, an
+``autograd.Function`` whose backward is written in elementary ops (exact to any order, with its
+own ``vmap`` rule, and far fewer kernels than autograd through the equation); with given
+statistics, the equation in elementary ops. ``tests/test_conv4.py`` checks the meta-gradient against central finite
 differences and shows that the naive ``nn.BatchNorm2d`` fails the same check through a plain
 ``functional_call``. ``metagrad.exact`` runs any user's ``nn.BatchNorm*`` through ``batch_norm``.
 """
@@ -28,13 +30,14 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 from ..errors import InputError, check_int
+from .batch_norm_function import batch_norm_train
 
 __all__ = ["Conv4", "BatchNormStats", "batch_norm"]
 
 
 def batch_norm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps: float = 1e-5,
                stats: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
-    """Per-channel batch norm of ``x [K, C, ...]`` from elementary ops (exact under ``vmap``).
+    """Per-channel batch norm of ``x [K, C, ...]``, exact to any order under ``vmap`` (module docstring).
 
     ``y = weight * (x - m) / sqrt(v + eps) + bias`` with ``m``, ``v`` the mean and biased
     variance of ``x`` over every axis but the channel axis (Ioffe and Szegedy 2015), or the
@@ -42,16 +45,10 @@ def batch_norm(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps:
     """
     if x.dim() < 2:
         raise InputError(f"batch_norm: x has shape {tuple(x.shape)}; expected [examples, channels, ...]")
-    dims = [0, *range(2, x.dim())]
-    shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
     if stats is None:
-        mean = x.mean(dim=dims, keepdim=True)
-        centred = x - mean
-        var = (centred * centred).mean(dim=dims, keepdim=True)
-    else:
-        mean, var = stats[0].reshape(shape), stats[1].reshape(shape)
-        centred = x - mean
-    y = centred * torch.rsqrt(var + eps)
+        return batch_norm_train(x, weight, bias, eps)
+    shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+    y = (x - stats[0].reshape(shape)) * torch.rsqrt(stats[1].reshape(shape) + eps)
     if weight is not None:
         y = y * weight.reshape(shape)
     if bias is not None:
