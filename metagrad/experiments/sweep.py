@@ -134,6 +134,9 @@ def _identity(cfg: Config) -> dict[str, Any]:
     d = cfg.to_dict()
     for k in ("name", "seed", "threads", "device", "log_every", "checkpoint_every"):
         d.pop(k, None)
+    if d.get("outer", {}).get("adaptive_L") is None:   # 002's adaptive step's settings, unused without it
+        for k in ("adaptive_rho", "adaptive_c"):
+            d["outer"].pop(k, None)
     return json.loads(json.dumps(d))
 
 
