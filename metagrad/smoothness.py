@@ -15,9 +15,10 @@ both at the algorithm's current parameters ``w`` (all of the model's parameters,
 
 where ``||.||_2`` (largest eigenvalue magnitude) comes from ``steps`` Lanczos iterations (power
 iteration's Krylov refinement: the extreme eigenvalues of the Krylov space, exact once ``steps``
-reaches the number of parameters) on Hessian-vector products (``torch.func.jvp`` of
-``torch.func.grad``: the Hessian is never formed; for ``rho`` on ``v -> H_i(w1) v - H_i(w2) v``), and ``xi``, ``xi'`` are independent directions uniform on the
-unit sphere of all parameters, so each pair lies in the ball of radius ``r`` around ``w``.
+reaches the number of parameters) on Hessian-vector products (``torch.func.grad`` of
+``grad L . v``: the Hessian is never formed; for ``rho`` on ``v -> H_i(w1) v - H_i(w2) v``), and
+``xi``, ``xi'`` are independent directions uniform on the unit sphere of all parameters, so each
+pair lies in the ball of radius ``r`` around ``w``.
 ``quantile < 1`` takes that quantile over the tasks (and pairs) instead of the maximum. Both are
 estimates from below of the global constants: a maximum over finitely many tasks and points.
 """
@@ -28,7 +29,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
-from torch.func import grad, jvp, vmap
+from torch.func import grad, vmap
 
 from .batch import TaskBatch
 from .errors import ConfigError, InputError, check_int, check_positive
@@ -139,8 +140,11 @@ def estimate_smoothness(algo: Any, task: Any, n_tasks: int = 25, *, k: Optional[
     def loss(p: Params, xb: Tensor, yb: Tensor) -> Tensor:
         return algo.loss(exact_call(algo.model, p, (xb,)), yb)
 
-    def hvp(p: Params, v: Params, xb: Tensor, yb: Tensor) -> Params:
-        return jvp(lambda q: grad(loss)(q, xb, yb), (p,), (v,))[1]
+    def hvp(p: Params, v: Params, xb: Tensor, yb: Tensor) -> Params:   # H v = grad (grad L . v)
+        def directional(q: Params) -> Tensor:
+            g = grad(loss)(q, xb, yb)
+            return sum((g[k] * v[k]).sum() for k in g)
+        return grad(directional)(p)
 
     shared, each = vmap(hvp, in_dims=(None, 0, 0, 0)), vmap(hvp)
     L_tasks = _lanczos(lambda v: _flat(shared(w, _unflat(v, w), x, y)),
