@@ -53,10 +53,11 @@ def _rows(opts: Mapping[str, Any]) -> list[Row]:
             for m in MODES for b in BATCHES]
 
 
-def _level(rows: list[dict[str, Any]], model: str, batch: int) -> Optional[float]:
+def _level(rows: list[dict[str, Any]], model: str, batch: int) -> Optional[tuple[float, float]]:
+    """(mean, 95% half-width; 0 for one run) of ``model``'s row at ``batch``."""
     for r in rows:
         if r["model"] == model and r["setting"].get("B=D") == batch:
-            return r["mean"]
+            return r["mean"], r["ci95"] or 0.0
     return None
 
 
@@ -64,14 +65,18 @@ def _claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
     lv = {m: [_level(rows, m, b) for b in BATCHES] for m in MODES.values()}
     if any(v is None for vals in lv.values() for v in vals):
         return {}
-    drop = {m: round(1 - vals[-1] / vals[0], 3) for m, vals in lv.items()}
+
+    def apart(lo: tuple[float, float], hi: tuple[float, float]) -> bool:   # intervals do not overlap
+        return hi[0] - hi[1] > lo[0] + lo[1]
+    big = len(BATCHES) - 1
     return {
-        "levels_by_batch": {m: [round(v, 4) for v in vals] for m, vals in lv.items()},
+        "levels_by_batch": {m: [round(v[0], 4) for v in vals] for m, vals in lv.items()},
+        "ci95_by_batch": {m: [round(v[1], 4) for v in vals] for m, vals in lv.items()},
         "batches": list(BATCHES),
-        "relative_drop_small_to_large_batch": drop,
-        "maml_hf_fall_with_batch": all(lv[m][-1] < lv[m][0] for m in ("MAML", "HF-MAML")),
-        "fo_above_maml_at_largest_batch": lv["FO-MAML"][-1] > lv["MAML"][-1],
-        "hf_over_maml_at_largest_batch": round(lv["HF-MAML"][-1] / lv["MAML"][-1], 3),
+        "relative_drop_small_to_large_batch": {m: round(1 - vals[-1][0] / vals[0][0], 3) for m, vals in lv.items()},
+        "maml_hf_fall_with_batch_beyond_intervals": {m: apart(lv[m][big], lv[m][0]) for m in ("MAML", "HF-MAML")},
+        "fo_above_maml_at_largest_batch_beyond_intervals": apart(lv["MAML"][big], lv["FO-MAML"][big]),
+        "hf_over_maml_at_largest_batch": round(lv["HF-MAML"][big][0] / lv["MAML"][big][0], 3),
     }
 
 
