@@ -70,8 +70,9 @@ def make(name: str, meta_batch: int = META_BATCH) -> Callable[[], float]:
             return total
         return step
     impl, mode = name.split(":")
+    mode, _, variant = mode.partition("+")   # "hessian_free+one_sided": the opt-in forward difference
     algo = mg.MAML(model, inner_lr=0.01, inner_steps=STEPS, mode=mode, vectorize=impl != "loop",
-                   compile=impl == "compiled", hf_delta=1e-3)
+                   compile=impl == "compiled", hf_delta=1e-3, hf_one_sided=variant == "one_sided")
     opt = torch.optim.Adam(algo.parameters(), 1e-3)
 
     def step() -> float:
@@ -83,8 +84,10 @@ def make(name: str, meta_batch: int = META_BATCH) -> Callable[[], float]:
     return step
 
 
-def contenders(with_compile: bool, modes_only: bool = False) -> list[str]:
+def contenders(with_compile: bool, modes_only: bool = False, one_sided: bool = False) -> list[str]:
     names = [f"{impl}:{mode}" for impl in (("vmap",) if modes_only else ("vmap", "loop")) for mode in mg.MODES]
+    if one_sided:
+        names.append("vmap:hessian_free+one_sided")
     if with_compile:
         names += ["compiled:second_order", "compiled:hessian_free"]
     if modes_only:
@@ -128,10 +131,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch.set_num_threads for every contender")
     ap.add_argument("--modes", action="store_true", help="only the three modes vmapped (and compiled, unless "
                                                          "--no-compile): SO, FO, HF side by side")
+    ap.add_argument("--one-sided", action="store_true", help="also HF with the opt-in one-sided difference "
+                                                             "(hf_one_sided=True; not 002's eq. (9))")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = contenders(not args.no_compile, args.modes)
+    names = contenders(not args.no_compile, args.modes, args.one_sided)
     steps: dict[str, Callable[[], float]] = {}
     compile_s: dict[str, float] = {}
     for n in names:
@@ -150,7 +155,7 @@ def main() -> None:
     print(f"{'contender':28s} {'ms/iter':>9s} {'vs l2l (same order)':>20s} {'peak MiB':>9s}"
           + (f"  (peak: meta-batch {args.memory_batch})" if not args.no_memory else ""))
     for n in names:
-        mode = n.split(":")[1]
+        mode = n.split(":")[1].partition("+")[0]
         base = ref.get(mode) or ref.get("second_order")
         speed = f"{base / med[n]:.1f}x" if base and not n.startswith("l2l") else ("1.0x" if n.startswith("l2l") else "-")
         print(f"{n:28s} {med[n]:9.2f} {speed:>20s} {mem.get(n, float('nan')):9.2f}")
@@ -158,6 +163,10 @@ def main() -> None:
         print(f"{n}: {s:.1f} s of one-time compilation (incl. 3 warm-up iterations)")
     hf, fo, so = med["vmap:hessian_free"], med["vmap:first_order"], med["vmap:second_order"]
     ratios = {"hf_over_fo": hf / fo, "hf_over_so": hf / so, "so_over_fo": so / fo}
+    if "vmap:hessian_free+one_sided" in med:
+        ratios["hf_one_sided_over_fo"] = med["vmap:hessian_free+one_sided"] / fo
+        print(f"HF one-sided (opt-in, not 002's eq. (9)): {med['vmap:hessian_free+one_sided']:.2f} ms, "
+              f"{ratios['hf_one_sided_over_fo']:.2f}x FO")
     print(f"vmap, ms per meta-iteration: SO {so:.2f}, FO {fo:.2f}, HF {hf:.2f}; HF/FO {hf / fo:.2f} "
           f"(issue 37's target <= 1.5), HF/SO {hf / so:.2f}, SO/FO {so / fo:.2f}")
     if args.json:

@@ -67,6 +67,8 @@ class MAML(nn.Module):
         learn_inner_lr: meta-learn the scalar SGD step size.
         hf_delta, hf_rho: Hessian-free finite-difference step (fixed ``d``, or 002's
             ``d = 1 / (6 rho a ||u||)``).
+        hf_one_sided: opt-in forward difference ``(grad L(w + d u) - grad L(w)) / d`` reusing the
+            inner step's gradient (not 002's eq. (9); see ``HessianFree``).
         vectorize: ``True`` (vmap), ``False`` (loop over tasks) or ``"auto"``.
         compile: wrap the vmapped meta-loss in ``torch.compile``.
     """
@@ -75,7 +77,7 @@ class MAML(nn.Module):
                  mode: str = "second_order", *, learner: Optional[Learner] = None,
                  loss: str | Loss = "mse", grad_clip: Optional[float] = None,
                  learn_inner_lr: bool = False, hf_delta: Optional[float] = None,
-                 hf_rho: Optional[float] = None, vectorize: bool | str = "auto",
+                 hf_rho: Optional[float] = None, hf_one_sided: bool = False, vectorize: bool | str = "auto",
                  compile: bool = False) -> None:
         super().__init__()
         check_int("MAML", "inner_steps", inner_steps, 0, InputError)
@@ -95,7 +97,8 @@ class MAML(nn.Module):
         self.loss: Loss = get_loss(loss)
         self.metric_name, self.metric = metric_for(loss)
         alpha = learner.nominal_lr
-        self.hf = HessianFree(delta=hf_delta, rho=hf_rho, alpha=alpha if hf_rho is not None else None)
+        self.hf = HessianFree(delta=hf_delta, rho=hf_rho, alpha=alpha if hf_rho is not None else None,
+                              one_sided=hf_one_sided)
         self.vectorize = vectorize
         self.compile = compile
         self._compiled: Optional[Callable] = None

@@ -17,6 +17,8 @@ how the *inner gradient op* ``g = grad L_s(w)`` is treated by the outer backward
   finite difference of their gradients. Everything else (the update rule's own Jacobian,
   the query loss) is differentiated exactly, so for one SGD step this is exactly HF-MAML
   and for ``T`` steps it is applied step by step backwards through the stored trajectory.
+  ``HessianFree(one_sided=True)`` (opt-in, not 002's eq. (9)) uses the forward difference
+  ``(grad L(w + d u) - grad L(w)) / d`` instead, reusing the inner step's gradient.
 """
 from __future__ import annotations
 
@@ -53,11 +55,18 @@ class HessianFree:
     ``delta``: a fixed step ``d``; or ``rho`` (the Hessian's Lipschitz constant) with ``alpha``
     (the inner step size), giving ``d = 1 / (6 rho alpha ||u||)`` per task (002, Theorem
     4.17). ``delta`` wins when both are given; with neither, ``delta = 1e-3``.
+
+    ``one_sided=True`` (opt-in; *not* 002's eq. (9)) uses the forward difference
+    ``H u ~ (grad L(w + d u) - grad L(w)) / d``, whose error is O(d) rather than O(d^2). Without a
+    separate ``D_h`` and without parameters the rule leaves unchanged, ``grad L(w)`` is the gradient
+    the inner step already computed, so each backward step evaluates one shifted gradient instead
+    of two; otherwise ``grad L(w, D_h)`` is evaluated beside ``grad L(w + d u, D_h)``.
     """
 
     delta: Optional[float] = None
     rho: Optional[float] = None
     alpha: Optional[float] = None
+    one_sided: bool = False
 
     def __post_init__(self) -> None:
         if self.delta is not None and not self.delta > 0:
@@ -121,7 +130,9 @@ def make_grad_op(objective: Objective, mode: str, hf: HessianFree | None = None,
         hx, hy = (x, y) if hvp_data is None else hvp_data
         ak, fk = tuple(adapted), tuple(frozen)
         levels = (((True,) * 4 + (not shared,) * len(ak) + (False,) * len(fk)),) if batched else ()
-        out = _FDGrad.apply(objective, hf, ak, fk, levels, x, y, hx, hy,
+        # one-sided: reuse the forward's grad L(w) when it is on the same data and covers every input
+        reuse = hf.one_sided and hvp_data is None and not fk
+        out = _FDGrad.apply(objective, hf, reuse, ak, fk, levels, x, y, hx, hy,
                             *[adapted[k] for k in ak], *[frozen[k] for k in fk])
         # The loss value is handed to the update rule as a constant in this mode.
         return dict(zip(ak, out[:-1])), out[-1].detach()
@@ -151,6 +162,17 @@ def _expand_levels(t: Tensor, has: Sequence[bool], sizes: Sequence[int]) -> Tens
     return t
 
 
+class _Loss:
+    """``(x, y, *adapted, *frozen) -> objective(dict(adapted), dict(frozen), x, y)``: the objective on
+    flat tensors (what ``vmap`` maps over)."""
+
+    def __init__(self, objective: Objective, ak: Sequence[str], fk: Sequence[str]) -> None:
+        self.objective, self.ak, self.fk, self.n = objective, ak, fk, len(ak)
+
+    def __call__(self, x: Tensor, y: Tensor, *ps: Tensor) -> Tensor:
+        return self.objective(dict(zip(self.ak, ps[:self.n])), dict(zip(self.fk, ps[self.n:])), x, y)
+
+
 class _FDGrad(torch.autograd.Function):
     """Forward: ``grad_w L(w, T)`` and ``L``. Backward: finite-difference ``H u`` (see module doc).
 
@@ -161,108 +183,119 @@ class _FDGrad(torch.autograd.Function):
     differentiated by ordinary autograd with respect to per-task leaves, and the backward pass
     evaluates both shifted gradients ``grad L(w +- d u)`` as one vmapped forward over twice the
     tasks (the signs stacked on the outermost task dimension) and one ``autograd.grad`` of
-    ``sum_s s L(w + s d u) / (2 d)`` (the difference comes out of the weights, and the frozen
-    parameters' mixed term is summed over the tasks by autograd itself). Measured on the sine
-    workload (meta-batch 25, 5 steps, one thread, interleaved medians): HF 2.65x first order with
-    functorch's ``grad`` under ``vmap`` inside this Function (about 2.8 ms of wrapper overhead per
-    inner step), 1.84x this way; the floor by counting is about 11 gradient evaluations against 6.
+    ``sum_s s L(w + s d u) / (2 d)`` with respect to the unshifted ``w`` (the difference comes out
+    of the cotangent weights; autograd sums over the signs, over the tasks sharing a parameter and,
+    for the frozen parameters' mixed term, over the tasks). Cost on the sine workload (meta-batch
+    25, 5 steps): the default central difference evaluates two gradients per inner step in the
+    backward pass, against one for ``one_sided`` (reusing the forward's ``grad L(w)``), on top of
+    the 5 + 1 gradient evaluations first order makes; ``benchmarks/bench_sine.py --one-sided``
+    measures all three side by side (README, "002's convergence claims, measured").
     """
 
     @staticmethod
-    def forward(objective: Objective, hf: HessianFree, ak: Sequence[str], fk: Sequence[str], levels: Levels,
-                *tensors: Tensor) -> tuple[Tensor, ...]:
+    def forward(objective: Objective, hf: HessianFree, reuse: bool, ak: Sequence[str], fk: Sequence[str],
+                levels: Levels, *tensors: Tensor) -> tuple[Tensor, ...]:
         n = len(ak)
         x, y, _, _, *flat = tensors
         sizes = x.shape[:len(levels)]
 
-        def loss(x: Tensor, y: Tensor, *ps: Tensor) -> Tensor:
-            return objective(dict(zip(ak, ps[:n])), dict(zip(fk, ps[n:])), x, y)
-
         with torch.enable_grad():
             leaves = [_expand_levels(t.detach(), [m[4 + j] for m in levels], sizes).requires_grad_()
                       for j, t in enumerate(flat[:n])]
-            mask = [(True, True) + (True,) * n + m[4 + n:] for m in levels]
-            values = _batched(loss, tuple(mask))(x, y, *leaves, *[t.detach() for t in flat[n:]])
+            mask = tuple((True, True) + (True,) * n + m[4 + n:] for m in levels)
+            values = _batched(_Loss(objective, ak, fk), mask)(x, y, *leaves, *[t.detach() for t in flat[n:]])
             grads = torch.autograd.grad(values.sum(), leaves)
         return (*grads, values.detach())
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        objective, hf, ak, fk, levels, *tensors = inputs
-        ctx.objective, ctx.hf, ctx.ak, ctx.fk, ctx.levels = objective, hf, ak, fk, levels
-        ctx.save_for_backward(*tensors)
+        objective, hf, reuse, ak, fk, levels, *tensors = inputs
+        ctx.objective, ctx.hf, ctx.reuse, ctx.ak, ctx.fk, ctx.levels = objective, hf, reuse, ak, fk, levels
+        ctx.save_for_backward(*tensors, *(output[:-1] if reuse else ()))
 
     @staticmethod
     def backward(ctx, *cot: Tensor):  # type: ignore[override]
-        _, _, hx, hy, *flat = ctx.saved_tensors
         ak, fk, objective, hf, levels = ctx.ak, ctx.fk, ctx.objective, ctx.hf, ctx.levels
         n = len(ak)
+        _, _, hx, hy, *flat = ctx.saved_tensors
+        g0 = flat[n + len(fk):]           # the forward's grad L(w) (one-sided reuse), at every level
+        flat = flat[:n + len(fk)]
         u = cot[:n]                      # each with a dim at every level
         single = not levels              # one task (the loop path): run it as a batch of one
         if single:
             hx, hy, u = hx.unsqueeze(0), hy.unsqueeze(0), [c.unsqueeze(0) for c in u]
             flat = [t.unsqueeze(0) for t in flat[:n]] + list(flat[n:])
+            g0 = [t.unsqueeze(0) for t in g0]
             levels = ((True,) * (4 + n) + (False,) * len(fk),)
         L = len(levels)
         sizes = u[0].shape[:L]
-        dtype, device = u[0].dtype, u[0].device
         if hf.adaptive:
             d: Tensor | float = hf.step(torch.sqrt(sum(ui.flatten(L).pow(2).sum(-1) for ui in u)))
         else:
             d = hf.step(None)
-        dw = d.reshape(*sizes, 1) if isinstance(d, Tensor) else d
-        frozen = [t.detach() for t in flat[n:]]
-        mask = [(True, True) + (True,) * n + m[4 + n:] for m in levels]
-
-        def loss(x: Tensor, y: Tensor, *ps: Tensor) -> Tensor:
-            return objective(dict(zip(ak, ps[:n])), dict(zip(fk, ps[n:])), x, y)
-        task_losses = _batched(loss, tuple(mask))
-
-        # The signs are stacked along the outermost task dimension (level 0): one vmapped forward of
-        # twice the tasks costs far less than two, as these small ops are dispatch-bound; above
-        # _PAIR_MAX cotangent elements one sign after the other, so that each graph is freed before
-        # the next is built (large batches are memory-bound).
+        mask = tuple((True, True) + (True,) * n + m[4 + n:] for m in levels)
+        task_losses = _batched(_Loss(objective, ak, fk), mask)
+        # Each group evaluates sum_s c_s L(w + a_s d u) / d over its shifts a_s and weights c_s as one
+        # vmapped forward (the shifts stacked on the outermost task dimension: one forward of twice
+        # the tasks costs far less than two, as these small ops are dispatch-bound) and one
+        # autograd.grad, whose gradient is the finite difference. Above _PAIR_MAX cotangent elements
+        # one shift after the other, so that each graph is freed before the next is built.
         pair = sum(c.numel() for c in u) <= _PAIR_MAX
-        groups = [(1.0, -1.0)] if pair else [(1.0,), (-1.0,)]
-        steps = [(uj.flatten(L) * dw).reshape(uj.shape) if isinstance(d, Tensor) else uj * d for uj in u]
-        base = [_expand_levels(w.detach(), [m[4 + j] for m in levels], sizes) for j, w in enumerate(flat[:n])]
+        if not hf.one_sided:
+            plan = ((1.0, 0.5), (-1.0, -0.5))       # 002 eq. (9): central difference
+        elif ctx.reuse:
+            plan = ((1.0, 1.0),)                    # minus grad L(w) / d from the forward, below
+        else:
+            plan = ((0.0, -1.0), (1.0, 1.0))
+        groups = [plan] if pair else [(p,) for p in plan]
+        # Leaves: each parameter as saved, with size-1 dims at the levels it is shared over, so that
+        # w + a d u broadcasts and autograd sums over the shifts and over the tasks sharing it.
+        leaves = [w.detach().requires_grad_() for w in flat[:n]]
+        fl = [f.detach().requires_grad_() for f in flat[n:]]
         batched0 = levels[0][4 + n:]   # which frozen tensors have a dim at level 0
-        hu: list[Optional[Tensor]] = [None] * n
-        hf_frozen: list[Optional[Tensor]] = [None] * len(frozen)
+        out: list[Optional[Tensor]] = [None] * (n + len(fl))
         for group in groups:
             k = len(group)
-            scale = torch.cat([torch.full(sizes[:1], sg, dtype=dtype, device=device) for sg in group])
-            scale = scale.reshape(-1, *[1] * (L - 1)) / (2 * (d if isinstance(d, float) else d.repeat(k, *[1] * (L - 1))))
+            shifts = torch.tensor([a for a, _ in group], dtype=u[0].dtype, device=u[0].device)
+            weights = torch.tensor([c for _, c in group], dtype=u[0].dtype, device=u[0].device).view(k, *[1] * L)
+            if isinstance(d, Tensor):     # per task: [k, *sizes]
+                shift, scale = shifts.view(k, *[1] * L) * d, weights / d
+            else:
+                shift, scale = shifts * d, (weights / d).expand(k, *sizes)
+            views: dict[int, Tensor] = {}   # shift with trailing size-1 dims, by rank
             with torch.enable_grad():
-                ws = [torch.cat([torch.add(w, st, alpha=sg) for sg in group]).requires_grad_()
-                      for w, st in zip(base, steps)]
-                fl = [f.detach().requires_grad_() for f in frozen]
+                ws = []
+                for j, (w, uj) in enumerate(zip(leaves, u)):
+                    for i in range(L):
+                        if not levels[i][4 + j]:
+                            w = w.unsqueeze(i)
+                    r = uj.dim() + 1
+                    if r not in views:
+                        views[r] = shift.view(*shift.shape, *[1] * (r - shift.dim()))
+                    ws.append(torch.addcmul(w, views[r], uj).flatten(0, 1))
                 fcat = [torch.cat([f] * k) if b0 and k > 1 else f for f, b0 in zip(fl, batched0)]
                 hxk, hyk = (torch.cat([t] * k) if k > 1 else t for t in (hx, hy))
-                # sum over signs and tasks of s L(w + s d u) / (2 d): its gradient is the central difference
-                total = (task_losses(hxk, hyk, *ws, *fcat) * scale).sum()
-                gs = torch.autograd.grad(total, ws + fl, allow_unused=True)
-            for j in range(n):
-                g = gs[j].reshape(k, *sizes, *gs[j].shape[L:]).sum(0)
-                hu[j] = g if hu[j] is None else hu[j] + g
-            for j in range(len(frozen)):
-                g = gs[n + j] if gs[n + j] is not None else torch.zeros_like(frozen[j])
-                hf_frozen[j] = g if hf_frozen[j] is None else hf_frozen[j] + g
-        grads = []
-        for j, g in enumerate(hu):
-            # A parameter shared across the tasks of a level gets the sum of their gradients.
+                values = task_losses(hxk, hyk, *ws, *fcat)
+                gs = torch.autograd.grad(values.view(k, *sizes), leaves + fl, grad_outputs=scale,
+                                         allow_unused=True)
+            for j, g in enumerate(gs):
+                if g is None:
+                    g = torch.zeros_like(leaves[j] if j < n else fl[j - n])
+                out[j] = g if out[j] is None else out[j] + g
+        for j, g in enumerate(g0):       # one-sided reuse: - grad L(w) / d, summed where w is shared
+            g = g * (1.0 / d if isinstance(d, float) else (1.0 / d).view(*sizes, *[1] * (g.dim() - L)))
             for i in reversed(range(L)):
                 if not levels[i][4 + j]:
                     g = g.sum(i)
-            grads.append(g)
+            out[j] = out[j] - g.reshape(out[j].shape)  # type: ignore[operator]
         if single:
-            grads = [g.squeeze(0) for g in grads]
+            out[:n] = [g.squeeze(0) for g in out[:n]]  # type: ignore[union-attr]
         # The loss value's cotangent (last) is ignored: the value is a constant in this mode.
-        return (None, None, None, None, None, None, None, None, None, *grads, *hf_frozen)
+        return (None, None, None, None, None, None, None, None, None, None, *out)
 
     @staticmethod
-    def vmap(info, in_dims, objective, hf, ak, fk, levels, *tensors):  # type: ignore[override]
-        moved = [t if d is None else t.movedim(d, 0) for t, d in zip(tensors, in_dims[5:])]
-        mask = tuple(d is not None for d in in_dims[5:])
-        out = _FDGrad.apply(objective, hf, ak, fk, (mask, *levels), *moved)
+    def vmap(info, in_dims, objective, hf, reuse, ak, fk, levels, *tensors):  # type: ignore[override]
+        moved = [t if d is None else t.movedim(d, 0) for t, d in zip(tensors, in_dims[6:])]
+        mask = tuple(d is not None for d in in_dims[6:])
+        out = _FDGrad.apply(objective, hf, reuse, ak, fk, (mask, *levels), *moved)
         return out, (0,) * len(out)

@@ -5,7 +5,7 @@ meta step size, which needs the module and its own batch of tasks (``Draw.beta``
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -14,17 +14,24 @@ from torch.func import vmap
 from .errors import ConfigError, check_positive
 from .exact import exact_call
 
-__all__ = ["adaptive_meta_step_size", "AdaptiveMetaStep"]
+__all__ = ["adaptive_meta_step_size", "AdaptiveMetaStep", "THEOREM_C"]
+
+# 002's constant c in beta = c / (4 L + 2 rho a mean ||grad f||) per mode: Theorems 4.10 (MAML),
+# 4.15 (FO-MAML) and 4.17 (HF-MAML).
+THEOREM_C = {"second_order": 1 / 12, "first_order": 1 / 18, "hessian_free": 1 / 25}
 
 
-def adaptive_meta_step_size(algo: Any, batch: Any, L: float, rho: float, c: float = 1.0) -> float:
+def adaptive_meta_step_size(algo: Any, batch: Any, L: float, rho: float, c: Optional[float] = None) -> float:
     """002's adaptive meta step size, eq. (16)-(17): ``beta = c / (4 L + 2 rho a mean_j ||grad f_j(w, D_beta)||)``.
 
     ``batch`` is a separate batch of ``B'`` tasks; each task's gradient is taken on its support
     set at the current meta-parameters ``w`` (no adaptation). ``a`` is the learner's nominal step
     size, ``L`` the gradient's and ``rho`` the Hessian's Lipschitz constants (002 Assumptions
-    4.3-4.4); 002's theorems use ``c = 1/12`` (MAML), ``1/18`` (FO-MAML), ``1/25`` (HF-MAML).
+    4.3-4.4; given, or estimated by ``metagrad.smoothness.estimate_smoothness``); ``c`` defaults to
+    the theorem's constant for ``algo.mode``: ``1/12`` (MAML), ``1/18`` (FO-MAML), ``1/25`` (HF-MAML).
     """
+    if c is None:
+        c = THEOREM_C[algo.mode]
     alpha = algo.learner.nominal_lr
     if alpha is None:
         raise ConfigError(f"adaptive_meta_step_size: learner {algo.learner.name!r} has no nominal step size a")
@@ -42,10 +49,12 @@ def adaptive_meta_step_size(algo: Any, batch: Any, L: float, rho: float, c: floa
 
 class AdaptiveMetaStep:
     """``schedule`` for ``fit``: 002's ``beta_k`` (eq. 16-17) from each iteration's ``D_beta``
-    (``SampledStream(..., beta=True)``), for plain SGD as in 002's theorems."""
+    (``SampledStream(..., beta=True)``), for plain SGD as in 002's theorems. ``c=None``: the
+    theorem's constant for the module's mode (``THEOREM_C``); ``estimate``: the
+    ``metagrad.smoothness.Smoothness`` that ``L`` and ``rho`` came from, if they were estimated."""
 
-    def __init__(self, L: float, rho: float, c: float = 1.0) -> None:
-        self.L, self.rho, self.c = L, rho, c
+    def __init__(self, L: float, rho: float, c: Optional[float] = None, estimate: Any = None) -> None:
+        self.L, self.rho, self.c, self.estimate = L, rho, c, estimate
 
     def __call__(self, it: int, module: Any, draw: Any) -> float:
         if draw.beta is None:

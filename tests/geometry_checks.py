@@ -74,6 +74,9 @@ def check_modes(make: Callable[[str, dict], mg.MAML], batch: mg.TaskBatch) -> di
     exact = [torch.zeros_like(h) if e is None else e for e, h in zip(exact, hf)]
     errs["hessian_free"] = rel_err(hf, exact)
     assert errs["hessian_free"] < 1e-4, errs
+    # the opt-in one-sided difference (its frozen-parameter path evaluates grad L(w) beside grad L(w + d u))
+    errs["hessian_free_one_sided"] = rel_err(autograd_grads(make("hessian_free", {"hf_delta": 1e-7, "hf_one_sided": True}), batch), exact)
+    assert errs["hessian_free_one_sided"] < 1e-4, errs
     # The first-order gradient must differ from the exact one (else the check above proves nothing).
     assert rel_err(got, exact) > 1e-6, errs
     return errs

@@ -28,7 +28,7 @@ def test_run_records_grad_norm_F_curve_and_levels():
 
 
 def test_measure_refusals():
-    with pytest.raises(ConfigError, match="eval.measure must be null or one of grad_norm_F, got 'nope'"):
+    with pytest.raises(ConfigError, match="eval.measure must be null or one of grad_norm_F, grad_norm_F_sampled, got 'nope'"):
         Config.from_dict({"eval": {"measure": "nope"}})
     from metagrad.experiments.building import build
     algo, task = build(Config.from_dict({}))

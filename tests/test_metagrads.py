@@ -181,3 +181,23 @@ def test_hessian_free_under_user_vmap_equals_loop():
     # and it is the Hessian-free gradient, close to the exact one but not equal to first order
     _, so, _ = _setup(2)
     assert rel_err(list(gv), _grads(so, batch)) < 1e-4
+
+
+def test_hessian_free_one_sided_is_first_order_accurate_and_reuses_the_forward_gradient():
+    # The opt-in forward difference (grad L(w + d u) - grad L(w)) / d: O(d) error, where 002's
+    # central difference is O(d^2), both converging to exact second order.
+    _, so, batch = _setup(3)
+    exact = _grads(so, batch)
+
+    def err(delta: float, one_sided: bool, hvp=None) -> float:
+        _, hf, _ = _setup(3, "hessian_free", hf_delta=delta, hf_one_sided=one_sided)
+        return rel_err(_grads(hf, batch, hvp), exact)
+    assert err(1e-6, True) < 1e-4
+    one, central = err(1e-2, True) / err(1e-3, True), err(1e-2, False) / err(1e-3, False)
+    assert 5 < one < 20 and central > 50
+    # reusing the inner step's gradient (no D_h) equals evaluating grad L(w, D_h) with D_h = D_in
+    same = mg.TaskBatch(batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+    _, a, _ = _setup(3, "hessian_free", hf_delta=1e-4, hf_one_sided=True)
+    assert rel_err(_grads(a, batch), _grads(a, batch, same)) < 1e-9
+    _, lp, _ = _setup(3, "hessian_free", vectorize=False, hf_delta=1e-4, hf_one_sided=True)
+    assert rel_err(_grads(lp, batch), _grads(a, batch)) < 1e-9

@@ -3,7 +3,7 @@ and the module and task stream that ``fit`` trains (one run, or several seeds as
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -14,6 +14,7 @@ from ..distributed import World
 from ..errors import ConfigError
 from ..population import Population
 from ..schedules import AdaptiveMetaStep
+from ..smoothness import estimate_smoothness
 from ..streams import PopulationStream, SampledStream, TaskStream
 from ..training import constant_schedule, cosine_schedule
 from . import registry
@@ -69,9 +70,19 @@ def optimizer(cfg: Config, algo: torch.nn.Module) -> torch.optim.Optimizer:
     return cls(algo.parameters(), lr=cfg.outer["lr"])
 
 
-def schedule(cfg: Config) -> Any:
+def schedule(cfg: Config, algo: Optional[MAML] = None, task: Any = None) -> Any:
+    """``fit``'s schedule for ``cfg``: 002's adaptive step (its ``L``/``rho`` given, or ``"estimate"``d
+    at ``algo``'s initial parameters on ``outer.meta_batch`` tasks of ``task``, seeded by ``seed``),
+    cosine or constant."""
     if cfg.outer["adaptive_L"] is not None:
-        return AdaptiveMetaStep(cfg.outer["adaptive_L"], cfg.outer["adaptive_rho"], cfg.outer["adaptive_c"])
+        L, rho, est = cfg.outer["adaptive_L"], cfg.outer["adaptive_rho"], None
+        if "estimate" in (L, rho):
+            if algo is None or task is None:
+                raise ConfigError("schedule: outer.adaptive_L/adaptive_rho=\"estimate\" needs the algorithm and its tasks")
+            est = estimate_smoothness(algo, task, cfg.outer["meta_batch"],
+                                      generator=torch.Generator().manual_seed(cfg.seed))
+            L, rho = est.L if L == "estimate" else L, est.rho if rho == "estimate" else rho
+        return AdaptiveMetaStep(L, rho, cfg.outer["adaptive_c"], estimate=est)
     if cfg.outer["schedule"] == "cosine":
         return cosine_schedule(cfg.outer["lr"], cfg.outer["iterations"])
     return constant_schedule(cfg.outer["lr"])

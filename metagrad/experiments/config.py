@@ -42,7 +42,7 @@ INNER_KEYS: dict[str, Any] = {"learner": "sgd", "steps": 1, "mode": "second_orde
 OUTER_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "meta_batch": 25, "iterations": 70000,
                                   "clip_norm": None, "hvp_batch": False,
                                   "beta_tasks": None, "beta_shots": None,
-                                  "adaptive_L": None, "adaptive_rho": None, "adaptive_c": 1.0,
+                                  "adaptive_L": None, "adaptive_rho": None, "adaptive_c": None,
                                   "schedule": "constant", "nonfinite": "raise", "explode": 1e6,
                                   "clip_value": None, "clip_scope": "all"}
 EVAL_DEFAULTS: dict[str, Any] = {"tasks": 600, "steps": None, "batch": 100, "seed": 12345,
@@ -114,8 +114,12 @@ class Config:
 
     def identity(self, ignore: Iterable[str] = ()) -> dict[str, Any]:
         """The settings that define what a run computes, as plain JSON data: ``to_dict()`` less
-        the keys in ``ignore`` (``"seed"``, ``"outer.lr"``, or ``"eval."`` for a whole section)."""
+        the settings that apply to nothing (002's adaptive step's, when it is off) and the keys in
+        ``ignore`` (``"seed"``, ``"outer.lr"``, or ``"eval."`` for a whole section)."""
         d = self.to_dict()
+        if d["outer"].get("adaptive_L") is None:   # 002's adaptive step is off: its settings change nothing
+            for k in ("adaptive_rho", "adaptive_c"):
+                d["outer"].pop(k, None)
         for k in ignore:
             sec, dot, name = k.partition(".")
             if not (dot and name):
@@ -204,8 +208,10 @@ class Config:
                 _int("outer." + k, self.outer[k], 1)
         if self.outer["schedule"] not in ("constant", "cosine"):
             raise ConfigError(f"config: outer.schedule must be \"constant\" or \"cosine\", got {self.outer['schedule']!r}")
-        for k in ("adaptive_L", "adaptive_rho", "adaptive_c"):
-            _pos("outer." + k, self.outer[k], optional=True)
+        for k in ("adaptive_L", "adaptive_rho"):   # a number, or "estimate" (metagrad.smoothness)
+            if self.outer[k] != "estimate":
+                _pos(f"outer.{k} (a number or \"estimate\")", self.outer[k], optional=True)
+        _pos("outer.adaptive_c (null: 002's theorem constant for inner.mode)", self.outer["adaptive_c"], optional=True)
         if (self.outer["adaptive_L"] is None) != (self.outer["adaptive_rho"] is None):
             raise ConfigError("config: outer.adaptive_L and outer.adaptive_rho go together (002's adaptive "
                               "meta step size); set both or neither")

@@ -171,7 +171,15 @@ def _grad_norm_F(algo: Any, task: Any) -> float:
 
 # Numbers a run records every ``eval.every`` iterations in place of validation (``eval.measure``; the run
 # summary's ``val_curve``): name -> f(MAML, training task distribution) -> float (lower is better).
-CURVE_MEASURES: dict[str, Callable[[Any, Any], float]] = {"grad_norm_F": _grad_norm_F}
+def _grad_norm_F_sampled(algo: Any, task: Any) -> float:
+    """``||grad F(w)||`` estimated with a very large batch (any task family with ``resample``): 2,000
+    tasks of 100 support and 100 query examples, exact second order (``metagrad.stationarity``)."""
+    from ..stationarity import meta_gradient_norm
+    return meta_gradient_norm(algo, task)[0]
+
+
+CURVE_MEASURES: dict[str, Callable[[Any, Any], float]] = {"grad_norm_F": _grad_norm_F,
+                                                          "grad_norm_F_sampled": _grad_norm_F_sampled}
 
 
 # --- learned optimisers (004: TURTLE, the LSTM meta-learner) --------------------------------

@@ -193,8 +193,12 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
         validate = lambda m: evaluate(m, (val, cfg.eval["val_tasks"], cfg.eval["seed"] + 1),   # noqa: E731
                                       cfg.eval["steps"], chunk=cfg.eval["batch"], dtype=dtype)["mean"]
     scope = cfg.outer["clip_scope"]
+    sched = _schedule(cfg, algo, task)
+    if getattr(sched, "estimate", None) is not None and world.main:   # 002's L and rho, estimated
+        write_json(run / "smoothness.json", {"L": sched.estimate.L, "rho": sched.estimate.rho,
+                                             "L_used": sched.L, "rho_used": sched.rho})
     try:
-        res = fit(module, stream, opt, cfg.outer["iterations"], schedule=_schedule(cfg),
+        res = fit(module, stream, opt, cfg.outer["iterations"], schedule=sched,
                   clip_value=None if scope == "init_per_task" else cfg.outer["clip_value"],
                   clip_keys=None if scope == "all" else (lambda n: n.startswith("model.")),
                   clip_norm=cfg.outer["clip_norm"], nonfinite=cfg.outer["nonfinite"], explode=cfg.outer["explode"],

@@ -140,7 +140,7 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     t0 = time.perf_counter()
     res = FitResult(0, cfg.outer["iterations"], None, [None] * len(seeds), [math.nan] * len(seeds),
                     [[] for _ in seeds], [None] * len(seeds), [0] * len(seeds)) if trainer == "init" else \
-        fit(module, stream, opt, cfg.outer["iterations"], schedule=_schedule(cfg),
+        fit(module, stream, opt, cfg.outer["iterations"], schedule=_schedule(cfg, members[0], task),
               clip_value=None if scope == "init_per_task" else clip_value, clip_keys=_clip_keys(scope),
               clip_norm=cfg.outer["clip_norm"], nonfinite=cfg.outer["nonfinite"], explode=cfg.outer["explode"],
               validate=validate, val_every=cfg.eval["every"], maximize=members[0].metric_name == "accuracy",

@@ -22,6 +22,7 @@ SPECS: dict[str, tuple[str, str]] = {
     "miniimagenet-table3": ("images", "MINIIMAGENET_TABLE3"),
     "turtle-images": ("images", "TURTLE_IMAGES"),
     "maml-convergence": ("convergence", "CONVERGENCE"),
+    "maml-convergence-sine": ("convergence_sine", "CONVERGENCE_SINE"),
     "universality-steps": ("universality", "STEPS"),
     "universality-ood": ("universality", "OOD"),
     "universality-depth": ("universality", "DEPTH"),

@@ -29,7 +29,7 @@ from ...tasks.quadratic import Quadratic, first_order_fixed_point, meta_gradient
 from ...errors import ConfigError
 from ..sweep import Cell, Row, Spec
 
-__all__ = ["CONVERGENCE", "config", "floor"]
+__all__ = ["CONVERGENCE", "config", "floor", "samples_per_iteration"]
 
 MODES = {"second_order": "MAML", "first_order": "FO-MAML", "hessian_free": "HF-MAML"}
 BATCHES = (5, 25, 100)             # B = D (tasks per batch = examples per D_in, D_o, D_h)
@@ -52,6 +52,11 @@ def config(mode: str, batch: int, alpha: float, spread: float, dim: int = DIM, i
             "eval": {"tasks": 100 if dim <= 1000 else 10, "every": every, "measure": "grad_norm_F" if every else None,
                      "test_state": "final"},
             "threads": 1, "log_every": iterations}
+
+
+def samples_per_iteration(mode: str, batch: int) -> int:
+    """Examples drawn per meta-iteration: ``B`` tasks x (``D_in + D_o``, plus ``D_h`` for MAML and HF-MAML)."""
+    return batch * batch * (2 if mode == "first_order" else 3)
 
 
 def floor(alpha: float, spread: float, dim: int = DIM) -> float:
@@ -173,35 +178,40 @@ def _band(curves: list[list[tuple[int, float]]]) -> tuple[list[int], list[float]
 
 
 def figure(out: Path, rows: list[dict[str, Any]]) -> None:
-    """convergence.png: (left) ||grad F|| against iterations, (middle) the level against a and sigma at the
-    largest batch with FO-MAML's closed-form floor, (right) ms per iteration against d."""
+    """convergence.png: ||grad F|| against iterations (1st) and against examples processed (2nd), the level
+    against a and sigma at the largest batch with FO-MAML's closed-form floor (3rd), ms per iteration
+    against d (4th)."""
     from ...plotting import pyplot, save_figure
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(20, 4.8), gridspec_kw={"width_ratios": [1.2, 1, 1]})
-    fig.subplots_adjust(wspace=0.85)
-    ax = axes[0]
+    fig, axes = plt.subplots(1, 4, figsize=(26, 4.8), gridspec_kw={"width_ratios": [1.2, 1.2, 1, 1]})
+    fig.subplots_adjust(wspace=0.55)
     colors = {"second_order": "C0", "first_order": "C3", "hessian_free": "C2"}
     styles = {BATCHES[0]: ":", BATCHES[1]: "--", BATCHES[2]: "-"}
-    for m in MODES:
-        for b in BATCHES:
-            curves = _curves(out, _conv_id(m, b, BASE["alpha"], BASE["spread"]))
-            if not curves:
-                continue
-            its, mean, lo, hi = _band(curves)
-            ax.plot(its, mean, styles[b], color=colors[m], lw=1.2 if m != "hessian_free" else 2.4,
-                    alpha=1.0 if m != "hessian_free" else 0.45, label=f"{MODES[m]} B=D={b}")
-            ax.fill_between(its, lo, hi, color=colors[m], alpha=0.15)
-    ax.axhline(floor(BASE["alpha"], BASE["spread"]), color="k", lw=0.8, ls="-.", label="FO-MAML floor (closed form)")
-    ax.set_yscale("log")
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("||grad F(w_k)||")
-    ax.set_title(f"a={BASE['alpha']:g}, sigma={BASE['spread']:g}, d={DIM}: geometric mean, 95% band over seeds",
-                 fontsize=9)
-    ax.set_ylim(bottom=max(ax.get_ylim()[0], 1e-2))
-    ax.legend(fontsize=6, ncol=2, loc="upper right")
-    ax.grid(alpha=0.3)
+    for j, ax in enumerate(axes[:2]):
+        for m in MODES:
+            for b in BATCHES:
+                curves = _curves(out, _conv_id(m, b, BASE["alpha"], BASE["spread"]))
+                if not curves:
+                    continue
+                its, mean, lo, hi = _band(curves)
+                x = its if j == 0 else [i * samples_per_iteration(m, b) for i in its]
+                ax.plot(x, mean, styles[b], color=colors[m], lw=1.2 if m != "hessian_free" else 2.4,
+                        alpha=1.0 if m != "hessian_free" else 0.45, label=f"{MODES[m]} B=D={b}")
+                ax.fill_between(x, lo, hi, color=colors[m], alpha=0.15)
+        ax.axhline(floor(BASE["alpha"], BASE["spread"]), color="k", lw=0.8, ls="-.", label="FO-MAML floor (closed form)")
+        ax.set_yscale("log")
+        if j == 1:
+            ax.set_xscale("log")
+        ax.set_xlabel("meta-iteration" if j == 0 else "examples processed (B x (D_in + D_o [+ D_h]) per iteration)")
+        ax.set_ylabel("||grad F(w_k)||")
+        ax.set_title(f"a={BASE['alpha']:g}, sigma={BASE['spread']:g}, d={DIM}: geometric mean, 95% band over seeds",
+                     fontsize=9)
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], 1e-2))
+        if j == 0:   # the same lines in both panels
+            ax.legend(fontsize=6, ncol=2, loc="upper right")
+        ax.grid(alpha=0.3)
     alphas, spreads, dims = _present(rows)
-    ax = axes[1]
+    ax = axes[2]
     for j, s in enumerate(spreads):
         for model, mk in (("FO-MAML", "o"), ("MAML", "s")):
             pts = [(a, r) for a in alphas for r in rows
@@ -220,7 +230,7 @@ def figure(out: Path, rows: list[dict[str, Any]]) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
-    ax = axes[2]
+    ax = axes[3]
     for m in MODES:
         pts = [(d, r) for d in dims for r in rows if r["model"] == f"{MODES[m]}: ms per iteration" and r["setting"]["d"] == d]
         if pts:
