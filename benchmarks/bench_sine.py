@@ -102,7 +102,7 @@ def peak_memory(name: str, meta_batch: int) -> float:
     warm-up iterations), sampled every 0.1 ms by a thread, in a fresh process (see
     ``bench_memory.py`` for why live heap rather than RSS)."""
     code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"import bench_sine as b, json; s=b.make({name!r}, {meta_batch}); "
+            f"import bench_sine as b, json; b.STEPS={STEPS}; s=b.make({name!r}, {meta_batch}); "
             "print(json.dumps(b.sampled_peak(s)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -121,6 +121,7 @@ def sampled_peak(step: Callable[[], float]) -> float:
 
 
 def main() -> None:
+    global STEPS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--iters", type=int, default=10, help="timed iterations per contender per round")
@@ -133,7 +134,9 @@ def main() -> None:
                                                          "--no-compile): SO, FO, HF side by side")
     ap.add_argument("--one-sided", action="store_true", help="also HF with the opt-in one-sided difference "
                                                              "(hf_one_sided=True; not 002's eq. (9))")
+    ap.add_argument("--steps", type=int, default=STEPS, help="inner steps (002's algorithms take one)")
     args = ap.parse_args()
+    STEPS = args.steps
     if args.threads:
         torch.set_num_threads(args.threads)
     names = contenders(not args.no_compile, args.modes, args.one_sided)
