@@ -183,8 +183,9 @@ def figure(out: Path, rows: list[dict[str, Any]]) -> None:
     against d (4th)."""
     from ...plotting import pyplot, save_figure
     plt = pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(26, 4.8), gridspec_kw={"width_ratios": [1.2, 1.2, 1, 1]})
-    fig.subplots_adjust(wspace=0.55)
+    fig, grid = plt.subplots(2, 2, figsize=(14, 11))
+    fig.subplots_adjust(wspace=0.3, hspace=0.25, bottom=0.14)
+    axes = grid.reshape(-1)
     colors = {"second_order": "C0", "first_order": "C3", "hessian_free": "C2"}
     styles = {BATCHES[0]: ":", BATCHES[1]: "--", BATCHES[2]: "-"}
     for j, ax in enumerate(axes[:2]):
@@ -228,7 +229,7 @@ def figure(out: Path, rows: list[dict[str, Any]]) -> None:
     ax.set_ylabel("settled ||grad F|| (last fifth of the run)")
     ax.set_title(f"B=D={BATCHES[-1]}: FO-MAML's floor scales with a*sigma; MAML below it", fontsize=9)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13), borderaxespad=0)
     ax.grid(alpha=0.3)
     ax = axes[3]
     for m in MODES:
