@@ -129,3 +129,27 @@ def test_reproduce_help_lists_the_experiment_options(capsys):
         assert opt in text
     assert "001 Table 2" in text
     assert "--flavour" in cli._reproduce_parser(SPEC).format_help()   # a spec's own options too
+
+
+def test_seeds_trained_one_at_a_time_keep_their_summaries_when_a_later_seed_is_cut_off(tmp_path, monkeypatch):
+    """A cell whose seeds train one at a time (HF-MAML's ``separate``, the oracle, SNAIL) writes each
+    seed's summary as soon as it is made, with a checkpoint per seed that does not depend on which
+    seeds were left: a run cut off in its last seed keeps the ones before and resumes that seed."""
+    spec = Spec("sep", "one at a time", lambda o: [Cell("a", sine001("MAML", 0.01), labels={"model": "a"},
+                                                        separate=True)],
+                lambda o: [Row("a", {}, "a")], seeds=2, quick=TINY)
+    real, calls = sweep.train_runs, []
+
+    def cut_at_seed_1(cfg, seeds, *a, checkpoint=None, **k):
+        calls.append((list(seeds), checkpoint.name))
+        if seeds == [1] and len(calls) == 2:
+            raise KeyboardInterrupt   # the session ends
+        return real(cfg, seeds, *a, checkpoint=checkpoint, **k)
+    monkeypatch.setattr(sweep, "train_runs", cut_at_seed_1)
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, tmp_path, quick=True, seeds=2, **QUIET)
+    assert _summaries(tmp_path) == ["a_s0.json"]
+    run(spec, tmp_path, quick=True, seeds=2, **QUIET)
+    assert calls == [([0], "a_s0.partial.pt"), ([1], "a_s1.partial.pt"), ([1], "a_s1.partial.pt")]
+    assert _summaries(tmp_path) == ["a_s0.json", "a_s1.json"]
+    assert not list((tmp_path / "cells").glob("*.partial.pt"))

@@ -130,7 +130,8 @@ def _identity(cfg: Config) -> dict[str, Any]:
 
 
 def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Callable[[str], None]) -> None:
-    """Train the seeds of ``cell`` that are not cached yet (together), write their summaries."""
+    """Train the seeds of ``cell`` that are not cached yet, write their summaries (a cut-off run
+    resumes from ``cells/CELL_sSEEDS.partial.pt``: the seeds of a Population, or one seed)."""
     todo = [s for s in seeds if s not in cached(out, cell, cfg, seeds)]
     if not todo:
         return
@@ -139,21 +140,20 @@ def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Ca
         todo = [s for s in todo if s not in cached(out, cell, cfg, todo)]   # another job may have finished them
         if not todo:
             return
-        ckpt = out / "cells" / f"{cell.id}_s{tag}.partial.pt"
-        groups = [[s] for s in todo] if cell.separate else [todo]
-        summaries = []
-        for i, group in enumerate(groups):
-            part = ckpt if len(groups) == 1 else ckpt.with_name(f"{cell.id}_s{tag}.{group[0]}.partial.pt")
-            summaries += train_runs(cfg, group, cell.evals, trainer=cell.trainer, checkpoint=part, log=log,
-                                    label=cell.id, measures=cell.measures)
-            if part != ckpt:
-                part.unlink(missing_ok=True)
-        for s, summ in zip(todo, summaries):
-            write_json(_summary_path(out, cell, s), {"schema": SCHEMA, "cell": cell.id, "seed": s,
-                                                     "labels": dict(cell.labels), "config": _identity(cfg), **summ})
-            means = ", ".join(f"{k} {v['mean']:.4g}" for k, v in summ["evals"].items())
-            log(f"{cell.id} seed {s}: {means} ({summ['train']['seconds']:.0f} s)")
-        ckpt.unlink(missing_ok=True)
+        # Only MAML's seeds train together (a Population); the others one at a time, each summary
+        # written as soon as it is made, so a run cut off at its last seed keeps the ones before.
+        together = not cell.separate and cfg.algorithm == "maml"
+        groups = [todo] if together else [[s] for s in todo]
+        for group in groups:
+            part = out / "cells" / f"{cell.id}_s{tag if together else group[0]}.partial.pt"
+            summaries = train_runs(cfg, group, cell.evals, trainer=cell.trainer, checkpoint=part, log=log,
+                                   label=cell.id, measures=cell.measures)
+            for s, summ in zip(group, summaries):
+                write_json(_summary_path(out, cell, s), {"schema": SCHEMA, "cell": cell.id, "seed": s,
+                                                         "labels": dict(cell.labels), "config": _identity(cfg), **summ})
+                means = ", ".join(f"{k} {v['mean']:.4g}" for k, v in summ["evals"].items())
+                log(f"{cell.id} seed {s}: {means} ({summ['train']['seconds']:.0f} s)")
+            part.unlink(missing_ok=True)
 
 
 def select(cells: list[Cell], only: Sequence[str]) -> list[Cell]:
