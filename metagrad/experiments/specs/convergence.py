@@ -29,7 +29,7 @@ from ...tasks.quadratic import Quadratic, first_order_fixed_point, meta_gradient
 from ...errors import ConfigError
 from ..sweep import Cell, Row, Spec
 
-__all__ = ["CONVERGENCE", "config", "floor", "samples_per_iteration"]
+__all__ = ["CONVERGENCE", "config", "floor", "grad_norm_panel", "samples_per_iteration"]
 
 MODES = {"second_order": "MAML", "first_order": "FO-MAML", "hessian_free": "HF-MAML"}
 BATCHES = (5, 25, 100)             # B = D (tasks per batch = examples per D_in, D_o, D_h)
@@ -177,6 +177,29 @@ def _band(curves: list[list[tuple[int, float]]]) -> tuple[list[int], list[float]
         [math.exp(m + h) for m, h in zip(mean, half)]
 
 
+_COLORS = {"second_order": "C0", "first_order": "C3", "hessian_free": "C2"}
+
+
+def grad_norm_panel(ax: Any, out: Path, lines: list[tuple[str, int, str]], styles: dict[int, str],
+                    by_samples: bool) -> None:
+    """||grad F(w_k)|| of each ``(mode, batch, cell id)`` line (geometric mean and 95% band over seeds)
+    against meta-iterations, or ``by_samples`` against examples processed; log scales."""
+    for m, b, cell in lines:
+        curves = _curves(out, cell)
+        if not curves:
+            continue
+        its, mean, lo, hi = _band(curves)
+        x = [i * samples_per_iteration(m, b) for i in its] if by_samples else its
+        hf = m == "hessian_free"   # drawn wide and pale: it lies on MAML's line
+        ax.plot(x, mean, styles[b], color=_COLORS[m], lw=2.4 if hf else 1.2, alpha=0.45 if hf else 1.0,
+                label=f"{MODES[m]} B=D={b}")
+        ax.fill_between(x, lo, hi, color=_COLORS[m], alpha=0.13)
+    ax.set_yscale("log")
+    if by_samples:
+        ax.set_xscale("log")
+    ax.set_xlabel("examples processed (B x (D_in + D_o [+ D_h]) per iteration)" if by_samples else "meta-iteration")
+
+
 def figure(out: Path, rows: list[dict[str, Any]]) -> None:
     """convergence.png: ||grad F|| against iterations (1st) and against examples processed (2nd), the level
     against a and sigma at the largest batch with FO-MAML's closed-form floor (3rd), ms per iteration
@@ -186,24 +209,11 @@ def figure(out: Path, rows: list[dict[str, Any]]) -> None:
     fig, grid = plt.subplots(2, 2, figsize=(14, 11))
     fig.subplots_adjust(wspace=0.3, hspace=0.25, bottom=0.14)
     axes = grid.reshape(-1)
-    colors = {"second_order": "C0", "first_order": "C3", "hessian_free": "C2"}
     styles = {BATCHES[0]: ":", BATCHES[1]: "--", BATCHES[2]: "-"}
+    lines = [(m, b, _conv_id(m, b, BASE["alpha"], BASE["spread"])) for m in MODES for b in BATCHES]
     for j, ax in enumerate(axes[:2]):
-        for m in MODES:
-            for b in BATCHES:
-                curves = _curves(out, _conv_id(m, b, BASE["alpha"], BASE["spread"]))
-                if not curves:
-                    continue
-                its, mean, lo, hi = _band(curves)
-                x = its if j == 0 else [i * samples_per_iteration(m, b) for i in its]
-                ax.plot(x, mean, styles[b], color=colors[m], lw=1.2 if m != "hessian_free" else 2.4,
-                        alpha=1.0 if m != "hessian_free" else 0.45, label=f"{MODES[m]} B=D={b}")
-                ax.fill_between(x, lo, hi, color=colors[m], alpha=0.15)
+        grad_norm_panel(ax, out, lines, styles, by_samples=j == 1)
         ax.axhline(floor(BASE["alpha"], BASE["spread"]), color="k", lw=0.8, ls="-.", label="FO-MAML floor (closed form)")
-        ax.set_yscale("log")
-        if j == 1:
-            ax.set_xscale("log")
-        ax.set_xlabel("meta-iteration" if j == 0 else "examples processed (B x (D_in + D_o [+ D_h]) per iteration)")
         ax.set_ylabel("||grad F(w_k)||")
         ax.set_title(f"a={BASE['alpha']:g}, sigma={BASE['spread']:g}, d={DIM}: geometric mean, 95% band over seeds",
                      fontsize=9)
@@ -236,7 +246,7 @@ def figure(out: Path, rows: list[dict[str, Any]]) -> None:
         pts = [(d, r) for d in dims for r in rows if r["model"] == f"{MODES[m]}: ms per iteration" and r["setting"]["d"] == d]
         if pts:
             ax.errorbar([d for d, _ in pts], [r["mean"] for _, r in pts], yerr=[r["ci95"] or 0 for _, r in pts],
-                        marker="o", color=colors[m], capsize=2, label=MODES[m])
+                        marker="o", color=_COLORS[m], capsize=2, label=MODES[m])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("dimension d")

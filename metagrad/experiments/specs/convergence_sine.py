@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..sweep import Cell, Row, Spec
-from .convergence import _band, _curves, samples_per_iteration
+from .convergence import MODES, grad_norm_panel
 
 __all__ = ["CONVERGENCE_SINE", "config"]
 
-MODES = {"second_order": "MAML", "first_order": "FO-MAML", "hessian_free": "HF-MAML"}
 BATCHES = (10, 50)                 # B = D (tasks per batch = examples per D_in, D_o, D_h)
 ALPHA, BETA, ITERATIONS, EVERY = 0.01, 0.003, 4000, 250
 CLIP = 10.0                        # meta-gradient norm clipping, against rare spikes (plain SGD at 0.01 diverged)
@@ -85,23 +84,10 @@ def figure(out: Path, rows: list[dict[str, Any]]) -> None:
     from ...plotting import pyplot, save_figure
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    colors = {"second_order": "C0", "first_order": "C3", "hessian_free": "C2"}
     styles = {BATCHES[0]: "--", BATCHES[-1]: "-"}
+    lines = [(m, b, _id(m, b)) for m in MODES for b in BATCHES]
     for j, ax in enumerate(axes):
-        for m in MODES:
-            for b in BATCHES:
-                curves = _curves(out, _id(m, b))
-                if not curves:
-                    continue
-                its, mean, lo, hi = _band(curves)
-                x = its if j == 0 else [i * samples_per_iteration(m, b) for i in its]
-                ax.plot(x, mean, styles[b], color=colors[m], lw=1.2 if m != "hessian_free" else 2.4,
-                        alpha=1.0 if m != "hessian_free" else 0.5, label=f"{MODES[m]} B=D={b}")
-                ax.fill_between(x, lo, hi, color=colors[m], alpha=0.12)
-        ax.set_yscale("log")
-        if j == 1:
-            ax.set_xscale("log")
-        ax.set_xlabel("meta-iteration" if j == 0 else "examples processed (B x (D_in + D_o [+ D_h]) per iteration)")
+        grad_norm_panel(ax, out, lines, styles, by_samples=j == 1)
         ax.set_ylabel(f"||grad F(w_k)|| ({MEASURE_TASKS} tasks x {MEASURE_K}+{MEASURE_K} examples)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
