@@ -153,3 +153,43 @@ def test_seeds_trained_one_at_a_time_keep_their_summaries_when_a_later_seed_is_c
     assert calls == [([0], "a_s0.partial.pt"), ([1], "a_s1.partial.pt"), ([1], "a_s1.partial.pt")]
     assert _summaries(tmp_path) == ["a_s0.json", "a_s1.json"]
     assert not list((tmp_path / "cells").glob("*.partial.pt"))
+
+
+def _with_evals(name: str, evals: dict, ids: dict[str, str], reuse: tuple = ()) -> Spec:
+    """SPEC's cells renamed by ``ids`` with evaluations ``evals``, as another record would define them."""
+    def cells(opts):
+        return [Cell(ids[c.id], c.config, evals, labels=c.labels) for c in _cells(opts)]
+
+    def rows(opts):
+        return [Row(r.model, r.setting, ids[r.cell], e) for r in _rows(opts) for e in evals]
+    return Spec(name, "tiny, more evaluations", cells, rows, seeds=2, quick=TINY, reuse=reuse)
+
+
+def test_an_evaluation_added_later_is_tested_from_the_kept_run_not_trained(tmp_path, monkeypatch):
+    rows = run(SPEC, tmp_path / "tiny", quick=True, seeds=2, **QUIET)
+    assert sorted(p.name for p in (tmp_path / "tiny" / "cells").glob("*.run.pt")) == \
+        ["a_s0.run.pt", "a_s1.run.pt", "b_s0.run.pt", "b_s1.run.pt"]
+    monkeypatch.setattr(sweep, "train_runs", _boom)
+    more = _with_evals("tiny", {"test": [], "steps3": ["eval.steps=3"]}, {"a": "a", "b": "b"})
+    rows2 = run(more, tmp_path / "tiny", quick=True, seeds=2, **QUIET)
+    assert [r["mean"] for r in rows2[::2]] == [r["mean"] for r in rows]   # the summary's own numbers kept
+    steps3 = json.loads((tmp_path / "tiny" / "cells" / "a_s0.json").read_text())["evals"]["steps3"]
+    assert steps3["n_tasks"] == 10 and steps3["mean"] == steps3["mean"]
+    (tmp_path / "tiny" / "cells" / "b_s1.run.pt").unlink()   # no kept run: the missing evaluation needs training
+    even_more = _with_evals("tiny", {"test": [], "steps2": ["eval.steps=2"]}, {"a": "a", "b": "b"})
+    with pytest.raises(AssertionError, match="not reused"):
+        run(even_more, tmp_path / "tiny", quick=True, seeds=2, **QUIET)
+
+
+def test_a_record_named_in_reuse_lends_the_runs_kept_under_the_same_config(tmp_path, monkeypatch):
+    rows = run(SPEC, tmp_path / "tiny", quick=True, seeds=2, **QUIET)
+    monkeypatch.setattr(sweep, "train_runs", _boom)
+    other = _with_evals("other", {"test": [], "steps3": ["eval.steps=3"]}, {"a": "x", "b": "y"}, reuse=("tiny",))
+    with pytest.raises(AssertionError, match="not reused"):   # only the records a spec names
+        run(_with_evals("other", {"test": []}, {"a": "x", "b": "y"}), tmp_path / "other", quick=True, seeds=2, **QUIET)
+    rows2 = run(other, tmp_path / "other", quick=True, seeds=2, **QUIET)
+    assert [r["mean"] for r in rows2[::2]] == [r["mean"] for r in rows]   # the same runs (rows: test, steps3 per cell)
+    summary = json.loads((tmp_path / "other" / "cells" / "x_s1.json").read_text())
+    assert summary["train"]["kept_run"].endswith("a_s1.run.pt") and not list((tmp_path / "other" / "cells").glob("*.pt"))
+    with pytest.raises(AssertionError, match="not reused"):   # another config is never matched
+        run(other, tmp_path / "other2", quick=True, seeds=2, overrides=["inner.lr=0.05"], **QUIET)

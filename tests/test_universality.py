@@ -190,3 +190,16 @@ def test_committed_universality_tables_are_the_reports_of_their_records(tmp_path
     for name in ("universality-steps", "universality-ood"):
         sweep.report(specs.get(name), tmp_path / name)
         assert (tmp_path / name / "table.md").read_text() == (root / name / "table.md").read_text()
+
+
+def test_the_omniglot_figures_test_table3s_maml_runs_not_new_ones():
+    """000's Omniglot MAML (5-way 1 step, 20-way 5 steps) is 001 Table 3's MAML at the same settings: the
+    cells share a config, and each spec names the others' records, so one trained run serves all three."""
+    from metagrad.experiments.specs.images import OMNIGLOT_TABLE3, _omni_cells
+    from metagrad.experiments.specs.universality_omniglot import FINETUNE, OMNIGLOT_OOD, _cells, _ft_cells
+    table3 = {c.id: sweep._identity(sweep._cell_config(c, [])) for c in _omni_cells({})}
+    for c in [*_cells({}), *_ft_cells({})]:
+        if c.labels["model"] == "MAML":
+            way = c.config["task"]["n_way"]
+            assert sweep._identity(sweep._cell_config(c, [])) == table3[f"MAML_{way}way"], c.id
+    assert OMNIGLOT_TABLE3.name in OMNIGLOT_OOD.reuse and OMNIGLOT_TABLE3.name in FINETUNE.reuse

@@ -6,8 +6,10 @@ statistic, and the claims. ``run`` trains what is missing and writes the table::
 
     for cell in spec.cells(options):                 # filtered by --only key=value
         runs = cached runs of cell under OUT/cells/  # one JSON summary per (cell, seed)
-        train the missing seeds with ``train_runs`` (one fit; several seeds as one Population),
-            checkpointing to OUT/cells/CELL.partial.pt, so a cut-off run resumes exactly
+        test the missing seeds kept under the same config here or in ``spec.reuse``'s records (``kept_runs``),
+        train the others with ``train_runs`` (one fit; several seeds as one Population),
+            checkpointing to OUT/cells/CELL.partial.pt, so a cut-off run resumes exactly, and keep
+            each trained run (OUT/cells/CELL_sSEED.run.pt) for evaluations added later
     rows = aggregate each table row over seeds 0..N-1 (the same N for every row, fixed in the spec)
     write OUT/table.md and OUT/results.json ("partial": true while cells are missing)
 
@@ -33,6 +35,7 @@ from ..io import write_json
 from ..runlog import RunLock
 from .config import Config
 from .tables import format_table, row as table_row
+from .kept_runs import find_kept, kept_path, test_kept
 from .train_runs import train_runs
 
 __all__ = ["Cell", "Row", "Spec", "run", "report", "SCHEMA"]
@@ -92,6 +95,9 @@ class Spec:
     # experiments whose cells are the same runs (000's sine figures) name one store: their runs live in
     # OUT/../STORE/cells/, shared by sibling output folders, while each writes its own table and figure
     cell_store: str = ""
+    # records (sibling folders of the output) whose kept runs made under a cell's config are tested for it
+    # instead of training it again (``kept_runs``; 000's Omniglot figures reuse 001 Table 3's MAML runs)
+    reuse: Sequence[str] = ()
 
 
 def store(spec: Spec, out: Path, quick: bool = False) -> Path:
@@ -108,7 +114,7 @@ def _cell_config(cell: Cell, overrides: Sequence[str]) -> Config:
     return Config.from_dict(cell.config).override(list(overrides))
 
 
-def cached(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
+def _summaries(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The summaries of ``cell`` under ``out/cells`` made under ``cfg`` (any seed in ``seeds``)."""
     want = _identity(cfg)
     found = {}
@@ -121,6 +127,16 @@ def cached(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int]) -> dict[int
     return found
 
 
+def _complete(cell: Cell, summary: dict[str, Any]) -> bool:
+    return set(cell.evals) <= set(summary.get("evals", {})) and set(cell.measures) <= set(summary.get("measures", {}))
+
+
+def cached(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The summaries of ``cell`` under ``out/cells`` made under ``cfg`` with every evaluation and
+    measure the cell asks for (any seed in ``seeds``)."""
+    return {s: d for s, d in _summaries(out, cell, cfg, seeds).items() if _complete(cell, d)}
+
+
 # Per-run settings that do not change what a cell computes.
 _NOT_IDENTITY = ("name", "seed", "threads", "device", "log_every", "checkpoint_every")
 
@@ -129,30 +145,44 @@ def _identity(cfg: Config) -> dict[str, Any]:
     return cfg.identity(_NOT_IDENTITY)
 
 
-def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Callable[[str], None]) -> None:
-    """Train the seeds of ``cell`` that are not cached yet, write their summaries (a cut-off run
-    resumes from ``cells/CELL_sSEEDS.partial.pt``: the seeds of a Population, or one seed)."""
+def _write_summary(out: Path, cell: Cell, cfg: Config, seed: int, summ: dict[str, Any],
+                   log: Callable[[str], None]) -> None:
+    write_json(_summary_path(out, cell, seed), {"schema": SCHEMA, "cell": cell.id, "seed": seed,
+                                                "labels": dict(cell.labels), "config": _identity(cfg), **summ})
+    means = ", ".join(f"{k} {v['mean']:.4g}" for k, v in summ["evals"].items())
+    log(f"{cell.id} seed {seed}: {means} ({summ['train']['seconds']:.0f} s)")
+
+
+def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Callable[[str], None],
+               reuse: Sequence[Path] = ()) -> None:
+    """Make the summaries of ``cell``'s seeds that are not cached yet: from a run kept here or in a
+    record of ``reuse`` under the same config (``kept_runs``: tested, not trained), else by training (a
+    cut-off run resumes from ``cells/CELL_sSEEDS.partial.pt``: the seeds of a Population, or one seed)."""
     todo = [s for s in seeds if s not in cached(out, cell, cfg, seeds)]
     if not todo:
         return
     tag = "-".join(map(str, todo))
     with RunLock(out / "cells" / f".{cell.id}_s{tag}", f"reproduce {cell.id}"):
-        todo = [s for s in todo if s not in cached(out, cell, cfg, todo)]   # another job may have finished them
-        if not todo:
-            return
+        have = _summaries(out, cell, cfg, todo)   # another job may have finished some meanwhile
+        todo = [s for s in todo if s not in have or not _complete(cell, have[s])]
+        for s in list(todo) if cell.trainer == "meta" else []:
+            kept = find_kept([out, *reuse], _identity(cfg), s, SCHEMA, _NOT_IDENTITY)
+            if kept is not None:
+                _write_summary(out, cell, cfg, s, test_kept(kept, cfg, s, cell.evals, cell.measures, have.get(s), log),
+                               log)
+                todo.remove(s)
+        tag = "-".join(map(str, todo))
         # Only MAML's seeds train together (a Population); the others one at a time, each summary
         # written as soon as it is made, so a run cut off at its last seed keeps the ones before.
         together = not cell.separate and cfg.algorithm == "maml"
-        groups = [todo] if together else [[s] for s in todo]
+        groups = [todo] if together and todo else [[s] for s in todo]
         for group in groups:
             part = out / "cells" / f"{cell.id}_s{tag if together else group[0]}.partial.pt"
             summaries = train_runs(cfg, group, cell.evals, trainer=cell.trainer, checkpoint=part, log=log,
-                                   label=cell.id, measures=cell.measures)
+                                   label=cell.id, measures=cell.measures,
+                                   keep=lambda s: kept_path(_summary_path(out, cell, s)))
             for s, summ in zip(group, summaries):
-                write_json(_summary_path(out, cell, s), {"schema": SCHEMA, "cell": cell.id, "seed": s,
-                                                         "labels": dict(cell.labels), "config": _identity(cfg), **summ})
-                means = ", ".join(f"{k} {v['mean']:.4g}" for k, v in summ["evals"].items())
-                log(f"{cell.id} seed {s}: {means} ({summ['train']['seconds']:.0f} s)")
+                _write_summary(out, cell, cfg, s, summ, log)
             part.unlink(missing_ok=True)
 
 
@@ -184,7 +214,8 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
             _run_jobs(spec, out, cells, jobs, quick, n, overrides, only_seeds, opts)
         else:
             for c in cells:
-                train_cell(store(spec, out, quick), c, _cell_config(c, over), train_seeds, log)
+                train_cell(store(spec, out, quick), c, _cell_config(c, over), train_seeds, log,
+                           reuse=[out.parent / r for r in spec.reuse])
     if cell_id is not None:
         return []
     return report(spec, out, quick=quick, seeds=n, overrides=overrides, options=opts, cells=cells)

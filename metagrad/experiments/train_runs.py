@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -30,6 +31,7 @@ import torch
 from ..batch import TaskBatch
 from ..errors import ConfigError
 from ..evaluation import adaptation_curves, mean_ci95
+from ..io import save_torch
 from ..population import Population
 from ..training import FitResult, fit
 from .building import DTYPES as _DTYPES, build, make_module, optimizer as _optimizer, schedule as _schedule
@@ -37,7 +39,7 @@ from . import registry
 from .baseline_runs import BASELINES, run_baseline
 from .config import Config
 
-__all__ = ["train_runs", "fixed_set", "held_out", "task_chunks", "curve_measure", "BASELINES"]
+__all__ = ["train_runs", "test_runs", "Trained", "fixed_set", "held_out", "task_chunks", "curve_measure", "BASELINES"]
 
 
 
@@ -99,9 +101,12 @@ def _clip_keys(scope: str) -> Optional[Callable[[str], bool]]:
 
 def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[str]], *, trainer: str = "meta",
                checkpoint: Optional[Path] = None, log: Callable[[str], None] = print,
-               label: str = "train", measures: Sequence[str] = ()) -> list[dict[str, Any]]:
+               label: str = "train", measures: Sequence[str] = (),
+               keep: Optional[Callable[[int], Path]] = None) -> list[dict[str, Any]]:
     """Train ``cfg`` once per seed and test every evaluation (``evals[name]``: config overrides at
     test time); one ``{"evals": {name: stats}, "train": {...}, "measures": {name: value}}`` per seed.
+    ``keep(seed)``: where to save each meta-trained run (a ``Trained`` with its config), so that other
+    evaluations of it need no training (``test_runs``).
 
     A run stopped by ``outer.nonfinite="stop"`` is tested at its best validated state where it has
     one; without one its evaluations are marked ``diverged``. ``measures`` name functions of
@@ -115,7 +120,8 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
         out = []
         for s in seeds:   # each seed its own partial checkpoint, removed once its summary is made
             ck = None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}.seed{s}{checkpoint.suffix}")
-            out += train_runs(cfg, [s], evals, trainer=trainer, checkpoint=ck, log=log, label=label, measures=measures)
+            out += train_runs(cfg, [s], evals, trainer=trainer, checkpoint=ck, log=log, label=label, measures=measures,
+                              keep=keep)
             if ck is not None:
                 ck.unlink(missing_ok=True)
         return out
@@ -152,32 +158,67 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
     final = [module.member_state(p) for p in range(len(seeds))] if pop else \
         [{n: v.detach().clone() for n, v in module.named_parameters()}]
     use_best = cfg.eval["test_state"] == "best" and cfg.eval["every"] > 0
-    states = [(b if use_best and b is not None else f) for b, f in zip(res.best, final)]
-    out = [{"evals": {}, "train": {"iterations": res.iteration, "seconds": seconds / len(seeds),
-                                   "ms_per_iteration": res.ms_per_iteration, "population": len(seeds),
-                                   "best_val": res.best_val[p], "val_curve": res.val_curves[p],
-                                   "nonfinite_at": res.nonfinite_at[p], "skipped": res.skipped[p],
-                                   "state": "best_validated" if use_best and res.best[p] is not None else "final"}}
-           for p in range(len(seeds))]
-    lost = [res.nonfinite_at[p] is not None and cfg.outer["nonfinite"] == "stop" and out[p]["train"]["state"] == "final"
-            for p in range(len(seeds))]
+    trained = []
+    for p, s in enumerate(seeds):
+        best = use_best and res.best[p] is not None
+        info = {"iterations": res.iteration, "seconds": seconds / len(seeds), "ms_per_iteration": res.ms_per_iteration,
+                "population": len(seeds), "best_val": res.best_val[p], "val_curve": res.val_curves[p],
+                "nonfinite_at": res.nonfinite_at[p], "skipped": res.skipped[p],
+                "state": "best_validated" if best else "final"}
+        trained.append(Trained(res.best[p] if best else final[p], final[p] if use_best else None, info,
+                               lost=res.nonfinite_at[p] is not None and cfg.outer["nonfinite"] == "stop" and not best))
+        if keep is not None and trainer == "meta":
+            save_torch(keep(s), {"schema": 1, "seed": s, "config": cfg.identity(_NOT_IDENTITY), **trained[-1].to_dict()})
+    return test_runs(cfg, seeds, trained, evals, measures)
+
+
+@dataclass
+class Trained:
+    """One meta-trained run: ``state`` is the one tested (the best validated, else the final), ``final``
+    the final state where it is tested too (``eval.test_state="best"``), ``train`` what ``fit`` reported,
+    ``lost`` a run stopped by a non-finite loss with no validated state (its evaluations are marked
+    ``diverged``)."""
+
+    state: dict[str, torch.Tensor]
+    final: Optional[dict[str, torch.Tensor]]
+    train: dict[str, Any]
+    lost: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "final": self.final, "train": self.train, "lost": self.lost}
+
+    @staticmethod
+    def load(path: Path) -> "Trained":
+        """A run kept by ``train_runs(..., keep=)``."""
+        d = torch.load(path, map_location="cpu", weights_only=False)
+        return Trained(d["state"], d["final"], d["train"], d["lost"])
+
+
+def test_runs(cfg: Config, seeds: Sequence[int], trained: Sequence[Trained], evals: Mapping[str, Sequence[str]],
+              measures: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Test trained runs: ``{"evals": {name: stats}, "train": ..., "measures": {name: value}}`` per seed
+    (``evals[name]``: config overrides at test time), ``train_runs``' summaries without training."""
+    metric = build(cfg, "test")[0].metric_name
+    out = [{"evals": {}, "train": dict(t.train)} for t in trained]
+    use_final = [t.final is not None for t in trained]
     for name, overrides in evals.items():
         ecfg = cfg.override(list(overrides))
-        test = held_out(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], dtype)
-        tested = _test(module, ecfg, seeds, states, test)
-        finals = _test(module, ecfg, seeds, final, test) if use_best else None
-        for p in range(len(seeds)):
-            out[p]["evals"][name] = _stats(tested[p], members[0].metric_name)
-            out[p]["evals"][name]["diverged"] |= lost[p]
-            if finals is not None:
-                out[p]["evals"][name]["final"] = _stats(finals[p], members[0].metric_name)
+        test = held_out(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], _DTYPES[cfg.dtype])
+        tested = _test(ecfg, seeds, [t.state for t in trained], test)
+        for p, t in enumerate(trained):
+            out[p]["evals"][name] = _stats(tested[p], metric)
+            out[p]["evals"][name]["diverged"] |= t.lost
+            if use_final[p]:
+                (fin,) = _test(ecfg, [seeds[p]], [t.final], test)
+                out[p]["evals"][name]["final"] = _stats(fin, metric)
     for p, s in enumerate(seeds):
-        algo = _member(cfg, s, states[p], "train") if measures else None
-        out[p]["measures"] = {m: math.nan if lost[p] else float(registry.MEASURES[m](algo)) for m in measures}
-        if cfg.eval["measure"] is not None and res.val_curves[p]:   # the curve's last value and its tail's mean
-            name, curve = cfg.eval["measure"], [v for _, v in res.val_curves[p]]
-            tail = curve[len(curve) - max(1, len(curve) // 5):]
-            out[p]["measures"].update({f"{name}_final": curve[-1], f"{name}_tail": sum(tail) / len(tail)})
+        algo = _member(cfg, s, trained[p].state, "train") if measures else None
+        out[p]["measures"] = {m: math.nan if trained[p].lost else float(registry.MEASURES[m](algo)) for m in measures}
+        curve = trained[p].train.get("val_curve")
+        if cfg.eval["measure"] is not None and curve:   # the curve's last value and its tail's mean
+            name, values = cfg.eval["measure"], [v for _, v in curve]
+            tail = values[len(values) - max(1, len(values) // 5):]
+            out[p]["measures"].update({f"{name}_final": values[-1], f"{name}_tail": sum(tail) / len(tail)})
     return out
 
 
@@ -201,7 +242,7 @@ def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str =
     return algo
 
 
-def _test(module: Any, cfg: Config, seeds: Sequence[int], states: list[dict[str, torch.Tensor]],
+def _test(cfg: Config, seeds: Sequence[int], states: Sequence[dict[str, torch.Tensor]],
           test: TaskBatch | tuple[Any, int, int]) -> list[torch.Tensor]:
     """Per-task test metric after ``0..steps`` steps (``[n, steps + 1]``) of each state under ``cfg`` (its learner may differ from training's, e.g.
     an MT-net's hard mask: then each run is rebuilt from ``cfg`` and given its state)."""

@@ -7,6 +7,9 @@
 before resizing to 28x28 (000 appendix G.1; ``tasks.omniglot.affine_originals``). Accuracy on 600
 test tasks with its 95% interval; MAML after its one step, SNAIL without steps.
 
+The MAML runs are 001 Table 3's (``omniglot-table3``'s MAML cells have the same configs): a run kept
+by any of the three records beside the output folder is tested, not trained again (``Spec.reuse``).
+
 ``universality-finetune`` (Fig. 4, Fig. 6 right): a MAML initialisation meta-trained on 20-way 1-shot with
 5 inner steps of 0.1 (and on 5-way 1-shot with 1 step of 0.4) is fine-tuned for 100 SGD steps of that
 rate on one task's support set; the support-set ("train", ``eval.on=support``) and query-set ("test")
@@ -86,6 +89,7 @@ OMNIGLOT_OOD = Spec("universality-omniglot-ood", "000 Fig. 3 right: 5-way 1-shot
                     "scale of the held-out characters, MAML vs SNAIL (both meta-trained on unchanged characters)",
                     _cells, _rows, seeds=1, statistic="tasks", claims=_claims, plot=plot_omniglot_ood,
                     quick=["outer.iterations=30", "eval.tasks=50", "eval.every=0"],
+                    reuse=("omniglot-table3", "universality-finetune"),   # the same MAML run (kept_runs)
                     note="000's claim: MAML generalises better than the recurrent learners (SNAIL, MetaNet) to "
                          "sheared and scaled characters. Accuracy on held-out characters; 95% interval over test "
                          "tasks; 'higher'/'lower' only where intervals do not overlap. Figure: omniglot-ood.png. "
@@ -174,6 +178,7 @@ FINETUNE = Spec("universality-finetune", "000 Fig. 4 and Fig. 6 right: Omniglot 
                 "train and test accuracy over 100 fine-tuning steps from the MAML initialisation vs a random one",
                 _ft_cells, _ft_rows, seeds=1, statistic="tasks", claims=_ft_claims, row_extra=_ft_extra,
                 plot=plot_finetune, quick=["outer.iterations=10", "eval.tasks=10", "eval.every=0"],
+                reuse=("omniglot-table3", "universality-omniglot-ood"),   # the same MAML runs (kept_runs)
                 note="000's claim: fine-tuned for 100 steps, the MAML initialisation does not overfit (its test accuracy "
                      "does not drop after its training steps) while a random initialisation reaches about the same "
                      "training accuracy but overfits (low test accuracy). Accuracy after 100 steps of the MAML's inner "
