@@ -79,14 +79,23 @@ def _run(args: argparse.Namespace) -> int:
         return _reproduce(args.name, args.extra)
     elif args.command == "list":
         from .experiments.presets import PRESETS
-        from .experiments import specs
         print("presets:")
         for name in sorted(PRESETS):
             print(f"  {name}")
-        print("experiments (metagrad reproduce NAME):")
-        for name in sorted(specs.SPECS):
-            print(f"  {name:24s} {specs.get(name).description}")
+        _print_experiments()
     return 0
+
+
+_REPRODUCE_USAGE = ("usage: metagrad reproduce NAME [--quick] [--out DIR] [--report] [--only KEY=VALUE] [--jobs N] ...\n\n"
+                    "Run one paper experiment (train its missing runs, resume cut-off ones) and write table.md and "
+                    "results.json.\n`metagrad reproduce NAME --help` lists the options of experiment NAME.\n")
+
+
+def _print_experiments() -> None:
+    from .experiments import specs
+    print("experiments (metagrad reproduce NAME):")
+    for name in sorted(specs.SPECS):
+        print(f"  {name:26s} {specs.get(name).description}")
 
 
 def _reproduce_parser(spec: object) -> argparse.ArgumentParser:
@@ -113,7 +122,8 @@ def _reproduce_parser(spec: object) -> argparse.ArgumentParser:
 def _reproduce(name: Optional[str], argv: Sequence[str]) -> int:
     from .experiments import specs, sweep
     if name is None:
-        raise ConfigError(f"reproduce: name an experiment: {', '.join(sorted(specs.SPECS))}")
+        raise ConfigError(f"reproduce: name an experiment: {', '.join(sorted(specs.SPECS))} "
+                          f"(`metagrad reproduce --help` describes each)")
     spec = specs.get(name)
     args = _reproduce_parser(spec).parse_args(list(argv))
     if args.jobs < 1 or (args.seeds is not None and args.seeds < 1) or any(s < 0 for s in args.only_seeds or ()):
@@ -148,8 +158,10 @@ def _print_eval(path: Path) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command == "reproduce" and "-h" in extra + ([args.name] if args.name else []) and not args.name:
-        parser.parse_args(["reproduce", "--help"])
+    if args.command == "reproduce" and not args.name and {"-h", "--help"} & set(extra):
+        print(_REPRODUCE_USAGE)
+        _print_experiments()
+        return 0
     if extra and args.command != "reproduce":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra

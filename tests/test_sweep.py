@@ -120,6 +120,15 @@ def test_jobs_2_runs_cells_as_processes_with_the_results_of_jobs_1(tmp_path, mon
     assert len(j1) == 2 and [(r["mean"], r["ci95"]) for r in j1] == [(r["mean"], r["ci95"]) for r in j2]
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_reproduce_help_without_a_name_describes_every_experiment(flag, capsys):
+    from metagrad.experiments import specs
+    assert cli.main(["reproduce", flag]) == 0
+    text = capsys.readouterr().out
+    assert "metagrad reproduce NAME --help" in text
+    assert all(name in text for name in specs.SPECS) and specs.get("omniglot-table3").description in text
+
+
 def test_reproduce_help_lists_the_experiment_options(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["reproduce", "mtnet-table2", "--help"])
