@@ -64,7 +64,10 @@ def test_only_filters_cells_and_results_stay_partial_until_every_cell_is_done(tm
     report(SPEC, tmp_path, quick=True, seeds=1)
     data = _results(tmp_path)
     assert data["partial"] is False and data["missing"] == [] and data["claims"] == {"rows": 2}
-    assert sweep.select(_cells({}), ["model=c"]) == []
+    with pytest.raises(Exception, match=r"no cell matches --only model=c; the cells' labels: model=a,b"):
+        sweep.select(_cells({}), ["model=c"])   # a typo must not train nothing in silence
+    with pytest.raises(Exception, match="no cell matches --only modle=a"):
+        sweep.select(_cells({}), ["modle=a"])
     with pytest.raises(Exception, match="key=value"):
         sweep.select(_cells({}), ["model"])
 

@@ -192,7 +192,15 @@ def select(cells: list[Cell], only: Sequence[str]) -> list[Cell]:
     for f in filters:
         if len(f) != 2:
             raise ConfigError(f"reproduce: --only takes key=value (e.g. model=so-TURTLE), got {'='.join(f)!r}")
-    return [c for c in cells if all(str(c.labels.get(k)) in v.split(",") for k, v in filters)]
+    chosen = [c for c in cells if all(str(c.labels.get(k)) in v.split(",") for k, v in filters)]
+    if cells and not chosen:   # a typo in a key or value must not train nothing in silence
+        labels: dict[str, dict[str, None]] = {}   # each key's values in order of appearance
+        for c in cells:
+            for k, v in c.labels.items():
+                labels.setdefault(k, {})[str(v)] = None
+        known = "; ".join(f"{k}={','.join(v)}" for k, v in labels.items())
+        raise ConfigError(f"reproduce: no cell matches --only {' --only '.join(only)}; the cells' labels: {known}")
+    return chosen
 
 
 def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int] = None, overrides: Sequence[str] = (),
