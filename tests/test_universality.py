@@ -47,6 +47,24 @@ def test_snail_is_causal():
         assert not torch.allclose(y[:, t + 1:], y2[:, t + 1:])
 
 
+@pytest.mark.parametrize("dilation", [1, 2, 4, 8])
+def test_causal_convolution_is_conv1d_on_the_left_padded_sequence(dilation):
+    """SNAIL's causal convolution (a matrix product per tap, channels last) is ``nn.Conv1d`` with its
+    own parameters on the sequence padded with ``dilation`` zeros on the left, also where the
+    dilation reaches past the sequence (8 > 6 steps: the earlier tap reads only padding)."""
+    from metagrad.models.snail import CausalConv1d
+    torch.manual_seed(0)
+    conv = CausalConv1d(7, 5, dilation).double()
+    x = torch.randn(3, 6, 7, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.conv1d(torch.nn.functional.pad(x.transpose(1, 2), (dilation, 0)), conv.conv.weight,
+                                     conv.conv.bias, dilation=dilation).transpose(1, 2)
+    out = conv(x)
+    assert out.shape == (3, 6, 5) and torch.allclose(out, ref, atol=1e-13)
+    g = torch.randn_like(out)
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in
+               zip(torch.autograd.grad(out, (x, conv.conv.weight), g), torch.autograd.grad(ref, (x, conv.conv.weight), g)))
+
+
 def test_blackbox_sequences_mask_the_query_label_and_keep_queries_apart():
     b = Sinusoid(k_shot=3, k_query=2).sample(2, torch.Generator().manual_seed(0))
     s = sequences(b.support_x, b.support_y, b.query_x)

@@ -72,7 +72,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "polynomial-snail": snail(poly000(), "polynomial-snail"),
     # SNAIL on Omniglot 5-way 1-shot on top of 000's conv4 embedding (4 x 3x3 conv, 64 filters, stride 2, batch
     # norm, ReLU; trained jointly). Smaller than Mishra et al.'s net (attention 64/32, TC 128, attention
-    # 256/128, TC 128, attention 512/256: 3.2M parameters and ~2.5 s per meta-batch here in our layout):
+    # 256/128, TC 128, attention 512/256: 3.2M parameters and several seconds per meta-batch on one CPU thread):
     # 2 x (TC of dilations 1, 2, 4 with 64 filters, attention 64/32) for sequences of 5 + 1 images, so that
     # it trains on CPUs; Adam 1e-3, meta-batch 32, 60,000 iterations.
     "omniglot-snail": {"name": "omniglot-snail", "algorithm": "blackbox",

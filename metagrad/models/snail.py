@@ -1,7 +1,7 @@
 """SNAIL's sequence network (Mishra et al. 2018, "A simple neural attentive meta-learner").
 
-Every block reads ``[N, T, C]`` and appends new features to its input (dense connections), so the
-channel count grows block by block:
+Every block reads ``[N, T, C]`` (channels last, throughout) and appends new features to its input
+(dense connections), so the channel count grows block by block:
 
 * ``DenseBlock(d, F)``: ``[x, tanh(conv_f(x)) * sigmoid(conv_g(x))]``, ``conv`` a causal 1-D
   convolution of kernel 2 and dilation ``d`` with ``F`` filters (a gated activation; +F channels).
@@ -28,15 +28,27 @@ __all__ = ["SNAIL", "CausalConv1d", "DenseBlock", "TCBlock", "AttentionBlock"]
 
 
 class CausalConv1d(nn.Module):
-    """``[N, C, T] -> [N, out, T]``; kernel 2, dilation ``d``, ``d`` zeros padded on the left only."""
+    """``[N, T, C] -> [N, T, out]``: ``y_t = b + sum_j W_j x_{t - (k - 1 - j) d}`` (kernel ``k`` = 2,
+    dilation ``d``, zeros before the start), as ``nn.Conv1d(C, out, k, dilation=d)`` on the left-padded
+    sequence, with its parameters (``conv.weight`` ``[out, C, k]``, ``conv.bias``).
+
+    Computed as one matrix product per tap on the channels-last sequence, not by ``F.conv1d``: oneDNN
+    runs a dilated convolution of length-10 sequences several times slower than the same products
+    (SNAIL on Omniglot, 614 channels: 60 ms against about 10 ms a call)."""
 
     def __init__(self, channels: int, out: int, dilation: int, kernel: int = 2) -> None:
         super().__init__()
-        self.pad = dilation * (kernel - 1)
+        self.dilation, self.kernel = dilation, kernel
         self.conv = nn.Conv1d(channels, out, kernel, dilation=dilation)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.pad(x, (self.pad, 0)))
+    def forward(self, x: Tensor) -> Tensor:   # [N, T, C]
+        T, w = x.shape[1], self.conv.weight
+        y = F.linear(x, w[:, :, -1], self.conv.bias)   # the tap at t itself
+        for j in range(self.kernel - 1):   # tap j reads s = (k - 1 - j) d steps back: zero for t < s
+            s = (self.kernel - 1 - j) * self.dilation
+            if s < T:
+                y = y + F.pad(F.linear(x[:, : T - s], w[:, :, j]), (0, 0, s, 0))
+        return y
 
 
 class DenseBlock(nn.Module):
@@ -47,9 +59,9 @@ class DenseBlock(nn.Module):
         self.conv = CausalConv1d(channels, 2 * filters, dilation)
         self.filters = filters
 
-    def forward(self, x: Tensor) -> Tensor:   # [N, C, T]
-        f, g = self.conv(x).split(self.filters, dim=1)
-        return torch.cat([x, torch.tanh(f) * torch.sigmoid(g)], dim=1)
+    def forward(self, x: Tensor) -> Tensor:   # [N, T, C]
+        f, g = self.conv(x).split(self.filters, dim=-1)
+        return torch.cat([x, torch.tanh(f) * torch.sigmoid(g)], dim=-1)
 
 
 class TCBlock(nn.Sequential):
@@ -61,7 +73,7 @@ class TCBlock(nn.Sequential):
 
 
 class AttentionBlock(nn.Module):
-    """Causal single-head attention, its read appended: ``[N, C, T] -> [N, C + value, T]``."""
+    """Causal single-head attention, its read appended: ``[N, T, C] -> [N, T, C + value]``."""
 
     def __init__(self, channels: int, key: int, value: int) -> None:
         super().__init__()
@@ -69,12 +81,11 @@ class AttentionBlock(nn.Module):
         self.scale = 1.0 / math.sqrt(key)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x.transpose(1, 2)                                    # [N, T, C]
-        logits = self.q(h) @ self.k(h).transpose(1, 2) * self.scale   # [N, T(query), T(key)]
-        T = h.shape[1]
+        logits = self.q(x) @ self.k(x).transpose(1, 2) * self.scale   # [N, T(query), T(key)]
+        T = x.shape[1]
         future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        read = logits.masked_fill(future, float("-inf")).softmax(-1) @ self.v(h)
-        return torch.cat([x, read.transpose(1, 2)], dim=1)
+        read = logits.masked_fill(future, float("-inf")).softmax(-1) @ self.v(x)
+        return torch.cat([x, read], dim=-1)
 
 
 def _positive_int(name: str, v: object) -> int:
@@ -117,4 +128,4 @@ class SNAIL(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 3 or x.shape[-1] != self.in_features:
             raise InputError(f"SNAIL: expected sequences [N, T, {self.in_features}], got shape {tuple(x.shape)}")
-        return self.head(self.body(x.transpose(1, 2))).transpose(1, 2)
+        return F.linear(self.body(x), self.head.weight[:, :, 0], self.head.bias)   # the 1x1 convolution
