@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from ..io import write_json
 from ..runlog import RunLock
 from .config import Config
 from .tables import format_table, row as table_row
+from .jobs import run_jobs
 from .kept_runs import find_kept, kept_path, test_kept
 from .train_runs import train_runs
 
@@ -219,7 +219,7 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
     train_seeds = list(only_seeds) if only_seeds is not None else list(range(n))
     if not report_only:
         if jobs > 1 and cell_id is None:
-            _run_jobs(spec, out, cells, jobs, quick, n, overrides, only_seeds, opts)
+            run_jobs(spec, out, cells, jobs, quick, n, overrides, only_seeds, opts)
         else:
             for c in cells:
                 train_cell(store(spec, out, quick), c, _cell_config(c, over), train_seeds, log,
@@ -234,37 +234,6 @@ def _options(spec: Spec, options: Optional[Mapping[str, Any]], quick: bool) -> d
     (an option given at its default value counts as not given)."""
     given = {k: v for k, v in (options or {}).items() if v != spec.options.get(k)}
     return {**spec.options, **(spec.quick_options if quick else {}), **given}
-
-
-def _run_jobs(spec: Spec, out: Path, cells: list[Cell], jobs: int, quick: bool, n: int, overrides: Sequence[str],
-              only_seeds: Optional[Sequence[int]], opts: Mapping[str, Any]) -> None:
-    """Each cell as its own ``metagrad reproduce ... --cell ID`` process, ``jobs`` at a time."""
-    base = [sys.executable, "-m", "metagrad", "reproduce", spec.name, "--out", str(out), "--seeds", str(n),
-            *(["--quick"] if quick else []), *[a for o in overrides for a in ("--set", o)],
-            *[a for k, v in opts.items() if v != spec.options.get(k) for a in (f"--{k.replace('_', '-')}", str(v))],
-            *(["--only-seeds", *map(str, only_seeds)] if only_seeds is not None else [])]
-    running: list[subprocess.Popen] = []
-    failed = []
-    for c in cells:
-        while len(running) >= jobs:
-            running = _reap(running, failed)
-        running.append(subprocess.Popen([*base, "--cell", c.id]))
-    while running:
-        running = _reap(running, failed)
-    if failed:
-        raise ConfigError(f"reproduce: {len(failed)} cell job(s) failed (exit codes {failed}); see their messages above")
-
-
-def _reap(running: list[subprocess.Popen], failed: list[int]) -> list[subprocess.Popen]:
-    time.sleep(0.2)
-    left = []
-    for p in running:
-        rc = p.poll()
-        if rc is None:
-            left.append(p)
-        elif rc != 0:
-            failed.append(rc)
-    return left
 
 
 def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int] = None,
