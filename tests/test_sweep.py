@@ -112,8 +112,9 @@ def test_jobs_2_runs_cells_as_processes_with_the_results_of_jobs_1(tmp_path, mon
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                       os.environ.get("PYTHONPATH", "")]))
     started = []
-    popen = sweep.subprocess.Popen
-    monkeypatch.setattr(sweep.subprocess, "Popen", lambda cmd, **k: started.append(cmd) or popen(cmd, **k))
+    from metagrad.experiments import jobs
+    popen = jobs.subprocess.Popen
+    monkeypatch.setattr(jobs.subprocess, "Popen", lambda cmd, **k: started.append(cmd) or popen(cmd, **k))
     args = ["reproduce", "mtnet-table2", "--quick", "--only", "model=MAML", "--only", "inner_lr=0.1,0.01",
             *[a for t in TINY for a in ("--set", t)]]
     assert cli.main([*args, "--out", str(tmp_path / "j2"), "--jobs", "2"]) == 0
