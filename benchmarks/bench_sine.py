@@ -172,6 +172,15 @@ def main() -> None:
               f"{ratios['hf_one_sided_over_fo']:.2f}x FO")
     print(f"vmap, ms per meta-iteration: SO {so:.2f}, FO {fo:.2f}, HF {hf:.2f}; HF/FO {hf / fo:.2f} "
           f"(issue 37's target <= 1.5), HF/SO {hf / so:.2f}, SO/FO {so / fo:.2f}")
+    # The count behind HF/FO: with K inner steps FO evaluates K + 1 gradients (K inner, one outer); HF
+    # adds one finite-difference Hessian-vector product per step, in reverse order (each needs the
+    # vector the step after it produced), one vmapped call of the gradient at w + d u and w - d u.
+    k = STEPS
+    per_grad, per_hvp = fo / (k + 1), (hf - fo) / k
+    ratios.update({"ms_per_fo_gradient": per_grad, "ms_per_hf_hvp": per_hvp, "hf_over_fo_by_count": (2 * k + 1) / (k + 1)})
+    print(f"by count ({k} inner steps): FO {k + 1} gradient evaluations, HF {k + 1} + {k} sequential Hessian-vector "
+          f"products; {per_grad:.2f} ms per FO gradient, {per_hvp:.2f} ms per HVP ({per_hvp / per_grad:.2f} gradients): "
+          f"HF/FO = {(2 * k + 1) / (k + 1):.2f} if an HVP costs one gradient")
     if args.json:
         Path(args.json).write_text(json.dumps({"ms": med, "peak_mib": mem, "compile_s": compile_s, "ratios": ratios},
                                               indent=2))
