@@ -27,7 +27,8 @@ def fixed_tasks(task: Any, n_tasks: int, seed: int, dtype: torch.dtype = torch.f
 
 @torch.no_grad()
 def adaptation_curves(module: Any, tasks: TaskBatch | tuple[Any, int, int], steps: Optional[int] = None, *,
-                      chunk: int = 100, dtype: torch.dtype = torch.float32, progress: bool = False) -> torch.Tensor:
+                      chunk: int = 100, dtype: torch.dtype = torch.float32, progress: bool = False,
+                      desc: str = "eval") -> torch.Tensor:
     """Query metric after ``0..steps`` inner steps (default: the module's own) for every task.
 
     ``tasks`` is a ``TaskBatch`` or ``(distribution, n_tasks, seed)``, drawn chunk by chunk from one
@@ -44,7 +45,7 @@ def adaptation_curves(module: Any, tasks: TaskBatch | tuple[Any, int, int], step
         g = torch.Generator().manual_seed(seed)
         draw = lambda i, n: dist.sample(n, g, dtype)   # noqa: E731 (chunks in order from one generator)
     out = []
-    with tqdm(total=total, desc="eval", unit="task", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc=desc, unit="task", disable=not progress, leave=False) as bar:
         for i in range(0, total, chunk):
             b = draw(i, min(chunk, total - i)).to(device)
             c = module.adaptation_curves(b, steps) if pop else module.adaptation_curve(b, steps)

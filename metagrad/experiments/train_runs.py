@@ -204,12 +204,12 @@ def test_runs(cfg: Config, seeds: Sequence[int], trained: Sequence[Trained], eva
     for name, overrides in evals.items():
         ecfg = cfg.override(list(overrides))
         test = held_out(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], _DTYPES[cfg.dtype])
-        tested = _test(ecfg, seeds, [t.state for t in trained], test)
+        tested = _test(ecfg, seeds, [t.state for t in trained], test, f"test {name}")
         for p, t in enumerate(trained):
             out[p]["evals"][name] = _stats(tested[p], metric)
             out[p]["evals"][name]["diverged"] |= t.lost
             if use_final[p]:
-                (fin,) = _test(ecfg, [seeds[p]], [t.final], test)
+                (fin,) = _test(ecfg, [seeds[p]], [t.final], test, f"test {name} (final state)")
                 out[p]["evals"][name]["final"] = _stats(fin, metric)
     for p, s in enumerate(seeds):
         algo = _member(cfg, s, trained[p].state, "train") if measures else None
@@ -243,12 +243,13 @@ def _member(cfg: Config, seed: int, state: dict[str, torch.Tensor], split: str =
 
 
 def _test(cfg: Config, seeds: Sequence[int], states: Sequence[dict[str, torch.Tensor]],
-          test: TaskBatch | tuple[Any, int, int]) -> list[torch.Tensor]:
+          test: TaskBatch | tuple[Any, int, int], desc: str = "test") -> list[torch.Tensor]:
     """Per-task test metric after ``0..steps`` steps (``[n, steps + 1]``) of each state under ``cfg`` (its learner may differ from training's, e.g.
     an MT-net's hard mask: then each run is rebuilt from ``cfg`` and given its state)."""
     steps = cfg.eval["steps"]
     out = []
     for p, s in enumerate(seeds):
         algo = _member(cfg, s, states[p])
-        out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"], dtype=_DTYPES[cfg.dtype]))   # [n, steps + 1]
+        out.append(adaptation_curves(algo, test, steps, chunk=cfg.eval["batch"], dtype=_DTYPES[cfg.dtype],
+                                     progress=True, desc=f"{desc}, seed {s}"))   # [n, steps + 1]
     return out
