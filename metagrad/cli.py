@@ -11,12 +11,26 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import ConfigError, MetagradError
+from .errors import ConfigError, MetagradError, TimeLimitReached
 
 __all__ = ["main"]
+
+
+def duration(text: str) -> float:
+    """Seconds from ``3600``, ``45s``, ``90m`` or ``2.5h`` (``--time-limit``)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    num, scale = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        seconds = float(num) * scale
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: seconds, or a number with s, m or h (90m, 2.5h)")
+    return seconds
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="CPU threads for this process (also on --resume: e.g. more once other jobs end)")
     t.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the config's device, cpu)")
     t.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty --out")
+    t.add_argument("--time-limit", type=duration, metavar="T", help="stop training after T (3600, 90m, 2.5h) "
+                   "with a checkpoint, e.g. a job's wall-time limit; --resume continues")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out tasks")
@@ -57,17 +73,18 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from .experiments import runner
     if args.command == "train":
+        deadline = time.time() + args.time_limit if args.time_limit is not None else None
         if args.resume:
             if args.config or args.out:
                 raise ConfigError("train: --resume reads the config from the run directory; drop the preset and "
                                   "--out (--set may change only resumable settings, e.g. outer.lr)")
             run = runner.train(out=args.resume, resume=True, overrides=args.overrides, progress=not args.no_progress,
-                               threads=args.threads, device=args.device)
+                               threads=args.threads, device=args.device, deadline=deadline)
         else:
             if not args.config:
                 raise ConfigError("train: give a preset name or a JSON config (see `metagrad list`)")
             run = runner.train(args.config, args.out, overrides=args.overrides, progress=not args.no_progress,
-                               threads=args.threads, device=args.device, overwrite=args.overwrite)
+                               threads=args.threads, device=args.device, overwrite=args.overwrite, deadline=deadline)
         if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 alone reports (and wrote the files)
             _print_eval(run / "eval.json")
             print(f"run written to {run}")
@@ -113,6 +130,9 @@ def _reproduce_parser(spec: object) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="train cells as N independent processes")
     p.add_argument("--cell", help=argparse.SUPPRESS)
     p.add_argument("--report", action="store_true", help="tabulate the cached runs only; train nothing")
+    p.add_argument("--time-limit", type=duration, metavar="T", help="stop training after T (3600, 90m, 2.5h): the "
+                   "run in training checkpoints, the table is written as it stands; the same command continues")
+    p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)   # --jobs' processes: the parent's time limit
     for key, default in spec.options.items():
         p.add_argument(f"--{key.replace('_', '-')}", dest=f"opt_{key}", default=default, type=type(default),
                        choices=spec.choices.get(key), help=f"experiment option (default {default!r})")
@@ -133,8 +153,11 @@ def _reproduce(name: Optional[str], argv: Sequence[str]) -> int:
         raise ConfigError("reproduce: --report trains nothing; drop --only-seeds")
     out = Path(args.out) if args.out else Path("runs") / "reproduce" / (name + ("-quick" if args.quick else ""))
     options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
+    deadline = args.deadline if args.deadline is not None else \
+        time.time() + args.time_limit if args.time_limit is not None else None
     sweep.run(spec, out, quick=args.quick, seeds=args.seeds, overrides=args.overrides, only=args.only,
-              only_seeds=args.only_seeds, options=options, jobs=args.jobs, cell_id=args.cell, report_only=args.report)
+              only_seeds=args.only_seeds, options=options, jobs=args.jobs, cell_id=args.cell, report_only=args.report,
+              deadline=deadline)
     if args.cell is None:
         print((out / "table.md").read_text())
         print(f"written to {out}")
@@ -170,6 +193,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("metagrad: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
         return 130
+    except TimeLimitReached as e:   # not an error: the run stopped where it was asked to
+        print(f"metagrad: {e}", file=sys.stderr)
+        return 0
     except MetagradError as e:   # bad input: one line; anything else is a bug and keeps its traceback
         if os.environ.get("METAGRAD_DEBUG"):
             raise

@@ -119,6 +119,14 @@ class World:
         dist.all_reduce(v, op=dist.ReduceOp.SUM)
         return v / self.size
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank (so that every rank takes the same branch)."""
+        if self.size == 1:
+            return flag
+        nccl = dist.get_backend() == "nccl"   # nccl reduces CUDA tensors only
+        dev = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        return bool(self.mean(torch.tensor([float(flag)], device=dev)).item() > 0)
+
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()

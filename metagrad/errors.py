@@ -9,7 +9,8 @@ also derives from the built-in exception a Python user would catch (``ConfigErro
 from __future__ import annotations
 
 __all__ = ["MetagradError", "ConfigError", "InputError", "InputTypeError", "InputIndexError", "MissingKeyError",
-           "MissingFileError", "RunError", "DivergenceError", "DeviceError", "check_int", "check_positive"]
+           "MissingFileError", "RunError", "DivergenceError", "DeviceError", "TimeLimitReached", "check_int",
+           "check_positive"]
 
 
 class MetagradError(Exception):
@@ -53,6 +54,16 @@ class DivergenceError(MetagradError, FloatingPointError):
 
 class DeviceError(MetagradError, RuntimeError):
     """A device that does not exist on this machine (``--device cuda`` without a GPU)."""
+
+
+class TimeLimitReached(Exception):
+    """Not an error: training reached its wall-clock limit (``--time-limit``, ``fit(deadline=)``),
+    wrote its checkpoint and stopped; the same command (``train --resume`` for a run) continues it."""
+
+    def __init__(self, where: str, iteration: int, iterations: int, hint: str = "") -> None:
+        super().__init__(f"{where}: stopped at the time limit at iteration {iteration} of {iterations} "
+                         f"(checkpointed){'; continue with: ' + hint if hint else ''}")
+        self.where, self.iteration, self.iterations = where, iteration, iterations
 
 
 def check_int(where: str, name: str, v: object, lo: int = 0, error: type[Exception] = ConfigError) -> int:

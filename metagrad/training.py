@@ -66,7 +66,7 @@ class FitResult:
 
     iteration: int                                  # iterations done in all
     iterations: int                                 # iterations asked for
-    stopped: Optional[str] = None                   # None, "nonfinite" (every member stopped) or "stop_after"
+    stopped: Optional[str] = None                   # None, "nonfinite" (every member stopped), "stop_after", "deadline"
     best: list[Optional[dict[str, Tensor]]] = field(default_factory=list)   # best validated states
     best_val: list[float] = field(default_factory=list)
     val_curves: list[list[tuple[int, float]]] = field(default_factory=list)
@@ -182,7 +182,7 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         upgrade_key: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None,
         metrics: Optional[str | Path] = None, timing: Optional[str | Path] = None, log_every: int = 100,
         on_record: Optional[Callable[[dict[str, Any]], None]] = None, progress: bool | str = False,
-        stop_after: Optional[int] = None, world: World = World()) -> FitResult:
+        stop_after: Optional[int] = None, deadline: Optional[float] = None, world: World = World()) -> FitResult:
     """Meta-train ``module`` for ``iterations`` meta-iterations on ``stream`` with ``optimizer``.
 
     Args:
@@ -210,6 +210,8 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         on_record: called with each metrics record (e.g. to print progress lines).
         progress: show a progress bar (a string: its label).
         stop_after: return after this many iterations of this call (as a crash would; tests).
+        deadline: a ``time.time()`` past which the loop checkpoints and returns (``stopped="deadline"``):
+            a job's wall-clock limit; under torchrun the ranks stop together.
         world: this process's rank under ``torchrun`` (``World.from_env()``).
     """
     check_int("fit", "iterations", iterations, 1)
@@ -338,13 +340,15 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
             if it % log_every == 0 or it == iterations or val_values is not None:
                 record(it, val_values)
                 bar.set_postfix(loss=f"{float(values.mean()):.4g}")
-            done = it == iterations or all(st["stopped"]) or (stop_after is not None and it - start >= stop_after)
-            if done or (checkpoint_every is not None and it % checkpoint_every == 0) or \
+            cut = "stop_after" if stop_after is not None and it - start >= stop_after else \
+                "deadline" if (deadline is not None or world.size > 1) and \
+                world.any(deadline is not None and time.time() >= deadline) else None   # every rank asks: no hang
+            if it == iterations or all(st["stopped"]) or cut or (checkpoint_every and it % checkpoint_every == 0) or \
                     (checkpoint_every_s is not None and time.perf_counter() - last_save > checkpoint_every_s):
                 save(it)
                 last_save = time.perf_counter()
-            if stop_after is not None and it - start >= stop_after and it < iterations:
-                return _result(st, it, iterations, "stop_after", timing_s)
+            if cut and it < iterations:
+                return _result(st, it, iterations, cut, timing_s)
     finally:
         bar.close()
         for f in (log, tlog):

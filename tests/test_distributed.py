@@ -35,8 +35,8 @@ SETTINGS = ["dtype=float64", "outer.meta_batch=8", "outer.iterations=20", "log_e
             "eval.tasks=20", "eval.every=10", "eval.val_tasks=8"]
 RUN_FILES = {".lock", "config.json", "metrics.jsonl", "timing.jsonl", "checkpoint.pt", "eval.json", "resumes.jsonl"}
 
-# Run by torchrun: a whole run in argv[1], one stopped after 10 iterations in argv[2]; rank 1
-# records what it writes in either run folder.
+# Run by torchrun: a whole run in argv[1], one stopped after 10 iterations in argv[2], one stopped by
+# rank 1's deadline in argv[3]; rank 1 records what it writes in the first two run folders.
 SCRIPT = textwrap.dedent("""
     import json, os, sys
     outs = [os.path.realpath(a) for a in sys.argv[1:3]]
@@ -52,8 +52,15 @@ SCRIPT = textwrap.dedent("""
                     writes.append([event, path])
         sys.addaudithook(hook)
     from metagrad.experiments.runner import train
-    train("sine-maml-quick", outs[0], overrides=sys.argv[3:], progress=False)
-    train("sine-maml-quick", outs[1], overrides=sys.argv[3:], stop_after=10, progress=False)
+    train("sine-maml-quick", outs[0], overrides=sys.argv[4:], progress=False)
+    train("sine-maml-quick", outs[1], overrides=sys.argv[4:], stop_after=10, progress=False)
+    import time
+    from metagrad.errors import TimeLimitReached
+    try:   # rank 1 alone is past its deadline (rank 0 has none): the ranks still stop together
+        train("sine-maml-quick", sys.argv[3], overrides=sys.argv[4:], progress=False,
+              deadline=time.time() - 1 if os.environ["RANK"] == "1" else None)
+    except TimeLimitReached as e:
+        os.write(1, ("RANK " + os.environ["RANK"] + " STOPPED AT " + str(e.iteration) + "\\n").encode())
     # one write(2) per rank: a pipe keeps writes under PIPE_BUF whole, print() may interleave the ranks
     os.write(1, ("RANK " + os.environ["RANK"] + " WRITES " + json.dumps(writes) + "\\n").encode())
 """)
@@ -106,8 +113,10 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     one = runner.train("sine-maml-quick", tmp_path / "one", overrides=SETTINGS, progress=False)
     two, res = tmp_path / "two", tmp_path / "res"
     (tmp_path / "script.py").write_text(SCRIPT)
-    p = _torchrun([str(tmp_path / "script.py"), str(two), str(res), *SETTINGS], tmp_path)
+    p = _torchrun([str(tmp_path / "script.py"), str(two), str(res), str(tmp_path / "late"), *SETTINGS], tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "RANK 0 STOPPED AT 1" in p.stdout and "RANK 1 STOPPED AT 1" in p.stdout, p.stdout
+    assert torch.load(tmp_path / "late" / "checkpoint.pt", weights_only=False)["iteration"] == 1
     assert "RANK 1 WRITES []" in p.stdout, p.stdout          # rank 1 wrote nothing in either run folder
     assert "RANK 0 WRITES []" in p.stdout
 

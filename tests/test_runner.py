@@ -75,6 +75,26 @@ def test_resume_continues_exactly(tmp_path):
     assert (straight / "metrics.jsonl").read_text() == (part / "metrics.jsonl").read_text()
 
 
+def test_a_time_limit_checkpoints_and_the_resumed_run_is_the_uninterrupted_one(tmp_path, capsys):
+    """``--time-limit`` (``deadline``): past it, training checkpoints and stops with ``TimeLimitReached``
+    (exit status 0 from the CLI, the resume command named); resumed, the run ends as one never stopped."""
+    import time
+    from metagrad.errors import TimeLimitReached
+    straight = train("sine-maml-quick", tmp_path / "a", overrides=TINY, progress=False, evaluate_at_end=False)
+    with pytest.raises(TimeLimitReached, match=r"stopped at the time limit at iteration 1 of 20 .*train --resume"):
+        train("sine-maml-quick", tmp_path / "b", overrides=TINY, progress=False, deadline=time.time() - 1)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["iteration"] == 1 and not (tmp_path / "b" / "eval.json").exists()
+    assert main(["train", "--resume", str(tmp_path / "b"), "--time-limit", "0.001s", "--no-progress"]) == 0
+    assert "iteration 2 of 20" in capsys.readouterr().err
+    train(out=tmp_path / "b", resume=True, progress=False, evaluate_at_end=False)
+    a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert b["iteration"] == 20 and all(torch.equal(a["module"][k], b["module"][k]) for k in a["module"])
+    assert (straight / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit):   # a duration argparse cannot read: its one-line usage error
+        main(["train", "sine-maml-quick", "--time-limit", "2x"])
+    assert "invalid duration '2x'" in capsys.readouterr().err
+
+
 def test_resume_may_change_threads_only(tmp_path):
     part = train("sine-maml-quick", tmp_path / "b", overrides=TINY + ["checkpoint_every=7"], progress=False,
                  stop_after=8, evaluate_at_end=False)

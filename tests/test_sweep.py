@@ -206,3 +206,14 @@ def test_a_record_named_in_reuse_lends_the_runs_kept_under_the_same_config(tmp_p
     assert summary["train"]["kept_run"].endswith("a_s1.run.pt") and not list((tmp_path / "other" / "cells").glob("*.pt"))
     with pytest.raises(AssertionError, match="not reused"):   # another config is never matched
         run(other, tmp_path / "other2", quick=True, seeds=2, overrides=["inner.lr=0.05"], **QUIET)
+
+
+def test_a_time_limit_stops_the_sweep_with_a_partial_table_and_the_same_command_continues(tmp_path, monkeypatch):
+    import time
+    run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"],
+        deadline=time.time() - 1, **QUIET)   # past it at once: one iteration, checkpointed; b never starts
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir() if not p.name.startswith(".")) == ["a_s0.partial.pt"]
+    data = _results(tmp_path)
+    assert data["partial"] and data["missing"] == ["a (0 of 1 runs; training s0: iteration 1 of 30)"]
+    rows = run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], **QUIET)
+    assert rows[0]["runs_used"] == 1 and not list((tmp_path / "cells").glob("*.partial.pt"))

@@ -18,17 +18,21 @@ __all__ = ["run_jobs"]
 
 
 def run_jobs(spec: "Spec", out: Path, cells: list["Cell"], jobs: int, quick: bool, n: int, overrides: Sequence[str],
-              only_seeds: Optional[Sequence[int]], opts: Mapping[str, Any]) -> None:
-    """Each cell as its own ``metagrad reproduce ... --cell ID`` process, ``jobs`` at a time."""
+              only_seeds: Optional[Sequence[int]], opts: Mapping[str, Any], deadline: Optional[float] = None) -> None:
+    """Each cell as its own ``metagrad reproduce ... --cell ID`` process, ``jobs`` at a time; past
+    ``deadline`` (a ``time.time()``, handed to each process) no cell starts."""
     base = [sys.executable, "-m", "metagrad", "reproduce", spec.name, "--out", str(out), "--seeds", str(n),
             *(["--quick"] if quick else []), *[a for o in overrides for a in ("--set", o)],
             *[a for k, v in opts.items() if v != spec.options.get(k) for a in (f"--{k.replace('_', '-')}", str(v))],
-            *(["--only-seeds", *map(str, only_seeds)] if only_seeds is not None else [])]
+            *(["--only-seeds", *map(str, only_seeds)] if only_seeds is not None else []),
+            *(["--deadline", repr(deadline)] if deadline is not None else [])]
     running: list[subprocess.Popen] = []
     failed = []
     for c in cells:
         while len(running) >= jobs:
             running = _reap(running, failed)
+        if deadline is not None and time.time() >= deadline:
+            break
         running.append(subprocess.Popen([*base, "--cell", c.id]))
     while running:
         running = _reap(running, failed)

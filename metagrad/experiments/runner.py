@@ -18,7 +18,7 @@ import torch
 
 from ..device import resolve_device
 from ..distributed import World
-from ..errors import ConfigError, DivergenceError, MetagradError, RunError, check_int
+from ..errors import ConfigError, DivergenceError, MetagradError, RunError, TimeLimitReached, check_int
 from ..evaluation import evaluate
 from ..io import write_json, write_text
 from ..runlog import JsonLog, RunLock, remove_stale_temporaries
@@ -88,7 +88,7 @@ def _prepare_fresh(run: Path, overwrite: bool) -> None:
 def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: str | Path | None = None, *,
           overrides: Iterable[str] = (), resume: bool = False, progress: bool = True,
           stop_after: Optional[int] = None, evaluate_at_end: bool = True, threads: Optional[int] = None,
-          device: Optional[str] = None, overwrite: bool = False) -> Path:
+          device: Optional[str] = None, overwrite: bool = False, deadline: Optional[float] = None) -> Path:
     """Meta-train an experiment and write its run folder; returns the folder.
 
     ``config`` is a ``Config``, dict, preset name or JSON path. ``resume=True`` continues the run
@@ -96,7 +96,8 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
     ``outer.lr`` after a divergence), which are recorded in ``resumes.jsonl``. ``stop_after``
     stops after that many iterations of this call (a checkpoint is written), as a crash would.
     ``threads`` and ``device`` override the config's for this call. Under ``torchrun`` each rank
-    trains its share of every meta-batch (``metagrad.distributed``).
+    trains its share of every meta-batch (``metagrad.distributed``). ``deadline`` (a ``time.time()``):
+    past it, training checkpoints and raises ``TimeLimitReached``; ``resume=True`` continues it.
     """
     if threads is not None:
         check_int("train", "threads", threads, 1, RunError)
@@ -131,7 +132,7 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
             write_json(run / "config.json", (kept if resume else cfg).to_dict())
         world.barrier()
         try:
-            return _train(cfg, run, world, resume, progress, stop_after, evaluate_at_end)
+            return _train(cfg, run, world, resume, progress, stop_after, evaluate_at_end, deadline)
         except MetagradError:
             if world.main and not resume and not (run / "checkpoint.pt").exists():
                 _forget(run, created)   # bad input found while building: leave nothing half-made behind
@@ -173,7 +174,7 @@ def _record_resume(run: Path, base: Config, cfg: Config, overrides: list[str]) -
 
 
 def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, stop_after: Optional[int],
-           evaluate_at_end: bool) -> Path:
+           evaluate_at_end: bool, deadline: Optional[float] = None) -> Path:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     if world.main and not resume:
@@ -207,12 +208,14 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
                   val_name=f"val_{measure or algo.metric_name}", checkpoint=run / "checkpoint.pt",
                   checkpoint_every=cfg.checkpoint_every, key={"config": _identity(cfg)}, upgrade_key=_upgrade,
                   metrics=run / "metrics.jsonl", timing=run / "timing.jsonl", log_every=cfg.log_every,
-                  progress=cfg.name if progress else False, stop_after=stop_after, world=world)
+                  progress=cfg.name if progress else False, stop_after=stop_after, deadline=deadline, world=world)
     except DivergenceError as e:
         raise DivergenceError(f"{e}. Continue from the last checkpoint with a lower rate: metagrad train --resume "
                               f"{run} --set outer.lr={cfg.outer['lr'] / 10:g}") from None
     if module is not algo:   # a Population of one (the per-task clamp): test its member
         algo = module.member(0)
+    if res.stopped == "deadline":
+        raise TimeLimitReached(f"train {run}", res.iteration, res.iterations, f"metagrad train --resume {run}")
     if res.stopped == "stop_after" or not evaluate_at_end:
         return run
     state = "final"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TimeLimitReached
 from ..evaluation import robust_summary
 from ..io import write_json
 from ..runlog import RunLock
@@ -154,7 +154,7 @@ def _write_summary(out: Path, cell: Cell, cfg: Config, seed: int, summ: dict[str
 
 
 def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Callable[[str], None],
-               reuse: Sequence[Path] = ()) -> None:
+               reuse: Sequence[Path] = (), deadline: Optional[float] = None) -> None:
     """Make the summaries of ``cell``'s seeds that are not cached yet: from a run kept here or in a
     record of ``reuse`` under the same config (``kept_runs``: tested, not trained), else by training (a
     cut-off run resumes from ``cells/CELL_sSEEDS.partial.pt``: the seeds of a Population, or one seed)."""
@@ -180,7 +180,7 @@ def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Ca
             part = out / "cells" / f"{cell.id}_s{tag if together else group[0]}.partial.pt"
             summaries = train_runs(cfg, group, cell.evals, trainer=cell.trainer, checkpoint=part, log=log,
                                    label=cell.id, measures=cell.measures,
-                                   keep=lambda s: kept_path(_summary_path(out, cell, s)))
+                                   keep=lambda s: kept_path(_summary_path(out, cell, s)), deadline=deadline)
             for s, summ in zip(group, summaries):
                 _write_summary(out, cell, cfg, s, summ, log)
             part.unlink(missing_ok=True)
@@ -205,10 +205,12 @@ def select(cells: list[Cell], only: Sequence[str]) -> list[Cell]:
 
 def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int] = None, overrides: Sequence[str] = (),
         only: Sequence[str] = (), only_seeds: Optional[Sequence[int]] = None, options: Optional[Mapping[str, Any]] = None,
-        jobs: int = 1, cell_id: Optional[str] = None, report_only: bool = False,
+        jobs: int = 1, cell_id: Optional[str] = None, report_only: bool = False, deadline: Optional[float] = None,
         log: Callable[[str], None] = lambda m: print(time.strftime("%H:%M:%S"), m, file=sys.stderr, flush=True)
         ) -> list[dict[str, Any]]:
-    """Train the missing runs of ``spec``'s selected cells, then write and return the table's rows."""
+    """Train the missing runs of ``spec``'s selected cells, then write and return the table's rows.
+    Past ``deadline`` (a ``time.time()``) the run in training checkpoints, no other starts, and the
+    table is written as it stands (the same call continues)."""
     out = Path(out)
     opts = _options(spec, options, quick)
     n = seeds if seeds is not None else (1 if quick else spec.seeds)
@@ -217,13 +219,15 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
     if cell_id is not None:
         cells = [c for c in cells if c.id == cell_id]
     train_seeds = list(only_seeds) if only_seeds is not None else list(range(n))
-    if not report_only:
-        if jobs > 1 and cell_id is None:
-            run_jobs(spec, out, cells, jobs, quick, n, overrides, only_seeds, opts)
-        else:
+    if not report_only and jobs > 1 and cell_id is None:
+        run_jobs(spec, out, cells, jobs, quick, n, overrides, only_seeds, opts, deadline)
+    elif not report_only:
+        try:
             for c in cells:
                 train_cell(store(spec, out, quick), c, _cell_config(c, over), train_seeds, log,
-                           reuse=[out.parent / r for r in spec.reuse])
+                           reuse=[out.parent / r for r in spec.reuse], deadline=deadline)
+        except TimeLimitReached as e:
+            log(f"{e}; the same command continues it")
     if cell_id is not None:
         return []
     return report(spec, out, quick=quick, seeds=n, overrides=overrides, options=opts, cells=cells)

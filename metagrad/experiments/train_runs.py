@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import torch
 
 from ..batch import TaskBatch
-from ..errors import ConfigError
+from ..errors import ConfigError, TimeLimitReached
 from ..evaluation import adaptation_curves, mean_ci95
 from ..io import save_torch
 from ..population import Population
@@ -102,11 +102,12 @@ def _clip_keys(scope: str) -> Optional[Callable[[str], bool]]:
 def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[str]], *, trainer: str = "meta",
                checkpoint: Optional[Path] = None, log: Callable[[str], None] = print,
                label: str = "train", measures: Sequence[str] = (),
-               keep: Optional[Callable[[int], Path]] = None) -> list[dict[str, Any]]:
+               keep: Optional[Callable[[int], Path]] = None, deadline: Optional[float] = None) -> list[dict[str, Any]]:
     """Train ``cfg`` once per seed and test every evaluation (``evals[name]``: config overrides at
     test time); one ``{"evals": {name: stats}, "train": {...}, "measures": {name: value}}`` per seed.
     ``keep(seed)``: where to save each meta-trained run (a ``Trained`` with its config), so that other
-    evaluations of it need no training (``test_runs``).
+    evaluations of it need no training (``test_runs``). ``deadline`` (a ``time.time()``): past it, training
+    checkpoints and raises ``TimeLimitReached`` (the same call with the same ``checkpoint`` continues).
 
     A run stopped by ``outer.nonfinite="stop"`` is tested at its best validated state where it has
     one; without one its evaluations are marked ``diverged``. ``measures`` name functions of
@@ -121,7 +122,7 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
         for s in seeds:   # each seed its own partial checkpoint, removed once its summary is made
             ck = None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}.seed{s}{checkpoint.suffix}")
             out += train_runs(cfg, [s], evals, trainer=trainer, checkpoint=ck, log=log, label=label, measures=measures,
-                              keep=keep)
+                              keep=keep, deadline=deadline)
             if ck is not None:
                 ck.unlink(missing_ok=True)
         return out
@@ -152,7 +153,9 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
               validate=validate, val_every=cfg.eval["every"], maximize=members[0].metric_name == "accuracy",
               checkpoint=checkpoint, checkpoint_every_s=300.0, key={"config": cfg.identity(_NOT_IDENTITY), "seeds": seeds},
               upgrade_key=lambda k: {**k, "config": Config.stored_identity(k.get("config"), _NOT_IDENTITY)},
-              progress=label, on_record=lambda r: None)
+              progress=label, on_record=lambda r: None, deadline=deadline)
+    if res.stopped == "deadline":
+        raise TimeLimitReached(label, res.iteration, res.iterations)
     seconds = time.perf_counter() - t0
     pop = isinstance(module, Population)
     final = [module.member_state(p) for p in range(len(seeds))] if pop else \
