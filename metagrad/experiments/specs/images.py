@@ -89,6 +89,7 @@ OMNIGLOT_TABLE3 = Spec(
     "omniglot-table3", "001 Table 3 (Omniglot): MAML / Meta-SGD / MT-net, 5- and 20-way 1-shot, second order",
     _omni_cells, _omni_rows, seeds=1, statistic="tasks", quick=QUICK_OMNI, claims=_claims_paper,
     options={"split": "random"}, choices={"split": SPLITS},
+    reuse=("universality-omniglot-ood", "universality-finetune"),   # 000's figures: the same MAML runs (kept_runs)
     note=lambda o: ("Accuracy of the best validated state on 600 test tasks, 95% interval over tasks; one run per "
                     "cell as the paper reports. Second order, 60,000 iterations. Characters: " +
                     ("1100 + 100 + 423 (seeded shuffle, 001's protocol)." if o.get("split", "random") == "random" else
