@@ -103,9 +103,11 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-_REPRODUCE_USAGE = ("usage: metagrad reproduce NAME [--quick] [--out DIR] [--report] [--only KEY=VALUE] [--jobs N] ...\n\n"
+_REPRODUCE_USAGE = ("usage: metagrad reproduce NAME [--quick] [--out DIR] [--report] [--only KEY=VALUE] [--jobs N] ...\n"
+                    "       metagrad reproduce all [--out ROOT] [--quick] [--report] [--time-limit T] ...\n\n"
                     "Run one paper experiment (train its missing runs, resume cut-off ones) and write table.md and "
-                    "results.json.\n`metagrad reproduce NAME --help` lists the options of experiment NAME.\n")
+                    "results.json; `all`: every one of them, cheap first.\n"
+                    "`metagrad reproduce NAME --help` lists the options of experiment NAME.\n")
 
 
 def _print_experiments() -> None:
@@ -139,8 +141,35 @@ def _reproduce_parser(spec: object) -> argparse.ArgumentParser:
     return p
 
 
+def _reproduce_all(argv: Sequence[str]) -> int:
+    from .experiments.records import RECORDS, format_status, run_all
+    p = argparse.ArgumentParser(prog="metagrad reproduce all", description="Every paper table and figure, in the "
+                                "order of metagrad.experiments.records.RECORDS (cheap first), each as `metagrad "
+                                "reproduce NAME` would run it, then one status line per record.")
+    p.add_argument("--out", default="runs/reproduce", help="root folder: one record folder per experiment "
+                                                           "(default runs/reproduce; the committed ones: reproductions)")
+    p.add_argument("--quick", action="store_true", help="every experiment's smoke run (folders RECORD-quick)")
+    p.add_argument("--report", action="store_true", help="tabulate what has run; train nothing")
+    p.add_argument("--time-limit", type=duration, metavar="T", help="stop training after T; the records left are "
+                   "tabulated, and the same command continues")
+    p.add_argument("--jobs", type=int, default=1, help="train each record's cells as N processes")
+    p.add_argument("--records", default="", help=f"comma-separated records to run (default all: {', '.join(RECORDS)})")
+    args = p.parse_args(list(argv))
+    if args.jobs < 1:
+        raise ConfigError(f"reproduce all: --jobs must be >= 1, got {args.jobs}")
+    deadline = time.time() + args.time_limit if args.time_limit is not None else None
+    status = run_all(args.out, quick=args.quick, report_only=args.report, deadline=deadline, jobs=args.jobs,
+                     only=[r for r in args.records.split(",") if r],
+                     log=lambda m: print(time.strftime("%H:%M:%S"), m, file=sys.stderr, flush=True))
+    print(format_status(status))
+    print(f"records under {args.out}")
+    return 0
+
+
 def _reproduce(name: Optional[str], argv: Sequence[str]) -> int:
     from .experiments import specs, sweep
+    if name == "all":
+        return _reproduce_all(argv)
     if name is None:
         raise ConfigError(f"reproduce: name an experiment: {', '.join(sorted(specs.SPECS))} "
                           f"(`metagrad reproduce --help` describes each)")

@@ -1,0 +1,100 @@
+"""``metagrad reproduce all``: every paper table and figure, one command, part by part.
+
+``RECORDS`` lists every record the papers call for: its folder name under the output root, the
+experiment (``specs.SPECS``) and the experiment's options (004 Table 6 twice: on our task draws and
+on the thesis's own tasks). ``run_all`` runs them in that order, cheap first, each through the one
+sweep (``sweep.run``: cached runs are reused, a cut-off run resumes, finished tables are rewritten
+from their summaries), and returns one status line per record. A record whose data are missing
+(miniImageNet, CUB: nothing is downloaded) is reported as skipped with its one-line reason, not as a
+failure of the others. Past ``deadline`` no further record trains: the ones left are only tabulated
+(where they have runs), so the same command in the next session continues where this one stopped.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from ..errors import ConfigError, MetagradError
+from . import specs
+
+__all__ = ["RECORDS", "Status", "run_all", "format_status"]
+
+# record folder -> (experiment, options); the order run_all follows (about cheapest first)
+RECORDS: dict[str, tuple[str, Mapping[str, Any]]] = {
+    "mtnet-table1": ("mtnet-table1", {}),
+    "mtnet-polynomial": ("mtnet-polynomial", {}),
+    "maml-convergence": ("maml-convergence", {}),
+    "maml-convergence-sine": ("maml-convergence-sine", {}),
+    "universality-steps": ("universality-steps", {}),
+    "universality-ood": ("universality-ood", {}),
+    "mtnet-table2": ("mtnet-table2", {}),
+    "turtle-order": ("turtle-order", {}),
+    "turtle-table6": ("turtle-table6", {}),
+    "turtle-table6-thesis-data": ("turtle-table6", {"data": "thesis"}),
+    "universality-depth": ("universality-depth", {}),
+    "omniglot-table3": ("omniglot-table3", {}),
+    "universality-omniglot-ood": ("universality-omniglot-ood", {}),
+    "universality-finetune": ("universality-finetune", {}),
+    "miniimagenet-table3": ("miniimagenet-table3", {}),
+    "turtle-images": ("turtle-images", {}),
+}
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where one record stands: ``state`` is complete, partial, not started or skipped."""
+
+    record: str
+    state: str
+    rows: int = 0
+    missing: int = 0
+    note: str = ""
+
+
+def run_all(out: str | Path, *, quick: bool = False, report_only: bool = False, deadline: Optional[float] = None,
+            jobs: int = 1, only: Sequence[str] = (), log: Callable[[str], None] = print) -> list[Status]:
+    """Run (or with ``report_only`` tabulate) every record of ``RECORDS`` (those named in ``only``, if
+    given) under ``out/RECORD`` (``out/RECORD-quick`` with ``quick``); past ``deadline`` (a
+    ``time.time()``) the rest are only tabulated."""
+    import time
+
+    from .sweep import run, store
+    unknown = [r for r in only if r not in RECORDS]
+    if unknown:
+        raise ConfigError(f"reproduce all: unknown record {unknown[0]!r}; choose from {', '.join(RECORDS)}")
+    root, status = Path(out), []
+    for record, (name, options) in RECORDS.items():
+        if only and record not in only:
+            continue
+        folder = root / (record + ("-quick" if quick else ""))
+        late = deadline is not None and time.time() >= deadline
+        spec = specs.get(name)
+        if (report_only or late) and not (store(spec, folder, quick) / "cells").is_dir():
+            status.append(Status(record, "not started", note="past the time limit" if late else ""))
+            continue
+        log(f"reproduce all: {record} ({'tabulating' if report_only or late else 'training what is missing'})")
+        existed = folder.exists()
+        try:
+            rows = run(spec, folder, quick=quick, options=options, jobs=jobs, deadline=deadline,
+                       report_only=report_only or late)
+        except MetagradError as e:   # its data are not here (miniImageNet, CUB): the others go on
+            if not existed:   # leave nothing half-made behind
+                shutil.rmtree(folder, ignore_errors=True)
+            status.append(Status(record, "skipped", note=str(e)))
+            log(f"reproduce all: {record} skipped: {e}")
+            continue
+        results = json.loads((folder / "results.json").read_text())
+        missing = len(results.get("missing", []))
+        status.append(Status(record, "partial" if results.get("partial") else "complete", len(rows), missing))
+    return status
+
+
+def format_status(status: list[Status]) -> str:
+    """The closing summary of ``reproduce all``: one line per record."""
+    lines = ["| record | state | rows | cells missing | note |", "| --- | --- | ---: | ---: | --- |"]
+    for s in status:
+        lines.append(f"| {s.record} | {s.state} | {s.rows} | {s.missing} | {s.note} |")
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""``metagrad reproduce all``: every record in one command. Its report over a copy of the committed
+records rebuilds each committed ``table.md`` and ``results.json`` byte for byte (no number in them is
+edited by hand); a record whose data are missing is skipped with its reason and leaves nothing behind;
+past the time limit nothing trains."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from metagrad.cli import main
+from metagrad.experiments import records, sweep
+
+ROOT = Path(__file__).resolve().parents[1] / "reproductions"
+
+
+def _committed_copy(dst: Path) -> list[str]:
+    """The records' committed kinds of files (tables, results, summaries, READMEs), no checkpoints or kept runs."""
+    names = []
+    for rec in sorted(p for p in ROOT.iterdir() if p.is_dir()):
+        shutil.copytree(rec, dst / rec.name, ignore=shutil.ignore_patterns("*.pt", "*.png", ".*"))
+        names.append(rec.name)
+    return names
+
+
+def test_report_of_all_rebuilds_every_committed_table_exactly(tmp_path, capsys):
+    names = _committed_copy(tmp_path)
+    assert main(["reproduce", "all", "--report", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    checked = 0
+    for name in names:
+        for f in ("table.md", "results.json"):
+            if (ROOT / name / f).exists():
+                assert (tmp_path / name / f).read_bytes() == (ROOT / name / f).read_bytes(), f"{name}/{f}"
+                checked += 1
+    assert checked >= 14   # 004 Table 6 twice, 002 twice, 000 sine twice, depth, 001 Table 3
+    assert "| turtle-table6 | complete | 44 | 0 |" in out and "| universality-steps | complete |" in out
+    assert all(r in out for r in records.RECORDS)
+
+
+def test_a_record_without_its_data_is_skipped_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("METAGRAD_DATA", str(tmp_path / "no-data"))
+    (status,) = records.run_all(tmp_path / "out", quick=True, only=["miniimagenet-table3"], log=lambda m: None)
+    assert status.state == "skipped" and "miniimagenet" in status.note and "expected" in status.note
+    assert not (tmp_path / "out" / "miniimagenet-table3-quick").exists()
+
+
+def test_past_the_time_limit_nothing_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "train_runs", lambda *a, **k: pytest.fail("trained past the time limit"))
+    status = records.run_all(tmp_path, quick=True, only=["mtnet-table2", "universality-depth"],
+                             deadline=time.time() - 1, log=lambda m: None)
+    assert [(s.record, s.state, s.note) for s in status] == [("mtnet-table2", "not started", "past the time limit"),
+                                                             ("universality-depth", "not started", "past the time limit")]
+    with pytest.raises(Exception, match="unknown record 'nope'"):
+        records.run_all(tmp_path, only=["nope"])
