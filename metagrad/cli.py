@@ -33,6 +33,11 @@ def duration(text: str) -> float:
     return seconds
 
 
+def _deadline(limit: Optional[float]) -> Optional[float]:
+    """The ``time.time()`` at which ``--time-limit`` seconds from now end (``None``: no limit)."""
+    return None if limit is None else time.time() + limit
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metagrad", description="Gradient-based meta-learning: train, evaluate, reproduce.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -73,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from .experiments import runner
     if args.command == "train":
-        deadline = time.time() + args.time_limit if args.time_limit is not None else None
+        deadline = _deadline(args.time_limit)
         if args.resume:
             if args.config or args.out:
                 raise ConfigError("train: --resume reads the config from the run directory; drop the preset and "
@@ -157,7 +162,7 @@ def _reproduce_all(argv: Sequence[str]) -> int:
     args = p.parse_args(list(argv))
     if args.jobs < 1:
         raise ConfigError(f"reproduce all: --jobs must be >= 1, got {args.jobs}")
-    deadline = time.time() + args.time_limit if args.time_limit is not None else None
+    deadline = _deadline(args.time_limit)
     status = run_all(args.out, quick=args.quick, report_only=args.report, deadline=deadline, jobs=args.jobs,
                      only=[r for r in args.records.split(",") if r],
                      log=lambda m: print(time.strftime("%H:%M:%S"), m, file=sys.stderr, flush=True))
@@ -182,8 +187,7 @@ def _reproduce(name: Optional[str], argv: Sequence[str]) -> int:
         raise ConfigError("reproduce: --report trains nothing; drop --only-seeds")
     out = Path(args.out) if args.out else Path("runs") / "reproduce" / (name + ("-quick" if args.quick else ""))
     options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
-    deadline = args.deadline if args.deadline is not None else \
-        time.time() + args.time_limit if args.time_limit is not None else None
+    deadline = args.deadline if args.deadline is not None else _deadline(args.time_limit)
     sweep.run(spec, out, quick=args.quick, seeds=args.seeds, overrides=args.overrides, only=args.only,
               only_seeds=args.only_seeds, options=options, jobs=args.jobs, cell_id=args.cell, report_only=args.report,
               deadline=deadline)

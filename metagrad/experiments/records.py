@@ -13,34 +13,26 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import ConfigError, MetagradError
 from . import specs
+from .sweep import run, store
 
 __all__ = ["RECORDS", "Status", "run_all", "format_status"]
 
-# record folder -> (experiment, options); the order run_all follows (about cheapest first)
-RECORDS: dict[str, tuple[str, Mapping[str, Any]]] = {
-    "mtnet-table1": ("mtnet-table1", {}),
-    "mtnet-polynomial": ("mtnet-polynomial", {}),
-    "maml-convergence": ("maml-convergence", {}),
-    "maml-convergence-sine": ("maml-convergence-sine", {}),
-    "universality-steps": ("universality-steps", {}),
-    "universality-ood": ("universality-ood", {}),
-    "mtnet-table2": ("mtnet-table2", {}),
-    "turtle-order": ("turtle-order", {}),
-    "turtle-table6": ("turtle-table6", {}),
-    "turtle-table6-thesis-data": ("turtle-table6", {"data": "thesis"}),
-    "universality-depth": ("universality-depth", {}),
-    "omniglot-table3": ("omniglot-table3", {}),
-    "universality-omniglot-ood": ("universality-omniglot-ood", {}),
-    "universality-finetune": ("universality-finetune", {}),
-    "miniimagenet-table3": ("miniimagenet-table3", {}),
-    "turtle-images": ("turtle-images", {}),
-}
+# The records in the order run_all follows (about cheapest first); each is the experiment of its name
+# with default options, except where _OTHER says otherwise.
+_ORDER = ("mtnet-table1", "mtnet-polynomial", "maml-convergence", "maml-convergence-sine", "universality-steps",
+          "universality-ood", "mtnet-table2", "turtle-order", "turtle-table6", "turtle-table6-thesis-data",
+          "universality-depth", "omniglot-table3", "universality-omniglot-ood", "universality-finetune",
+          "miniimagenet-table3", "turtle-images")
+_OTHER: dict[str, tuple[str, Mapping[str, Any]]] = {"turtle-table6-thesis-data": ("turtle-table6", {"data": "thesis"})}
+# record folder -> (experiment, options)
+RECORDS: dict[str, tuple[str, Mapping[str, Any]]] = {r: _OTHER.get(r, (r, {})) for r in _ORDER}
 
 
 @dataclass(frozen=True)
@@ -59,9 +51,6 @@ def run_all(out: str | Path, *, quick: bool = False, report_only: bool = False, 
     """Run (or with ``report_only`` tabulate) every record of ``RECORDS`` (those named in ``only``, if
     given) under ``out/RECORD`` (``out/RECORD-quick`` with ``quick``); past ``deadline`` (a
     ``time.time()``) the rest are only tabulated."""
-    import time
-
-    from .sweep import run, store
     unknown = [r for r in only if r not in RECORDS]
     if unknown:
         raise ConfigError(f"reproduce all: unknown record {unknown[0]!r}; choose from {', '.join(RECORDS)}")

@@ -201,12 +201,13 @@ def test_runs(cfg: Config, seeds: Sequence[int], trained: Sequence[Trained], eva
               measures: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Test trained runs: ``{"evals": {name: stats}, "train": ..., "measures": {name: value}}`` per seed
     (``evals[name]``: config overrides at test time), ``train_runs``' summaries without training."""
-    metric = build(cfg, "test")[0].metric_name
     out = [{"evals": {}, "train": dict(t.train)} for t in trained]
     use_final = [t.final is not None for t in trained]
     for name, overrides in evals.items():
         ecfg = cfg.override(list(overrides))
-        test = held_out(build(ecfg, "test")[1], ecfg.eval["tasks"], ecfg.eval["seed"], _DTYPES[cfg.dtype])
+        algo, task = build(ecfg, "test")
+        metric = algo.metric_name
+        test = held_out(task, ecfg.eval["tasks"], ecfg.eval["seed"], _DTYPES[cfg.dtype])
         tested = _test(ecfg, seeds, [t.state for t in trained], test, f"test {name}")
         for p, t in enumerate(trained):
             out[p]["evals"][name] = _stats(tested[p], metric)
