@@ -28,6 +28,8 @@ CASES = {
                       ["vmap:second_order", "loop:first_order"]),
     "bench_conv4.py": (["--rounds", "1", "--warmup", "0", "--meta-batch", "2", "--no-memory", "--threads", "1"],
                        ["metagrad vmap second_order", "metagrad loop first_order"]),
+    "bench_snail.py": (["--rounds", "1", "--iters", "1", "--warmup", "0", "--meta-batch", "2", "--threads", "1"],
+                       ["| sine-snail |", "| omniglot-snail |"]),
     "bench_memory.py": (["--batches", "2", "--modes", "first_order"], ["| 2 | first_order |"]),
     "bench_quadratic.py": (["--dims", "3", "30", "--batch", "4", "--rounds", "1", "--iters", "1", "--no-memory"],
                            ["| 30 |", "log-log slope of time"]),
