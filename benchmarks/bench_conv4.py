@@ -33,6 +33,9 @@ With the project's interpreter (no learn2learn) the learn2learn rows are skipped
 data come from ``$METAGRAD_DATA`` when it is set, else ``../shared/data``. ``--profile NAME``
 instead runs ``torch.profiler`` over a few meta-iterations of one contender and prints where the
 time goes (operators by self CPU time), e.g. ``--profile "metagrad vmap second_order"``.
+``--device cuda`` times the same contenders on a GPU (models and batches moved there; each step
+ends with ``loss.item()``, so the clock covers the device's work) and reports each one's peak
+allocated device memory over one meta-iteration instead of the resident set.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def import_l2l():
         return None
 
 
-def make_contenders(l2l) -> dict[str, Callable[[], Callable]]:
+def make_contenders(l2l, device: str = "cpu") -> dict[str, Callable[[], Callable]]:
     """name -> factory of a ``step(batch)`` closure (built lazily: one model per contender)."""
     import torch
     import torch.nn.functional as F
@@ -74,7 +77,7 @@ def make_contenders(l2l) -> dict[str, Callable[[], Callable]]:
         def make() -> Callable:
             torch.manual_seed(0)
             algo = mg.MAML(Conv4(norm=norm), inner_lr=0.4, inner_steps=1, mode=mode,
-                           loss="cross_entropy", vectorize=vectorize)
+                           loss="cross_entropy", vectorize=vectorize).to(device)
             opt = torch.optim.Adam(algo.parameters(), 1e-3)
 
             def step(batch) -> float:
@@ -89,7 +92,7 @@ def make_contenders(l2l) -> dict[str, Callable[[], Callable]]:
     def learn2learn(first_order: bool) -> Callable[[], Callable]:
         def make() -> Callable:
             torch.manual_seed(0)
-            maml = l2l.algorithms.MAML(Conv4(norm="torch"), lr=0.4, first_order=first_order)
+            maml = l2l.algorithms.MAML(Conv4(norm="torch").to(device), lr=0.4, first_order=first_order)
             opt = torch.optim.Adam(maml.parameters(), 1e-3)
 
             def step(batch) -> float:  # learn2learn's maml_omniglot.py loop
@@ -117,7 +120,7 @@ def make_contenders(l2l) -> dict[str, Callable[[], Callable]]:
     return c
 
 
-def batches(n: int, meta_batch: int):
+def batches(n: int, meta_batch: int, device: str = "cpu"):
     import torch
 
     from metagrad.tasks.omniglot import Omniglot
@@ -125,7 +128,7 @@ def batches(n: int, meta_batch: int):
     root = None if os.environ.get("METAGRAD_DATA") else ROOT.parent / "shared" / "data"
     tasks = Omniglot("train", n_way=5, k_shot=1, k_query=1, root=root)
     g = torch.Generator().manual_seed(0)
-    return [tasks.sample(meta_batch, g) for _ in range(n)]
+    return [tasks.sample(meta_batch, g).to(device) for _ in range(n)]
 
 
 def memory_child(name: str, meta_batch: int, threads: int, malloc: bool) -> dict:
@@ -187,6 +190,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--meta-batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (off the CPU: peak device memory "
+                    "of one meta-iteration per contender instead of the resident-set subprocesses)")
     ap.add_argument("--no-malloc", action="store_true", help="leave glibc's allocator settings alone")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-contender memory subprocesses")
     ap.add_argument("--no-timing", action="store_true", help="only the memory subprocesses")
@@ -205,13 +210,19 @@ def main() -> None:
     if args.profile:
         profile(args.profile, args.meta_batch)
         return
+    import metagrad as mg
+    try:
+        device = str(mg.resolve_device(args.device))
+    except mg.errors.DeviceError as e:
+        raise SystemExit(f"bench_conv4: {e}") from None
+    on_cpu = device == "cpu"
     l2l = import_l2l()
-    contenders = make_contenders(l2l)
+    contenders = make_contenders(l2l, device)
     if args.only:
         keys = [k.strip() for k in args.only.split(",")]
         contenders = {n: f for n, f in contenders.items() if any(k in n for k in keys)}
     steps = {n: make() for n, make in contenders.items()}
-    data = [] if args.no_timing else batches(args.warmup + args.rounds, args.meta_batch)
+    data = [] if args.no_timing else batches(args.warmup + args.rounds, args.meta_batch, device)
     times: dict[str, list[float]] = {n: [] for n in steps}
     rng = random.Random(0)
     for r, batch in enumerate(data):
@@ -229,15 +240,25 @@ def main() -> None:
         if times[n]:
             row.update({"median_ms": 1000 * statistics.median(times[n]), "min_ms": 1000 * min(times[n]),
                         "max_ms": 1000 * max(times[n])})
-        if not args.no_memory:
+        if not args.no_memory and device.startswith("cuda") and data:   # one more meta-iteration: its device peak
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            steps[n](data[-1])
+            row.update({"peak_mib": torch.cuda.max_memory_allocated(device) / 2 ** 20,
+                        "growth_mib": (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20})
+        elif not args.no_memory and on_cpu:
             cmd = [sys.executable, __file__, "--_memory-child", n, "--meta-batch", str(args.meta_batch),
                    "--threads", str(threads)] + (["--no-malloc"] if args.no_malloc else [])
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             row.update(json.loads(out.strip().splitlines()[-1]))
         rows.append(row)
+    where = f"{threads} threads, malloc tuned: {malloc}" if on_cpu else f"{device}" + \
+        (f" ({torch.cuda.get_device_name(device)}), memory: the device's allocated bytes" if device.startswith("cuda") else "")
     print(f"\nconv4 Omniglot 5-way 1-shot, meta-batch {args.meta_batch}, 1 inner step; torch {torch.__version__}, "
-          f"{threads} threads, malloc tuned: {malloc}; {args.rounds} interleaved rounds, medians")
-    print("| contender | median ms | min ms | max ms | peak RSS MiB | growth MiB |\n|---|---|---|---|---|---|")
+          f"{where}; {args.rounds} interleaved rounds, medians")
+    mem_cols = "peak RSS MiB | growth MiB" if on_cpu else "peak device MiB | growth MiB"
+    print(f"| contender | median ms | min ms | max ms | {mem_cols} |\n|---|---|---|---|---|---|")
     for row in rows:
         mem = (f"{row['peak_mib']:.0f} | {row['growth_mib']:.0f}" if "peak_mib" in row else "- | -")
         ms = " | ".join(f"{row[k]:.0f}" if k in row else "-" for k in ("median_ms", "min_ms", "max_ms"))
@@ -245,14 +266,14 @@ def main() -> None:
     ratios = round_ratios(times)
     if ratios:
         print("\nlearn2learn / metagrad vmap, same mode, per round (above 1: metagrad is faster): "
-              "median of the rounds' ratios, their range; peak RSS metagrad / learn2learn")
+              "median of the rounds' ratios, their range; peak memory metagrad / learn2learn")
         peaks = {row["contender"]: row.get("peak_mib") for row in rows}
         for mode, rr in ratios.items():
             mem = peaks.get(f"metagrad vmap {mode}"), peaks.get(f"learn2learn {mode}")
             mem_s = f"; memory {mem[0] / mem[1]:.2f}x" if None not in mem else ""
             print(f"  {mode}: {statistics.median(rr):.2f}x ({min(rr):.2f}-{max(rr):.2f}){mem_s}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "rows": rows,
+        Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "device": device, "rows": rows,
                                                "round_ratios": ratios}, indent=2))
 
 

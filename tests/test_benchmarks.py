@@ -50,6 +50,20 @@ def test_benchmark_script_runs(script: str) -> None:
         assert line in out.stdout, f"{script}: {line!r} not in its output:\n{out.stdout[-3000:]}"
 
 
+def test_the_device_check_runs_on_the_cpu(tmp_path) -> None:
+    """``device_check.sh`` with ``DEVICE=cpu`` and tiny settings: every part runs and passes (on a GPU
+    machine the same script compares the GPU with the CPU and times it there)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DEVICE": "cpu", "OUT": str(tmp_path / "out"), "ITERS": "2",
+           "PYTHON": sys.executable, "CONV4_ARGS": "--rounds 1 --warmup 0 --meta-batch 2 --no-memory --threads 1"}
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    log = (tmp_path / "out" / "device_check.log").read_text()
+    for line in ("=== tests", "passed", "metagrad vmap second_order", "omniglot-5w1s-maml on cpu: {",
+                 "failed parts: none"):
+        assert line in log, f"{line!r} not in the device check's log:\n{log[-3000:]}"
+
+
 def test_every_benchmark_script_is_smoke_tested() -> None:
     scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")} - {"l2l_stub.py", "timing.py"}   # helpers, not scripts
     assert scripts == set(CASES), f"benchmarks without a smoke test: {sorted(scripts - set(CASES))}"
