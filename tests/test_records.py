@@ -36,8 +36,23 @@ def test_report_of_all_rebuilds_every_committed_table_exactly(tmp_path, capsys):
                 assert (tmp_path / name / f).read_bytes() == (ROOT / name / f).read_bytes(), f"{name}/{f}"
                 checked += 1
     assert checked >= 14   # 004 Table 6 twice, 002 twice, 000 sine twice, depth, 001 Table 3
+    # the index of every record, rewritten by the same command
+    assert (tmp_path / "README.md").read_bytes() == (ROOT / "README.md").read_bytes(), "reproductions/README.md"
     assert "| turtle-table6 | complete | 44 | 0 |" in out and "| universality-steps | complete |" in out
     assert all(r in out for r in records.RECORDS)
+
+
+def test_the_index_links_every_record_once_and_states_where_it_stands(tmp_path):
+    status = [records.Status(r, "not started") for r in records.RECORDS]
+    status[0] = records.Status(status[0].record, "partial", rows=3, missing=2)
+    status[-1] = records.Status(status[-1].record, "skipped", note="no data under /some/local/path")
+    text = records.index(status)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith(("| record", "| ---"))]
+    assert len(rows) == len(records.RECORDS)
+    first, last = rows[0], rows[-1]
+    assert first.startswith(f"| [{status[0].record}]({status[0].record}/table.md) |") and "| partial | 3 | 2 |" in first
+    assert "skipped: its data are not here" in last and "/some/local/path" not in text   # nothing machine-bound
+    assert all(line.count(" | ") == 4 for line in rows), "a description's '|' must be escaped"
 
 
 def test_a_record_without_its_data_is_skipped_and_leaves_nothing(tmp_path, monkeypatch):

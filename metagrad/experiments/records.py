@@ -8,6 +8,8 @@ from their summaries), and returns one status line per record. A record whose da
 (miniImageNet, CUB: nothing is downloaded) is reported as skipped with its one-line reason, not as a
 failure of the others. Past ``deadline`` no further record trains: the ones left are only tabulated
 (where they have runs), so the same command in the next session continues where this one stopped.
+Run over every record, it also writes ``OUT/README.md`` (``index``): what each record reproduces and
+where it stands, linked, so that a reader of the committed ``reproductions/`` starts there.
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import ConfigError, MetagradError
+from ..io import write_text
 from . import specs
 from .sweep import run, store
 
-__all__ = ["RECORDS", "Status", "run_all", "format_status"]
+__all__ = ["RECORDS", "Status", "run_all", "format_status", "index"]
 
 # The records in the order run_all follows (about cheapest first); each is the experiment of its name
 # with default options, except where _OTHER says otherwise.
@@ -61,7 +64,9 @@ def run_all(out: str | Path, *, quick: bool = False, report_only: bool = False, 
         folder = root / (record + ("-quick" if quick else ""))
         late = deadline is not None and time.time() >= deadline
         spec = specs.get(name)
-        if (report_only or late) and not (store(spec, folder, quick) / "cells").is_dir():
+        cells = store(spec, folder, quick) / "cells"
+        # not started: no run summary and no run in training (an empty cells/ is not tracked by git)
+        if (report_only or late) and not any(cells.glob("*.json")) and not any(cells.glob("*.partial.pt")):
             status.append(Status(record, "not started", note="past the time limit" if late else ""))
             continue
         log(f"reproduce all: {record} ({'tabulating' if report_only or late else 'training what is missing'})")
@@ -78,7 +83,32 @@ def run_all(out: str | Path, *, quick: bool = False, report_only: bool = False, 
         results = json.loads((folder / "results.json").read_text())
         missing = len(results.get("missing", []))
         status.append(Status(record, "partial" if results.get("partial") else "complete", len(rows), missing))
+    if not only:
+        write_text(root / "README.md", index(status, quick))
     return status
+
+
+def index(status: list[Status], quick: bool = False) -> str:
+    """``OUT/README.md``: one row per record of ``RECORDS`` with the paper's table or figure it
+    reproduces and its state. Nothing in it depends on the machine (a skipped record's reason names
+    local paths, so it is left out), so the committed index is rebuilt byte for byte by ``--report``."""
+    lines = ["# Reproductions", "",
+             "Every paper table and figure, one folder each, made by `metagrad reproduce all --out reproductions` "
+             "(cheap first; rerun to continue) and rewritten from the committed run summaries by "
+             "`metagrad reproduce all --out reproductions --report`, which also rewrites this page. A folder "
+             "holds `table.md` (ours beside the paper's, with 95% intervals, and the paper's claims checked), "
+             "`results.json`, the figure where the paper has one, `cells/` (one summary per run) and a README "
+             "with the protocol and the wall-clock time (000's sine figures: in `universality-sine/`, the "
+             "folder of the runs they share).", "",
+             "| record | reproduces | state | rows | cells missing |", "| --- | --- | --- | ---: | ---: |"]
+    for s in status:
+        name, options = RECORDS[s.record]
+        what = (specs.get(name).description + "".join(f" ({k}={v})" for k, v in options.items())).replace("|", "\\|")
+        folder = s.record + ("-quick" if quick else "")
+        link = f"[{folder}]({folder}/table.md)" if s.state in ("complete", "partial") else folder
+        state = "skipped: its data are not here" if s.state == "skipped" else s.state
+        lines.append(f"| {link} | {what} | {state} | {s.rows} | {s.missing} |")
+    return "\n".join(lines) + "\n"
 
 
 def format_status(status: list[Status]) -> str:
