@@ -10,6 +10,7 @@ and its rows show ``diverged``, as do non-finite test losses. Runs are seeded by
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..presets_geometry import KINDS, poly001, sine001
@@ -130,8 +131,44 @@ def _claims3(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "paper_formula_rises_with_order": ok and all(a > b for a, b in zip(f, f[1:]))}
 
 
+def _plot3(out: Path, rows: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]]]) -> None:
+    """001 Fig. 4 redrawn (``fig4.png``): the mask's update fraction (and 001's formula, its complement)
+    and the 10-shot MSE against the polynomial order, mean ± std over runs, each run a dot."""
+    from ...plotting import pyplot, save_figure
+    plt = pyplot()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    lines = (("MT-net: fraction of rows updated", "mean sigmoid(zeta): rows updated (eq. 9)", "C0", False),
+             ("MT-net: fraction of rows updated", "1 - mean sigmoid(zeta): 001's formula", "C1", True),
+             ("MT-net: rows with sigmoid(zeta) > 1/2", "rows with sigmoid(zeta) > 1/2", "C2", False))
+    for (model, label, colour, complement), axis in zip(lines + (("MT-net: 10-shot MSE after one step",
+                                                                    "10-shot MSE after one step", "C3", False),),
+                                                         (ax, ax, ax, bx)):
+        # each run's value (run_means, where a row has several runs; else its one mean)
+        pts = sorted((r["setting"]["order"], r.get("run_means") or [r["mean"]]) for r in rows
+                     if r["model"] == model and r["mean"] is not None)
+        if not pts:
+            continue
+        orders = [o for o, _ in pts]
+        vals = [[1 - v if complement else v for v in vs] for _, vs in pts]
+        mean = [sum(v) / len(v) for v in vals]
+        std = [math.sqrt(sum((x - m) ** 2 for x in v) / max(len(v) - 1, 1)) for v, m in zip(vals, mean)]
+        axis.errorbar(orders, mean, yerr=std, color=colour, marker="o", capsize=3, label=label,
+                      ls="--" if complement else "-")
+        for o, v in zip(orders, vals):
+            axis.scatter([o] * len(v), v, color=colour, s=8, alpha=0.5)
+    for axis, ylabel in ((ax, "fraction (mean ± std over runs; dots: runs)"), (bx, "test MSE (mean ± std over runs)")):
+        axis.set_xticks(ORDERS)
+        axis.set_xlabel("polynomial order")
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3)
+    bx.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.suptitle("001 Fig. 4 redrawn: MT-net's mask against task complexity (10-shot polynomials)", fontsize=10)
+    save_figure(fig, out / "fig4.png")
+
+
 POLYNOMIAL = Spec("mtnet-polynomial", "001 Fig. 4: fraction of MT-net rows updated vs polynomial order 0..3",
-                  _cells3, _rows3, seeds=3, statistic="runs", claims=_claims3,
+                  _cells3, _rows3, seeds=3, statistic="runs", claims=_claims3, plot=_plot3,
                   quick=["outer.iterations=300", "eval.tasks=100"],
                   note="MT-net; fraction = mean sigmoid(zeta) over every row of every layer (the update probability "
                        "of eq. (9)); 001's formula 1 - fraction is its complement. Mean over runs. The paper gives "
