@@ -133,19 +133,23 @@ def _claims3(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _plot3(out: Path, rows: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]]]) -> None:
     """001 Fig. 4 redrawn (``fig4.png``): the mask's update fraction (and 001's formula, its complement)
-    and the 10-shot MSE against the polynomial order, mean ± std over runs, each run a dot."""
+    and the 10-shot MSE against the polynomial order, mean ± std over runs (``runs``: each cell's run
+    summaries), each run a dot."""
     from ...plotting import pyplot, save_figure
     plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    lines = (("MT-net: fraction of rows updated", "mean sigmoid(zeta): rows updated (eq. 9)", "C0", False),
-             ("MT-net: fraction of rows updated", "1 - mean sigmoid(zeta): 001's formula", "C1", True),
-             ("MT-net: rows with sigmoid(zeta) > 1/2", "rows with sigmoid(zeta) > 1/2", "C2", False))
-    for (model, label, colour, complement), axis in zip(lines + (("MT-net: 10-shot MSE after one step",
-                                                                    "10-shot MSE after one step", "C3", False),),
-                                                         (ax, ax, ax, bx)):
-        # each run's value (run_means, where a row has several runs; else its one mean)
-        pts = sorted((r["setting"]["order"], r.get("run_means") or [r["mean"]]) for r in rows
-                     if r["model"] == model and r["mean"] is not None)
+
+    def value(summary: dict[str, Any], key: str) -> Optional[float]:   # a run's measure, or its test MSE
+        v = summary["evals"]["test"]["mean"] if key == "mse" else summary.get("measures", {}).get(key)
+        return v if v is not None and math.isfinite(v) else None
+
+    lines = (("update_fraction", "mean sigmoid(zeta): rows updated (eq. 9)", "C0", False, ax),
+             ("update_fraction", "1 - mean sigmoid(zeta): 001's formula", "C1", True, ax),
+             ("threshold_fraction", "rows with sigmoid(zeta) > 1/2", "C2", False, ax),
+             ("mse", "10-shot MSE after one step", "C3", False, bx))
+    for key, label, colour, complement, axis in lines:
+        pts = [(o, [v for v in (value(s, key) for s in runs.get(f"order{o}", [])) if v is not None]) for o in ORDERS]
+        pts = [(o, vs) for o, vs in pts if vs]
         if not pts:
             continue
         orders = [o for o, _ in pts]
