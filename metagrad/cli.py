@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import ConfigError, MetagradError, TimeLimitReached
+from .errors import ConfigError, Interrupted, MetagradError, TimeLimitReached
 
 __all__ = ["main"]
 
@@ -226,6 +226,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("metagrad: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
         return 130
+    except Interrupted as e:   # SIGINT / SIGTERM: checkpointed after the iteration under way
+        print(f"metagrad: {e}", file=sys.stderr)
+        return 128 + e.signum
     except TimeLimitReached as e:   # not an error: the run stopped where it was asked to
         print(f"metagrad: {e}", file=sys.stderr)
         return 0

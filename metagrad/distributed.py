@@ -121,11 +121,17 @@ class World:
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` holds on any rank (so that every rank takes the same branch)."""
+        return bool(self.max([float(flag)])[0] > 0)
+
+    def max(self, values: list[float]) -> list[float]:
+        """Each of ``values``' largest value over ranks, in one collective (``fit``'s stop reasons)."""
         if self.size == 1:
-            return flag
+            return list(values)
         nccl = dist.get_backend() == "nccl"   # nccl reduces CUDA tensors only
         dev = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
-        return bool(self.mean(torch.tensor([float(flag)], device=dev)).item() > 0)
+        v = torch.tensor(values, dtype=torch.float64, device=dev)
+        dist.all_reduce(v, op=dist.ReduceOp.MAX)
+        return v.tolist()
 
     def barrier(self) -> None:
         if self.size > 1:

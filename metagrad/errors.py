@@ -8,8 +8,11 @@ also derives from the built-in exception a Python user would catch (``ConfigErro
 """
 from __future__ import annotations
 
+from typing import Optional
+
 __all__ = ["MetagradError", "ConfigError", "InputError", "InputTypeError", "InputIndexError", "MissingKeyError",
-           "MissingFileError", "RunError", "DivergenceError", "DeviceError", "TimeLimitReached", "check_int",
+           "MissingFileError", "RunError", "DivergenceError", "DeviceError", "TimeLimitReached", "Interrupted",
+           "check_int",
            "check_positive"]
 
 
@@ -64,6 +67,20 @@ class TimeLimitReached(Exception):
         super().__init__(f"{where}: stopped at the time limit at iteration {iteration} of {iterations} "
                          f"(checkpointed){'; continue with: ' + hint if hint else ''}")
         self.where, self.iteration, self.iterations = where, iteration, iterations
+
+
+class Interrupted(Exception):
+    """Not an error: training received SIGINT or SIGTERM (``metagrad.interrupts``), finished the
+    iteration, wrote its checkpoint and stopped; the command line exits with ``128 + signum``, as a
+    killed process would, and the same command (``train --resume`` for a run) continues exactly."""
+
+    def __init__(self, where: str, iteration: Optional[int], iterations: Optional[int], signum: int,
+                 hint: str = "") -> None:
+        import signal
+        at = f" at iteration {iteration} of {iterations}" if iteration is not None else ""
+        super().__init__(f"{where}: stopped by {signal.Signals(signum).name}{at} (checkpointed)"
+                         f"{'; continue with: ' + hint if hint else ''}")
+        self.where, self.iteration, self.iterations, self.signum = where, iteration, iterations, signum
 
 
 def check_int(where: str, name: str, v: object, lo: int = 0, error: type[Exception] = ConfigError) -> int:

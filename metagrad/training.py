@@ -21,7 +21,8 @@ member's best validated state is kept (the caller tests it, or the final state, 
 The checkpoint holds everything the loop depends on (module, optimiser, stream, torch RNG,
 best states, curves, counters and the partial logging window), so a run killed at any moment
 and resumed writes the same checkpoint and the same ``metrics.jsonl`` as one never killed.
-Wall-clock time lives apart (``timing.jsonl`` and the checkpoint's ``timing`` entry).
+Wall-clock time lives apart (``timing.jsonl`` and the checkpoint's ``timing`` entry). A SIGINT or
+SIGTERM (``metagrad.interrupts``) stops the loop after the iteration it interrupts, checkpointed.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from tqdm.auto import tqdm
 from .algorithm import MAML
 from .distributed import World
 from .errors import ConfigError, DivergenceError, InputError, RunError, check_int, check_positive
+from .interrupts import SIGNALS, stop_requests
 from .io import save_torch
 from .population import Population
 from .runlog import JsonLog
@@ -66,13 +68,15 @@ class FitResult:
 
     iteration: int                                  # iterations done in all
     iterations: int                                 # iterations asked for
-    stopped: Optional[str] = None                   # None, "nonfinite" (every member stopped), "stop_after", "deadline"
+    stopped: Optional[str] = None                   # None, "nonfinite" (every member stopped), "stop_after",
+                                                    # "deadline", "signal"
     best: list[Optional[dict[str, Tensor]]] = field(default_factory=list)   # best validated states
     best_val: list[float] = field(default_factory=list)
     val_curves: list[list[tuple[int, float]]] = field(default_factory=list)
     nonfinite_at: list[Optional[int]] = field(default_factory=list)  # first failed guard, in iterations
     skipped: list[int] = field(default_factory=list)                  # updates skipped (policy "skip")
     train_seconds: float = 0.0                      # wall clock of the loop, summed over resumes
+    signum: Optional[int] = None                    # the signal that stopped it (stopped="signal")
 
     @property
     def finished(self) -> bool:
@@ -182,7 +186,8 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         upgrade_key: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None,
         metrics: Optional[str | Path] = None, timing: Optional[str | Path] = None, log_every: int = 100,
         on_record: Optional[Callable[[dict[str, Any]], None]] = None, progress: bool | str = False,
-        stop_after: Optional[int] = None, deadline: Optional[float] = None, world: World = World()) -> FitResult:
+        stop_after: Optional[int] = None, deadline: Optional[float] = None, world: World = World(),
+        stop_on_signals: bool = True) -> FitResult:
     """Meta-train ``module`` for ``iterations`` meta-iterations on ``stream`` with ``optimizer``.
 
     Args:
@@ -213,6 +218,8 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         deadline: a ``time.time()`` past which the loop checkpoints and returns (``stopped="deadline"``):
             a job's wall-clock limit; under torchrun the ranks stop together.
         world: this process's rank under ``torchrun`` (``World.from_env()``).
+        stop_on_signals: the first SIGINT / SIGTERM ends the iteration under way, checkpoints and
+            returns ``stopped="signal"`` (``signum`` says which); ``False`` leaves the process's handlers.
     """
     check_int("fit", "iterations", iterations, 1)
     check_int("fit", "log_every", log_every, 1)
@@ -289,71 +296,74 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
     bar = tqdm(total=iterations, initial=start, desc=label, unit="it", dynamic_ncols=True,
                disable=not progress or not world.main)
     last_save, it = time.perf_counter(), start
-    try:
-        while it < iterations and not all(st["stopped"]):
-            t0 = time.perf_counter()
-            draw = stream.next()
-            with world.rank_rng():   # a loss's own noise (MT-net) differs between ranks
-                losses = m.losses(draw)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            world.average_gradients(module.parameters())
-            values = world.mean(losses.detach()).to(torch.float64).cpu()
-            bad = _guard(values, m.grad_sq_norms(), st["level"], explode)
-            for p in bad:
-                why = _why(values[p].item(), st["level"][p], explode)
-                if st["nonfinite_at"][p] is None:
-                    st["nonfinite_at"][p] = it + 1
-                if nonfinite == "raise":
-                    kept = f"; the checkpoint of iteration {_ck_iteration(ck_path)} is kept in {str(ck_path)!r}" \
-                        if ck_path is not None and ck_path.exists() else ""
-                    raise DivergenceError(f"fit: {why} at iteration {it + 1}{' (member %d)' % p if P > 1 else ''}"
-                                          f"{kept}; lower the meta or inner learning rate, add clipping, or "
-                                          f"choose nonfinite='skip'")
-                if nonfinite == "skip":
-                    st["skipped"][p] += 1
-                else:
-                    st["stopped"][p] = True
-            frozen = sorted(set(bad) | {p for p in range(P) if st["stopped"][p]})
-            m.clip(clip_value, clip_keys, clip_norm)
-            lr = schedule(it, module, draw) if schedule is not None else None
-            if lr is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            m.step(optimizer, frozen)
-            for p in range(P):
-                if p not in frozen:
-                    lv = math.log(max(values[p].item(), 1e-30))
-                    st["level"][p] = lv if st["level"][p] is None else 0.99 * st["level"][p] + 0.01 * lv
-            it += 1
-            timing_s += time.perf_counter() - t0
-            st["window"].append([v if math.isfinite(v) else float("nan") for v in values.tolist()])
-            bar.update(1)
-            val_values = None
-            if validate is not None and val_every and (it % val_every == 0 or it == iterations):
-                val_values = _as_list(validate(module), P)
-                for p, v in enumerate(val_values):
-                    st["curves"][p].append((it, v))
-                    better = v > st["best_val"][p] if maximize else v < st["best_val"][p]
-                    if math.isfinite(v) and better:
-                        st["best_val"][p], st["best"][p] = v, m.state(p)
-            if it % log_every == 0 or it == iterations or val_values is not None:
-                record(it, val_values)
-                bar.set_postfix(loss=f"{float(values.mean()):.4g}")
-            cut = "stop_after" if stop_after is not None and it - start >= stop_after else \
-                "deadline" if (deadline is not None or world.size > 1) and \
-                world.any(deadline is not None and time.time() >= deadline) else None   # every rank asks: no hang
-            if it == iterations or all(st["stopped"]) or cut or (checkpoint_every and it % checkpoint_every == 0) or \
-                    (checkpoint_every_s is not None and time.perf_counter() - last_save > checkpoint_every_s):
-                save(it)
-                last_save = time.perf_counter()
-            if cut and it < iterations:
-                return _result(st, it, iterations, cut, timing_s)
-    finally:
-        bar.close()
-        for f in (log, tlog):
-            if f is not None:
-                f.close()
+    with stop_requests(SIGNALS if stop_on_signals else ()) as request:
+        try:
+            while it < iterations and not all(st["stopped"]):
+                t0 = time.perf_counter()
+                draw = stream.next()
+                with world.rank_rng():   # a loss's own noise (MT-net) differs between ranks
+                    losses = m.losses(draw)
+                optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                world.average_gradients(module.parameters())
+                values = world.mean(losses.detach()).to(torch.float64).cpu()
+                bad = _guard(values, m.grad_sq_norms(), st["level"], explode)
+                for p in bad:
+                    why = _why(values[p].item(), st["level"][p], explode)
+                    if st["nonfinite_at"][p] is None:
+                        st["nonfinite_at"][p] = it + 1
+                    if nonfinite == "raise":
+                        kept = f"; the checkpoint of iteration {_ck_iteration(ck_path)} is kept in {str(ck_path)!r}" \
+                            if ck_path is not None and ck_path.exists() else ""
+                        raise DivergenceError(f"fit: {why} at iteration {it + 1}{' (member %d)' % p if P > 1 else ''}"
+                                              f"{kept}; lower the meta or inner learning rate, add clipping, or "
+                                              f"choose nonfinite='skip'")
+                    if nonfinite == "skip":
+                        st["skipped"][p] += 1
+                    else:
+                        st["stopped"][p] = True
+                frozen = sorted(set(bad) | {p for p in range(P) if st["stopped"][p]})
+                m.clip(clip_value, clip_keys, clip_norm)
+                lr = schedule(it, module, draw) if schedule is not None else None
+                if lr is not None:
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                m.step(optimizer, frozen)
+                for p in range(P):
+                    if p not in frozen:
+                        lv = math.log(max(values[p].item(), 1e-30))
+                        st["level"][p] = lv if st["level"][p] is None else 0.99 * st["level"][p] + 0.01 * lv
+                it += 1
+                timing_s += time.perf_counter() - t0
+                st["window"].append([v if math.isfinite(v) else float("nan") for v in values.tolist()])
+                bar.update(1)
+                val_values = None
+                if validate is not None and val_every and (it % val_every == 0 or it == iterations):
+                    val_values = _as_list(validate(module), P)
+                    for p, v in enumerate(val_values):
+                        st["curves"][p].append((it, v))
+                        better = v > st["best_val"][p] if maximize else v < st["best_val"][p]
+                        if math.isfinite(v) and better:
+                            st["best_val"][p], st["best"][p] = v, m.state(p)
+                if it % log_every == 0 or it == iterations or val_values is not None:
+                    record(it, val_values)
+                    bar.set_postfix(loss=f"{float(values.mean()):.4g}")
+                # every rank asks (one collective under torchrun), so all stop together for the same reason
+                late, signum = world.max([float(deadline is not None and time.time() >= deadline),
+                                          float(request.signum or 0)])
+                cut = "stop_after" if stop_after is not None and it - start >= stop_after else \
+                    "deadline" if late else "signal" if signum else None
+                if it == iterations or all(st["stopped"]) or cut or (checkpoint_every and it % checkpoint_every == 0) or \
+                        (checkpoint_every_s is not None and time.perf_counter() - last_save > checkpoint_every_s):
+                    save(it)
+                    last_save = time.perf_counter()
+                if cut and (it < iterations or cut == "signal"):   # a signal in the last one: resume evaluates
+                    return _result(st, it, iterations, cut, timing_s, int(signum))
+        finally:
+            bar.close()
+            for f in (log, tlog):
+                if f is not None:
+                    f.close()
     return _result(st, it, iterations, "nonfinite" if all(st["stopped"]) else None, timing_s)
 
 
@@ -401,6 +411,7 @@ def _as_list(v: Sequence[float] | Tensor | float, P: int) -> list[float]:
     return v
 
 
-def _result(st: dict[str, Any], it: int, iterations: int, stopped: Optional[str], seconds: float) -> FitResult:
+def _result(st: dict[str, Any], it: int, iterations: int, stopped: Optional[str], seconds: float,
+            signum: Optional[int] = None) -> FitResult:
     return FitResult(it, iterations, stopped, list(st["best"]), list(st["best_val"]), [list(c) for c in st["curves"]],
-                     list(st["nonfinite_at"]), list(st["skipped"]), seconds)
+                     list(st["nonfinite_at"]), list(st["skipped"]), seconds, signum if stopped == "signal" else None)

@@ -61,6 +61,23 @@ SCRIPT = textwrap.dedent("""
               deadline=time.time() - 1 if os.environ["RANK"] == "1" else None)
     except TimeLimitReached as e:
         os.write(1, ("RANK " + os.environ["RANK"] + " STOPPED AT " + str(e.iteration) + "\\n").encode())
+    import contextlib, signal
+    import metagrad.training as T
+    from metagrad.errors import Interrupted
+    from metagrad.interrupts import StopRequest
+
+    @contextlib.contextmanager
+    def sigterm_before_the_first_iteration(signals):
+        r = StopRequest()
+        r.signum = signal.SIGTERM
+        yield r
+    if os.environ["RANK"] == "1":   # rank 1 alone was sent SIGTERM: the ranks stop together, for that reason
+        T.stop_requests = sigterm_before_the_first_iteration
+    try:
+        train("sine-maml-quick", sys.argv[3] + "-signal", overrides=sys.argv[4:], progress=False)
+    except Interrupted as e:
+        os.write(1, ("RANK " + os.environ["RANK"] + " SIGNALLED AT " + str(e.iteration) + " BY " +
+                     signal.Signals(e.signum).name + "\\n").encode())
     # one write(2) per rank: a pipe keeps writes under PIPE_BUF whole, print() may interleave the ranks
     os.write(1, ("RANK " + os.environ["RANK"] + " WRITES " + json.dumps(writes) + "\\n").encode())
 """)
@@ -116,6 +133,8 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     p = _torchrun([str(tmp_path / "script.py"), str(two), str(res), str(tmp_path / "late"), *SETTINGS], tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "RANK 0 STOPPED AT 1" in p.stdout and "RANK 1 STOPPED AT 1" in p.stdout, p.stdout
+    assert "RANK 0 SIGNALLED AT 1 BY SIGTERM" in p.stdout and "RANK 1 SIGNALLED AT 1 BY SIGTERM" in p.stdout, p.stdout
+    assert torch.load(tmp_path / "late-signal" / "checkpoint.pt", weights_only=False)["iteration"] == 1
     assert torch.load(tmp_path / "late" / "checkpoint.pt", weights_only=False)["iteration"] == 1
     assert "RANK 1 WRITES []" in p.stdout, p.stdout          # rank 1 wrote nothing in either run folder
     assert "RANK 0 WRITES []" in p.stdout

@@ -226,6 +226,32 @@ def test_sigkill_ten_times_and_resume_gives_the_uninterrupted_run(tmp_path, refe
     _sigkill_test(tmp_path, reference_run, kills=10, ckpt_kills={2, 6}, seed=1)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_checkpoints_the_iteration_and_resume_gives_the_uninterrupted_run(tmp_path, reference_run, sig):
+    """A scheduler's SIGTERM or a Ctrl-C in the middle of training: the iteration under way ends, the
+    checkpoint is written (between two periodic ones), the command exits with 128 + signum naming the
+    resume command, and the resumed run's files are the uninterrupted run's."""
+    out = tmp_path / "run"
+    p, events, err = _start(["train", "sine-maml-quick", "--out", str(out), "--threads", "1", "--no-progress",
+                             *_sets(KILL_SETS)])
+    seen = 0
+    while seen < 9:   # past the checkpoint of iteration 7, before that of 14
+        ev = events.get(timeout=120)
+        assert ev is not None, "".join(err)
+        seen += ev == "iter"
+    p.send_signal(sig)
+    rc = p.wait(timeout=120)
+    text = "".join(err)
+    m = re.search(rf"stopped by {sig.name} at iteration (\d+) of 40 \(checkpointed\); continue with: "
+                  rf"metagrad train --resume {re.escape(str(out))}", text)
+    assert rc == 128 + sig and m, (rc, text)
+    assert int(m.group(1)) >= 9 and load_checkpoint(out / "checkpoint.pt")["iteration"] == int(m.group(1))
+    assert not (out / "eval.json").exists() and not list(out.glob(".*.tmp"))
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    torch.set_num_threads(1)
+    _assert_same_run(reference_run, out)
+
+
 # --- determinism ---------------------------------------------------------------------------
 
 def test_the_same_command_twice_gives_the_same_files(tmp_path):

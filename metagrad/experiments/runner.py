@@ -18,7 +18,7 @@ import torch
 
 from ..device import resolve_device
 from ..distributed import World
-from ..errors import ConfigError, DivergenceError, MetagradError, RunError, TimeLimitReached, check_int
+from ..errors import ConfigError, DivergenceError, Interrupted, MetagradError, RunError, TimeLimitReached, check_int
 from ..evaluation import evaluate
 from ..io import write_json, write_text
 from ..runlog import JsonLog, RunLock, remove_stale_temporaries
@@ -216,6 +216,8 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
         algo = module.member(0)
     if res.stopped == "deadline":
         raise TimeLimitReached(f"train {run}", res.iteration, res.iterations, f"metagrad train --resume {run}")
+    if res.stopped == "signal":
+        raise Interrupted(f"train {run}", res.iteration, res.iterations, res.signum, f"metagrad train --resume {run}")
     if res.stopped == "stop_after" or not evaluate_at_end:
         return run
     state = "final"

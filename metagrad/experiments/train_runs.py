@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import torch
 
 from ..batch import TaskBatch
-from ..errors import ConfigError, TimeLimitReached
+from ..errors import ConfigError, Interrupted, TimeLimitReached
 from ..evaluation import adaptation_curves, mean_ci95
 from ..io import save_torch
 from ..population import Population
@@ -156,6 +156,8 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
               progress=label, on_record=lambda r: None, deadline=deadline)
     if res.stopped == "deadline":
         raise TimeLimitReached(label, res.iteration, res.iterations)
+    if res.stopped == "signal":   # not caught by the sweep: the whole command stops, the checkpoint kept
+        raise Interrupted(label, res.iteration, res.iterations, res.signum, "the same command")
     seconds = time.perf_counter() - t0
     pop = isinstance(module, Population)
     final = [module.member_state(p) for p in range(len(seeds))] if pop else \
