@@ -212,8 +212,19 @@ def test_a_time_limit_stops_the_sweep_with_a_partial_table_and_the_same_command_
     import time
     run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"],
         deadline=time.time() - 1, **QUIET)   # past it at once: one iteration, checkpointed; b never starts
-    assert sorted(p.name for p in (tmp_path / "cells").iterdir() if not p.name.startswith(".")) == ["a_s0.partial.pt"]
+    # the progress, copied from the checkpoint (not in git) to a few committed bytes
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir() if not p.name.startswith(".")) == \
+        ["a_s0.partial.pt", "a_s0.progress.json"]
     data = _results(tmp_path)
     assert data["partial"] and data["missing"] == ["a (0 of 1 runs; training s0: iteration 1 of 30)"]
+    table = (tmp_path / "table.md").read_text()
+    assert "| 0 of 1 | training s0: iteration 1 of 30 |" in table
+    part = tmp_path / "cells" / "a_s0.partial.pt"
+    part.rename(tmp_path / "kept.pt")   # a clean clone: no checkpoint; the same table from the progress file
+    run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], report_only=True,
+        **QUIET)
+    assert (tmp_path / "table.md").read_text() == table
+    (tmp_path / "kept.pt").rename(part)
     rows = run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], **QUIET)
     assert rows[0]["runs_used"] == 1 and not list((tmp_path / "cells").glob("*.partial.pt"))
+    assert not list((tmp_path / "cells").glob("*.progress.json"))
