@@ -36,6 +36,17 @@ time goes (operators by self CPU time), e.g. ``--profile "metagrad vmap second_o
 ``--device cuda`` times the same contenders on a GPU (models and batches moved there; each step
 ends with ``loss.item()``, so the clock covers the device's work) and reports each one's peak
 allocated device memory over one meta-iteration instead of the resident set.
+
+``--flops`` also counts each contender's floating-point operations in one meta-iteration
+(``torch.utils.flop_counter``: convolutions and matrix products, forward and backward, counted on
+``metagrad loop``'s plain per-task convolutions: every contender of a mode computes the same thing,
+and the counter's formula for a grouped convolution's backward, which vmap runs, ignores the groups)
+and prints its throughput,
+GFLOP/s = count / median time, beside a contender that is nothing but oneDNN's convolutions: the
+four layers' forward and both gradients (the first layer's weight gradient only) on
+``meta-batch x 5`` images with shared weights, timed in the same rounds. A meta-iteration cannot run
+faster than its convolution count at that rate, which bounds what any implementation on this
+machine can reach.
 """
 from __future__ import annotations
 
@@ -120,6 +131,35 @@ def make_contenders(l2l, device: str = "cpu") -> dict[str, Callable[[], Callable
     return c
 
 
+def bare_convolutions(meta_batch: int, device: str = "cpu") -> Callable:
+    """``step(batch)``: conv4's four convolutions, forward and both gradients (the images' gradient
+    skipped), on ``meta_batch x 5`` random images with one set of weights: oneDNN's throughput on
+    the workload's shapes, with nothing else (no batch norm, no per-task weights, no copies)."""
+    import torch
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(0)
+    shapes = [(1, 28), (64, 14), (64, 7), (64, 4)]
+    xs = [torch.randn(meta_batch * 5, c, s, s, generator=g).to(device).requires_grad_(c > 1) for c, s in shapes]
+    ws = [torch.randn(64, c, 3, 3, generator=g).to(device).requires_grad_() for c, _ in shapes]
+
+    def step(batch) -> float:
+        total = 0.0
+        for x, w in zip(xs, ws):
+            y = F.conv2d(x, w, stride=2, padding=1)
+            torch.autograd.grad(y, [x, w] if x.requires_grad else [w], torch.ones_like(y))
+            total += y[0, 0, 0, 0].item()
+        return total
+    return step
+
+
+def count_gflop(step: Callable, batch) -> float:
+    """GFLOP of one call of ``step`` (convolutions and matrix products, by ``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc:
+        step(batch)
+    return fc.get_total_flops() / 1e9
+
+
 def batches(n: int, meta_batch: int, device: str = "cpu"):
     import torch
 
@@ -198,6 +238,8 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated substrings selecting contenders")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--profile", metavar="NAME", help="profile one contender's meta-iterations instead of timing")
+    ap.add_argument("--flops", action="store_true", help="also count each contender's GFLOP per meta-iteration and "
+                    "print GFLOP/s, beside oneDNN's bare convolutions on the same shapes")
     ap.add_argument("--_memory-child", dest="child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     import torch
@@ -222,8 +264,12 @@ def main() -> None:
         keys = [k.strip() for k in args.only.split(",")]
         contenders = {n: f for n, f in contenders.items() if any(k in n for k in keys)}
     steps = {n: make() for n, make in contenders.items()}
+    if args.flops:
+        steps["bare convolutions"] = bare_convolutions(args.meta_batch, device)
     data = [] if args.no_timing else batches(args.warmup + args.rounds, args.meta_batch, device)
     times: dict[str, list[float]] = {n: [] for n in steps}
+    gflop = {m: count_gflop(make_contenders(None, device)[f"metagrad loop {m}"](), data[-1])
+             for m in ("second_order", "first_order")} if args.flops and data else {}
     rng = random.Random(0)
     for r, batch in enumerate(data):
         order = list(steps)
@@ -240,6 +286,14 @@ def main() -> None:
         if times[n]:
             row.update({"median_ms": 1000 * statistics.median(times[n]), "min_ms": 1000 * min(times[n]),
                         "max_ms": 1000 * max(times[n])})
+        if args.flops and data:
+            mode = next((m for m in ("second_order", "first_order") if m in n), None)
+            row["gflop"] = gflop[mode] if mode else count_gflop(steps[n], data[-1])
+            if times[n]:
+                row["gflop_per_s"] = row["gflop"] / statistics.median(times[n])
+        if n == "bare convolutions":
+            rows.append(row)
+            continue
         if not args.no_memory and device.startswith("cuda") and data:   # one more meta-iteration: its device peak
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -263,6 +317,13 @@ def main() -> None:
         mem = (f"{row['peak_mib']:.0f} | {row['growth_mib']:.0f}" if "peak_mib" in row else "- | -")
         ms = " | ".join(f"{row[k]:.0f}" if k in row else "-" for k in ("median_ms", "min_ms", "max_ms"))
         print(f"| {row['contender']} | {ms} | {mem} |")
+    if args.flops:
+        print("\nGFLOP per meta-iteration (convolutions and matrix products) and throughput, GFLOP / median time")
+        print("| contender | GFLOP | GFLOP/s |\n|---|---|---|")
+        for row in rows:
+            if "gflop" in row:
+                rate = f"{row['gflop_per_s']:.1f}" if "gflop_per_s" in row else "-"
+                print(f"| {row['contender']} | {row['gflop']:.2f} | {rate} |")
     ratios = round_ratios(times)
     if ratios:
         print("\nlearn2learn / metagrad vmap, same mode, per round (above 1: metagrad is faster): "
