@@ -8,11 +8,11 @@ also derives from the built-in exception a Python user would catch (``ConfigErro
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
 __all__ = ["MetagradError", "ConfigError", "InputError", "InputTypeError", "InputIndexError", "MissingKeyError",
            "MissingFileError", "RunError", "DivergenceError", "DeviceError", "TimeLimitReached", "Interrupted",
-           "check_int",
+           "check_int", "did_you_mean",
            "check_positive"]
 
 
@@ -81,6 +81,14 @@ class Interrupted(Exception):
         super().__init__(f"{where}: stopped by {signal.Signals(signum).name}{at} (checkpointed)"
                          f"{'; continue with: ' + hint if hint else ''}")
         self.where, self.iteration, self.iterations, self.signum = where, iteration, iterations, signum
+
+
+def did_you_mean(value: object, options: Iterable[str]) -> str:
+    """``" (did you mean 'sine-maml'?)"`` when ``value`` is a near miss of one of ``options`` (a typo),
+    else ``""``: appended to an "unknown name" error, so that the fix is the first thing read."""
+    import difflib
+    close = difflib.get_close_matches(str(value), list(options), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_int(where: str, name: str, v: object, lo: int = 0, error: type[Exception] = ConfigError) -> int:

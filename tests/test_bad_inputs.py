@@ -356,3 +356,18 @@ def test_a_damaged_image_and_split_file_are_named(tmp_path: Path) -> None:
     split.write_text("{\"train\": [")
     with pytest.raises(ValueError, match="split.json is not valid JSON"):
         im.cub_split(["a", "b"], split_file=split)
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["train", "sine-mam"], "unknown preset 'sine-mam' (did you mean 'sine-maml'?); choose one of"),
+    (["train", "sine-maml", "--set", "outer.iteration=3"], "unknown key outer.iteration (did you mean 'iterations'?)"),
+    (["train", "sine-maml", "--set", "model.hiden=[3]"], "unknown key model.hiden for name 'mlp' (did you mean 'hidden'?)"),
+    (["train", "sine-maml", "--set", "task.name=omniglott"], "unknown task.name 'omniglott' (did you mean 'omniglot'?)"),
+    (["reproduce", "universality-dept"], "unknown experiment 'universality-dept' (did you mean 'universality-depth'?)"),
+    (["train", "zzz"], "unknown preset 'zzz'; choose one of"),   # nothing close: no guess
+])
+def test_a_mistyped_name_is_answered_with_the_name_meant(argv, hint, capsys):
+    from metagrad.cli import main as cli_main
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert hint in err and err.count("\n") == 1, err

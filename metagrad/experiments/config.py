@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from . import registry
 
 __all__ = ["Config", "ConfigError", "INNER_KEYS", "OUTER_DEFAULTS", "EVAL_DEFAULTS", "parse_value"]
@@ -88,7 +88,7 @@ class Config:
         top = {f.name for f in fields(Config)}
         bad = [k for k in d if k not in top]
         if bad:
-            raise ConfigError(f"config: unknown key {bad[0]!r}; valid keys: {', '.join(sorted(top))}")
+            raise ConfigError(f"config: unknown key {bad[0]!r}{did_you_mean(bad[0], top)}; valid keys: {', '.join(sorted(top))}")
         d = copy.deepcopy(dict(d))
         for sec, defaults in (("inner", INNER_KEYS), ("outer", OUTER_DEFAULTS), ("eval", EVAL_DEFAULTS)):
             if sec in d and not isinstance(d[sec], Mapping):
@@ -169,7 +169,7 @@ class Config:
         for f in fields(self):
             _check_finite(f.name, getattr(self, f.name))
         if self.algorithm not in registry.ALGORITHMS:
-            raise ConfigError(f"config: unknown algorithm {self.algorithm!r}; choose one of {', '.join(registry.ALGORITHMS)}")
+            raise ConfigError(f"config: unknown algorithm {self.algorithm!r}{did_you_mean(self.algorithm, registry.ALGORITHMS)}; choose one of {', '.join(registry.ALGORITHMS)}")
         _check_section("task", self.task, registry.TASKS, "name")
         _check_section("model", self.model, registry.MODELS, "name", skip=("task",))
         _check_section("inner", self.inner, registry.LEARNERS, "learner", skip=("model",), common=INNER_KEYS)
@@ -177,7 +177,7 @@ class Config:
             values = getattr(self, sec)
             bad = [k for k in values if k not in defaults]
             if bad:
-                raise ConfigError(f"config: unknown key {sec}.{bad[0]}; valid keys: {', '.join(defaults)}")
+                raise ConfigError(f"config: unknown key {sec}.{bad[0]}{did_you_mean(bad[0], defaults)}; valid keys: {', '.join(defaults)}")
         for k in ("k_shot", "k_query", "n_way"):
             if k in self.task:
                 _int("task." + k, self.task[k], 1)
@@ -265,11 +265,11 @@ def _check_section(sec: str, values: Mapping[str, Any], table: Mapping[str, Any]
         raise ConfigError(f"config: section {sec!r} must be a mapping, got {values!r}")
     name = values.get(name_key)
     if not isinstance(name, str) or name not in table:
-        raise ConfigError(f"config: unknown {sec}.{name_key} {name!r}; choose one of {', '.join(sorted(table))}")
+        raise ConfigError(f"config: unknown {sec}.{name_key} {name!r}{did_you_mean(name, table)}; choose one of {', '.join(sorted(table))}")
     keys = [name_key, *(common or {}), *registry.accepted_keys(table[name], skip=skip + ("split",))]
     bad = [k for k in values if k not in keys]
     if bad:
-        raise ConfigError(f"config: unknown key {sec}.{bad[0]} for {name_key} {name!r}; valid keys: {', '.join(dict.fromkeys(keys))}")
+        raise ConfigError(f"config: unknown key {sec}.{bad[0]} for {name_key} {name!r}{did_you_mean(bad[0], keys)}; valid keys: {', '.join(dict.fromkeys(keys))}")
 
 
 def _int(key: str, v: Any, lo: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import did_you_mean
 from .config import Config, ConfigError
 
 __all__ = ["PRESETS", "get_preset"]
@@ -51,7 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def get_preset(name: str) -> Config:
     """The preset ``name`` as a validated ``Config`` (one-line error listing the presets)."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))} "
+        raise ConfigError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; choose one of {', '.join(sorted(PRESETS))} "
                           "(or pass a path to a JSON config)")
     return Config.from_dict(PRESETS[name])
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, did_you_mean
 from ..learners.base import Learner
 from ..learners.sgd import SGD
 from ..models.mlp import MLP
@@ -63,7 +63,7 @@ def build(kind: str, table: Mapping[str, Callable[..., Any]], name: str, options
           *args: Any, skip: tuple[str, ...] = (), **fixed: Any) -> Any:
     """Look ``name`` up in ``table`` and call it with ``options``, rejecting unknown keys."""
     if name not in table:
-        raise InputError(f"{kind}: unknown name {name!r}; choose one of {', '.join(sorted(table))}")
+        raise InputError(f"{kind}: unknown name {name!r}{did_you_mean(name, table)}; choose one of {', '.join(sorted(table))}")
     builder = table[name]
     keys = accepted_keys(builder, skip)
     bad = [k for k in options if k not in keys]

@@ -310,7 +310,7 @@ def _progress(out: Path, cell: Cell, cfg: Config) -> str:
             ck = torch.load(p, map_location="cpu", weights_only=False)
         except Exception:   # a checkpoint being written or damaged: keep the last progress, never an error
             continue
-        last = [c[-1] for c in ck["fit"]["curves"] if c]
+        last = [c[-1] for c in ck.get("fit", {}).get("curves", []) if c]   # validations so far, per run
         info = {"iteration": int(ck["iteration"]), "iterations": cfg.outer["iterations"],
                 "validation": None if not last else [last[-1][0], sum(v for _, v in last) / len(last), len(last)]}
         progress = p.with_name(p.name[:-len(".partial.pt")] + ".progress.json")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from ...errors import ConfigError
+from ...errors import ConfigError, did_you_mean
 
 __all__ = ["SPECS", "get"]
 
@@ -34,6 +34,6 @@ SPECS: dict[str, tuple[str, str]] = {
 def get(name: str):   # -> sweep.Spec (imported lazily: the sweep imports torch-heavy modules)
     """The ``Spec`` of experiment ``name``."""
     if name not in SPECS:
-        raise ConfigError(f"reproduce: unknown experiment {name!r}; choose one of {', '.join(sorted(SPECS))}")
+        raise ConfigError(f"reproduce: unknown experiment {name!r}{did_you_mean(name, SPECS)}; choose one of {', '.join(sorted(SPECS))}")
     module, attr = SPECS[name]
     return getattr(importlib.import_module(f"metagrad.experiments.specs.{module}"), attr)
