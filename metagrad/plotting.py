@@ -33,6 +33,18 @@ def save_figure(fig, path: str | Path) -> None:
         pyplot().close(fig)
 
 
+def log_axis(ax, axis: str = "y") -> None:
+    """A log scale labelled with plain numbers (``0.3``, ``3``, not ``3 x 10^0``), minor ticks too
+    where the range spans less than a decade (else they would carry no label at all)."""
+    from matplotlib.ticker import FuncFormatter
+    fmt = FuncFormatter(lambda v, _: f"{v:.3g}")
+    getattr(ax, f"set_{axis}scale")("log")
+    a = getattr(ax, f"{axis}axis")
+    a.set_major_formatter(fmt)
+    a.set_minor_formatter(fmt)
+    a.set_tick_params(which="minor", labelsize=8)
+
+
 def plot_adaptation(result: Mapping[str, Any], path: str | Path, title: str = "") -> None:
     """Query metric (mean and 95% CI band) against the number of inner steps."""
     plt = pyplot()
@@ -43,35 +55,46 @@ def plot_adaptation(result: Mapping[str, Any], path: str | Path, title: str = ""
     ax.fill_between(steps, [m - c for m, c in zip(curve, ci)], [m + c for m, c in zip(curve, ci)], alpha=0.25)
     ax.set_xlabel("inner steps at test time")
     ax.set_ylabel(result["metric"])
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # steps are whole numbers
     if result["metric"] == "mse":
-        ax.set_yscale("log")
+        log_axis(ax)
     ax.set_title(f"{title} ({result['n_tasks']} tasks, k={result.get('k_shot')})")
     ax.grid(alpha=0.3)
     save_figure(fig, path)
 
 
 def plot_training(metrics: str | Path, path: str | Path, title: str = "") -> None:
-    """Meta-training loss (and validation metric, if logged) against iterations."""
+    """Meta-training loss (and validation metric, if logged) against iterations; the wall clock of
+    training (``timing.jsonl`` beside ``metrics``, where present) on the top axis."""
     plt = pyplot()
     rows = [json.loads(ln) for ln in Path(metrics).read_text().splitlines() if ln.strip()]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([r["iteration"] for r in rows], [r["loss"] for r in rows], label="meta-training loss")
-    ax.set_yscale("log")
+    lines = ax.plot([r["iteration"] for r in rows if "loss" in r], [r["loss"] for r in rows if "loss" in r],
+                    label="meta-training loss")
+    log_axis(ax)
     ax.set_xlabel("iteration")
     ax.set_ylabel("query loss")
-    val = [(r["iteration"], v) for r in rows for k, v in r.items() if k.startswith("val_") and k != "val_ci95"]
+    val = [(r["iteration"], v) for r in rows for k, v in r.items()
+           if k.startswith("val_") and k != "val_ci95" and isinstance(v, (int, float))]
     if val:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*val), color="C1", marker="o", ms=3, label="validation")
-        ax2.set_ylabel("validation metric")
-    timed = [(r["iteration"], r["elapsed_s"] / 60) for r in rows if "elapsed_s" in r]
-    if len(timed) >= 2:
-        # wall clock on the top axis: people ask "how good after N minutes", not only "after N iterations"
-        import numpy as np
-        its, mins = (np.asarray(v, dtype=float) for v in zip(*timed))
-        top = ax.secondary_xaxis("top", functions=(lambda i: np.interp(i, its, mins),
-                                                   lambda m: np.interp(m, mins, its)))
-        top.set_xlabel("wall clock (min)")
+        name = next(k for r in rows for k in r if k.startswith("val_") and k != "val_ci95")
+        lines += ax2.plot(*zip(*val), color="C1", marker="o", ms=3, label=f"validation ({name[4:]})")
+        ax2.set_ylabel(f"validation {name[4:]}")
+        ax.legend(handles=lines, fontsize=7, loc="upper right")
+    timing = Path(metrics).with_name("timing.jsonl")   # wall clock lives apart from the metrics
+    trows = [json.loads(ln) for ln in timing.read_text().splitlines() if ln.strip()] if timing.exists() else []
+    last = max((r for r in trows if "train_seconds" in r and r["iteration"] > 0), key=lambda r: r["iteration"],
+               default=None)
+    if last is not None and last["train_seconds"] > 0:
+        # the training time on the top axis, at the run's mean pace (people ask "how good after N
+        # minutes", not only "after N iterations"); a linear scale, so its ticks are evenly spaced
+        total = last["train_seconds"] * max(r["iteration"] for r in rows) / last["iteration"]
+        unit, name = (1, "s") if total < 120 else (60, "min") if total < 7200 else (3600, "h")
+        rate = last["train_seconds"] / last["iteration"] / unit
+        top = ax.secondary_xaxis("top", functions=(lambda i: i * rate, lambda t: t / rate))
+        top.set_xlabel(f"training time ({name}, at the run's mean pace)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     save_figure(fig, path)

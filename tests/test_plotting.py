@@ -39,3 +39,24 @@ def test_save_figure_leaves_no_file_when_saving_fails(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         plotting.save_figure(fig, tmp_path / "plot.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_training_plot_reads_the_wall_clock_from_timing_and_labels_validation(tmp_path, monkeypatch):
+    import json
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"iteration": 100, "loss": 4.0, "val_mse": 3.5}, {"iteration": 200, "loss": 2.0, "val_mse": 2.5}]))
+    (tmp_path / "timing.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"iteration": 100, "train_seconds": 300.0}, {"iteration": 200, "train_seconds": 600.0}]))
+    seen = {}
+    real_save = plotting.save_figure
+
+    def spy(fig, path):
+        ax = fig.axes[0]
+        seen["labels"] = [t.get_text() for t in ax.get_legend().get_texts()]
+        seen["top_label"] = ax.child_axes[0].get_xlabel()   # 600 s in all: minutes
+        real_save(fig, path)
+    monkeypatch.setattr(plotting, "save_figure", spy)
+    plotting.plot_training(tmp_path / "metrics.jsonl", tmp_path / "training.png", "run")
+    assert seen["labels"] == ["meta-training loss", "validation (mse)"]
+    assert seen["top_label"] == "training time (min, at the run's mean pace)"
+    assert (tmp_path / "training.png").stat().st_size > 1000
