@@ -11,7 +11,8 @@ from . import baselines
 from .metagrads import MODES, HessianFree
 from .params import Params
 from .population import Population
-from .training import FitResult, fit, constant_schedule, cosine_schedule
+from .schedules import constant_schedule, cosine_schedule
+from .training import FitResult, fit
 from .streams import Draw, PopulationStream, SampledStream, TaskStream
 from .evaluation import adaptation_curves, evaluate
 from .device import resolve_device

@@ -1,11 +1,12 @@
 """Outer-loop step-size schedules for ``fit``: ``schedule(it, module, draw) -> lr``.
 
-``constant_schedule`` and ``cosine_schedule`` live in ``training``; this file holds 002's adaptive
-meta step size, which needs the module and its own batch of tasks (``Draw.beta``).
+``constant_schedule`` and ``cosine_schedule`` depend on the iteration alone; 002's adaptive meta
+step size needs the module and its own batch of tasks (``Draw.beta``).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import math
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -14,7 +15,20 @@ from torch.func import vmap
 from .errors import ConfigError, check_positive
 from .exact import exact_call
 
-__all__ = ["adaptive_meta_step_size", "AdaptiveMetaStep", "THEOREM_C"]
+__all__ = ["Schedule", "constant_schedule", "cosine_schedule", "adaptive_meta_step_size", "AdaptiveMetaStep",
+           "THEOREM_C"]
+
+Schedule = Callable[[int, Any, Any], Optional[float]]   # (iteration, module, draw) -> lr, or None: keep it
+
+
+def constant_schedule(lr: float) -> Schedule:
+    """``lr`` at every iteration (set each time, so a resumed run may be given another rate)."""
+    return lambda it, module, draw: lr
+
+
+def cosine_schedule(lr: float, iterations: int) -> Schedule:
+    """``lr_t = lr/2 (1 + cos(pi t / iterations))``, from ``lr`` to 0 (Loshchilov & Hutter 2017)."""
+    return lambda it, module, draw: 0.5 * lr * (1 + math.cos(math.pi * it / max(iterations, 1)))
 
 # 002's constant c in beta = c / (4 L + 2 rho a mean ||grad f||) per mode: Theorems 4.10 (MAML),
 # 4.15 (FO-MAML) and 4.17 (HF-MAML).

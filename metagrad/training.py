@@ -43,23 +43,13 @@ from .interrupts import SIGNALS, stop_requests
 from .io import save_torch
 from .population import Population
 from .runlog import JsonLog
+from .schedules import Schedule, constant_schedule, cosine_schedule
 from .streams import Draw, TaskStream
 
-__all__ = ["fit", "FitResult", "NONFINITE", "load_checkpoint", "cosine_schedule", "constant_schedule"]
+__all__ = ["fit", "FitResult", "NONFINITE", "load_checkpoint"]
 
 NONFINITE = ("raise", "stop", "skip")
 CHECKPOINT_FORMAT = 2
-Schedule = Callable[[int, Any, Draw], Optional[float]]
-
-
-def constant_schedule(lr: float) -> Schedule:
-    """``lr`` at every iteration (set each time, so a resumed run may be given another rate)."""
-    return lambda it, module, draw: lr
-
-
-def cosine_schedule(lr: float, iterations: int) -> Schedule:
-    """``lr_t = lr/2 (1 + cos(pi t / iterations))``, from ``lr`` to 0 (Loshchilov & Hutter 2017)."""
-    return lambda it, module, draw: 0.5 * lr * (1 + math.cos(math.pi * it / max(iterations, 1)))
 
 
 @dataclass

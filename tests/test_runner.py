@@ -10,7 +10,8 @@ from metagrad.cli import main
 from metagrad.experiments.config import Config, ConfigError
 from metagrad.experiments.presets import PRESETS, get_preset
 from metagrad.experiments.runner import RunError, evaluate_run, train
-from metagrad.training import cosine_schedule, load_checkpoint
+from metagrad.schedules import cosine_schedule
+from metagrad.training import load_checkpoint
 
 TINY = ["outer.iterations=20", "outer.meta_batch=4", "eval.tasks=30", "eval.batch=16",
         "model.hidden=[16]", "log_every=5", "checkpoint_every=5"]

@@ -16,7 +16,7 @@ from ..population import Population
 from ..schedules import AdaptiveMetaStep
 from ..smoothness import estimate_smoothness
 from ..streams import PopulationStream, SampledStream, TaskStream
-from ..training import constant_schedule, cosine_schedule
+from ..schedules import constant_schedule, cosine_schedule
 from . import registry
 from .config import Config
 
