@@ -119,12 +119,9 @@ class World:
         dist.all_reduce(v, op=dist.ReduceOp.SUM)
         return v / self.size
 
-    def any(self, flag: bool) -> bool:
-        """Whether ``flag`` holds on any rank (so that every rank takes the same branch)."""
-        return bool(self.max([float(flag)])[0] > 0)
-
     def max(self, values: list[float]) -> list[float]:
-        """Each of ``values``' largest value over ranks, in one collective (``fit``'s stop reasons)."""
+        """Each of ``values``' largest value over ranks, in one collective (``fit``'s stop reasons,
+        so that every rank takes the same branch)."""
         if self.size == 1:
             return list(values)
         nccl = dist.get_backend() == "nccl"   # nccl reduces CUDA tensors only

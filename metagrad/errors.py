@@ -8,6 +8,7 @@ also derives from the built-in exception a Python user would catch (``ConfigErro
 """
 from __future__ import annotations
 
+import signal
 from typing import Iterable, Optional
 
 __all__ = ["MetagradError", "ConfigError", "InputError", "InputTypeError", "InputIndexError", "MissingKeyError",
@@ -76,7 +77,6 @@ class Interrupted(Exception):
 
     def __init__(self, where: str, iteration: Optional[int], iterations: Optional[int], signum: int,
                  hint: str = "") -> None:
-        import signal
         at = f" at iteration {iteration} of {iterations}" if iteration is not None else ""
         super().__init__(f"{where}: stopped by {signal.Signals(signum).name}{at} (checkpointed)"
                          f"{'; continue with: ' + hint if hint else ''}")

@@ -75,11 +75,10 @@ def plot_training(metrics: str | Path, path: str | Path, title: str = "") -> Non
     log_axis(ax)
     ax.set_xlabel("iteration")
     ax.set_ylabel("query loss")
-    val = [(r["iteration"], v) for r in rows for k, v in r.items()
-           if k.startswith("val_") and k != "val_ci95" and isinstance(v, (int, float))]
+    name = next((k for r in rows for k in r if k.startswith("val_") and k != "val_ci95"), None)
+    val = [(r["iteration"], r[name]) for r in rows if isinstance(r.get(name), (int, float))]   # one run's values
     if val:
         ax2 = ax.twinx()
-        name = next(k for r in rows for k in r if k.startswith("val_") and k != "val_ci95")
         lines += ax2.plot(*zip(*val), color="C1", marker="o", ms=3, label=f"validation ({name[4:]})")
         ax2.set_ylabel(f"validation {name[4:]}")
         ax.legend(handles=lines, fontsize=7, loc="upper right")

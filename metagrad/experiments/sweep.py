@@ -184,7 +184,7 @@ def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Ca
             for s, summ in zip(group, summaries):
                 _write_summary(out, cell, cfg, s, summ, log)
             part.unlink(missing_ok=True)
-            part.with_name(part.name[:-len(".partial.pt")] + ".progress.json").unlink(missing_ok=True)
+            _progress_file(part).unlink(missing_ok=True)
 
 
 def select(cells: list[Cell], only: Sequence[str]) -> list[Cell]:
@@ -313,7 +313,7 @@ def _progress(out: Path, cell: Cell, cfg: Config) -> str:
         last = [c[-1] for c in ck.get("fit", {}).get("curves", []) if c]   # validations so far, per run
         info = {"iteration": int(ck["iteration"]), "iterations": cfg.outer["iterations"],
                 "validation": None if not last else [last[-1][0], sum(v for _, v in last) / len(last), len(last)]}
-        progress = p.with_name(p.name[:-len(".partial.pt")] + ".progress.json")
+        progress = _progress_file(p)
         if not progress.exists() or json.loads(progress.read_text()) != info:
             write_json(progress, info)
     parts = []
@@ -324,6 +324,11 @@ def _progress(out: Path, cell: Cell, cfg: Config) -> str:
         parts.append(f"; training {p.name[len(cell.id) + 1:-len('.progress.json')]}: iteration {info['iteration']} of "
                      f"{info['iterations']}{val}")
     return "".join(parts)
+
+
+def _progress_file(part: Path) -> Path:
+    """``cells/CELL_sSEEDS.progress.json`` beside the checkpoint ``cells/CELL_sSEEDS.partial.pt``."""
+    return part.with_name(part.name[:-len(".partial.pt")] + ".progress.json")
 
 
 def _seeds_on_disk(out: Path, cell: Cell) -> set[int]:
