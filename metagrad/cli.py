@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--time-limit", type=duration, metavar="T", help="stop training after T (3600, 90m, 2.5h) "
                    "with a checkpoint, e.g. a job's wall-time limit; --resume continues")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--print-config", action="store_true", help="print the config the run would record (the preset "
+                   "with every --set applied, checked) as JSON, and exit without training")
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out tasks")
     e.add_argument("run", help="run directory written by `metagrad train`")
@@ -78,16 +80,19 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from .experiments import runner
     if args.command == "train":
+        if args.resume and (args.config or args.out):
+            raise ConfigError("train: --resume reads the config from the run directory; drop the preset and "
+                              "--out (--set may change only resumable settings, e.g. outer.lr)")
+        if not args.resume and not args.config:
+            raise ConfigError("train: give a preset name or a JSON config (see `metagrad list`)")
+        if args.print_config:
+            print(json.dumps(runner.planned_config(args.config, args.overrides, args.resume).to_dict(), indent=2))
+            return 0
         deadline = _deadline(args.time_limit)
         if args.resume:
-            if args.config or args.out:
-                raise ConfigError("train: --resume reads the config from the run directory; drop the preset and "
-                                  "--out (--set may change only resumable settings, e.g. outer.lr)")
             run = runner.train(out=args.resume, resume=True, overrides=args.overrides, progress=not args.no_progress,
                                threads=args.threads, device=args.device, deadline=deadline)
         else:
-            if not args.config:
-                raise ConfigError("train: give a preset name or a JSON config (see `metagrad list`)")
             run = runner.train(args.config, args.out, overrides=args.overrides, progress=not args.no_progress,
                                threads=args.threads, device=args.device, overwrite=args.overwrite, deadline=deadline)
         if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 alone reports (and wrote the files)
@@ -146,8 +151,8 @@ def _reproduce_parser(spec: object) -> argparse.ArgumentParser:
     return p
 
 
-def _reproduce_all(argv: Sequence[str]) -> int:
-    from .experiments.records import RECORDS, format_status, run_all
+def _reproduce_all_parser() -> argparse.ArgumentParser:
+    from .experiments.records import RECORDS
     p = argparse.ArgumentParser(prog="metagrad reproduce all", description="Every paper table and figure, in the "
                                 "order of metagrad.experiments.records.RECORDS (cheap first), each as `metagrad "
                                 "reproduce NAME` would run it, then one status line per record.")
@@ -159,7 +164,12 @@ def _reproduce_all(argv: Sequence[str]) -> int:
                    "tabulated, and the same command continues")
     p.add_argument("--jobs", type=int, default=1, help="train each record's cells as N processes")
     p.add_argument("--records", default="", help=f"comma-separated records to run (default all: {', '.join(RECORDS)})")
-    args = p.parse_args(list(argv))
+    return p
+
+
+def _reproduce_all(argv: Sequence[str]) -> int:
+    from .experiments.records import format_status, run_all
+    args = _reproduce_all_parser().parse_args(list(argv))
     if args.jobs < 1:
         raise ConfigError(f"reproduce all: --jobs must be >= 1, got {args.jobs}")
     deadline = _deadline(args.time_limit)
@@ -212,6 +222,9 @@ def _print_eval(path: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``metagrad`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status:
+    0 done (or stopped at ``--time-limit``), 2 bad input (one line on stderr), 128 + signum stopped by
+    a signal after checkpointing."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "reproduce" and not args.name and {"-h", "--help"} & set(extra):
@@ -223,6 +236,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.extra = extra
     try:
         return _run(args)
+    except BrokenPipeError:   # `metagrad ... | head`: the reader left; no traceback (Python's documented recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("metagrad: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
         return 130

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional, Sequence
 __all__ = ["plot_adaptation", "plot_training", "plot_lines", "pyplot", "save_figure"]
 
 
-def pyplot():
+def pyplot() -> Any:
     """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use: the
     library itself does not need matplotlib)."""
     import matplotlib
@@ -17,7 +17,7 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path) -> None:
+def save_figure(fig: Any, path: str | Path) -> None:
     """Save ``fig`` to ``path`` (parent folders created) and close it; written beside the target,
     then renamed, so a crash leaves no half-written image."""
     path = Path(path)
@@ -33,7 +33,7 @@ def save_figure(fig, path: str | Path) -> None:
         pyplot().close(fig)
 
 
-def log_axis(ax, axis: str = "y") -> None:
+def log_axis(ax: Any, axis: str = "y") -> None:
     """A log scale labelled with plain numbers (``0.3``, ``3``, not ``3 x 10^0``), minor ticks too
     where the range spans less than a decade (else they would carry no label at all)."""
     from matplotlib.ticker import FuncFormatter

@@ -63,6 +63,7 @@ class SupportAsQuery:
 
 
 def optimizer(cfg: Config, algo: torch.nn.Module) -> torch.optim.Optimizer:
+    """The outer optimiser of ``cfg.outer`` (Adam or plain SGD at ``outer.lr``) over ``algo``'s meta-parameters."""
     cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[cfg.outer["optimizer"]]
     if cfg.outer["adaptive_L"] is not None and cls is not torch.optim.SGD:
         warnings.warn("002's adaptive meta step size is a step size for plain SGD (its theorems' setting); with "

@@ -28,7 +28,7 @@ from .config import Config
 from .presets import get_preset
 from .system import tune_malloc
 
-__all__ = ["build", "train", "evaluate_run", "resolve_config", "RunError", "RESUMABLE"]
+__all__ = ["build", "train", "evaluate_run", "resolve_config", "planned_config", "RunError", "RESUMABLE"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Settings a resumed run may change: how fast, how long, how often it logs, how it is evaluated;
@@ -50,6 +50,18 @@ def resolve_config(spec: Config | Mapping[str, Any] | str | Path, overrides: Ite
     else:
         cfg = get_preset(str(spec))
     return cfg.override(list(overrides))
+
+
+def planned_config(config: Config | Mapping[str, Any] | str | Path | None = None,
+                   overrides: Iterable[str] = (), resume: str | Path | None = None) -> Config:
+    """The config ``train`` would record in ``config.json``, checked, without training (``--print-config``):
+    ``config`` plus ``overrides`` for a fresh run, or the run folder ``resume``'s own config plus its
+    resumable overrides."""
+    if resume is not None:
+        return _load_config(Path(resume)).override(_resume_overrides(overrides))
+    if config is None:
+        raise ConfigError("train: give a preset name, a config file or a Config")
+    return resolve_config(config, overrides)
 
 
 def _load_config(run: Path) -> Config:
@@ -107,12 +119,10 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
             raise RunError("train: resume needs the run directory")
         run = Path(out)
         base = _load_config(run)
-        kept = base.override(_resume_overrides(overrides))   # what config.json records: --set, not --threads/--device
+        kept = planned_config(overrides=overrides, resume=run)   # what config.json records: --set, not --threads/--device
         cfg = kept.override(extra)
     else:
-        if config is None:
-            raise ConfigError("train: give a preset name, a config file or a Config")
-        cfg = resolve_config(config, list(overrides) + extra)
+        cfg = planned_config(config, list(overrides) + extra)
         run = Path(out) if out is not None else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     dev = resolve_device(cfg.device)
     world = World.from_env(dev)

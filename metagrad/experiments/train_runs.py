@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 
@@ -61,7 +61,8 @@ def held_out(task: Any, n: int, seed: int, dtype: torch.dtype = torch.float32) -
     return fixed_set(task, n, seed, dtype)
 
 
-def task_chunks(tasks: TaskBatch | tuple[Any, int, int], chunk: int, dtype: torch.dtype = torch.float32):
+def task_chunks(tasks: TaskBatch | tuple[Any, int, int], chunk: int,
+                dtype: torch.dtype = torch.float32) -> Iterator[TaskBatch]:
     """The tasks of ``held_out`` in chunks of ``chunk``, drawn as ``evaluation.adaptation_curves`` draws them."""
     if isinstance(tasks, TaskBatch):
         for i in range(0, tasks.n_tasks, chunk):

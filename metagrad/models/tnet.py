@@ -14,7 +14,7 @@ Parameter keys: a layer at ``net.0`` has ``net.0.weight``, ``net.0.bias`` and ``
 from __future__ import annotations
 
 import copy
-from typing import TypeVar
+from typing import Iterable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ def layer_of(key: str) -> str:
     return key.rsplit(".", 1)[0] if "." in key else ""
 
 
-def transform_layers(keys) -> list[str]:
+def transform_layers(keys: Iterable[str]) -> list[str]:
     """Module paths of the T-net layers among parameter ``keys`` (one per ``*.T`` key)."""
     return [layer_of(k) for k in keys if is_transform(k)]
 

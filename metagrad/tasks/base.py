@@ -54,6 +54,7 @@ def check_shots(where: str, **counts: int) -> None:
 
 
 def check_n_tasks(where: str, n_tasks: int, generator: Optional[torch.Generator]) -> None:
+    """Refuse a ``sample`` call without a positive task count or an explicit generator (reproducible draws)."""
     check_int(where, "n_tasks", n_tasks, 1, InputError)
     if not isinstance(generator, torch.Generator):
         raise InputTypeError(f"{where}: pass an explicit torch.Generator, got {type(generator).__name__}")
