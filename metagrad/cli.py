@@ -105,10 +105,10 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "reproduce":
         return _reproduce(args.name, args.extra)
     elif args.command == "list":
-        from .experiments.presets import PRESETS
-        print("presets:")
+        from .experiments.presets import PRESETS, get_preset
+        print("presets (metagrad train NAME; --print-config shows every setting):")
         for name in sorted(PRESETS):
-            print(f"  {name}")
+            print(f"  {name:29s} {get_preset(name).summary()}")
         _print_experiments()
     return 0
 

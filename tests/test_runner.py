@@ -156,7 +156,10 @@ def test_cli_train_eval_list_and_errors(tmp_path, capsys):
     assert main(["eval", str(out), "--tasks", "10", "--steps", "3", "--no-progress"]) == 0
     assert "(10 tasks, 3 steps" in capsys.readouterr().out
     assert main(["list"]) == 0
-    assert "sine-maml-5step" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "sine-maml-5step               maml: sgd, 5 steps of 0.01, second order | mlp | sine 10-shot | adam 0.002, " \
+           "meta-batch 25, 30,000 iterations" in listed   # each preset with what it trains
+    assert "poly001-mtnet-order2          maml: mtnet, 1 step of 0.01, second order | mlp | polynomial 10-shot degree 2" in listed
     assert main(["train", "no-such-preset"]) == 2
     assert "unknown preset 'no-such-preset'" in capsys.readouterr().err
     assert main(["train", "sine-maml", "--set", "inner.lrr=3"]) == 2

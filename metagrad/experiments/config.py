@@ -109,6 +109,20 @@ class Config:
         except json.JSONDecodeError as e:
             raise ConfigError(f"config: {str(path)!r} is not valid JSON ({e.msg} at line {e.lineno})") from None
 
+    def summary(self) -> str:
+        """What the config trains, in one line (``metagrad list``), e.g. ``maml: sgd, 1 step of 0.4, second
+        order | conv4 | omniglot 5-way 1-shot | adam 0.001, meta-batch 32, 60,000 iterations``."""
+        t, i, o = self.task, self.inner, self.outer
+        task = " ".join([t["name"], *([f"{t['n_way']}-way"] if "n_way" in t else []),
+                         *([f"{t['k_shot']}-shot"] if "k_shot" in t else []),
+                         *([f"degree {t['degree']}"] if "degree" in t else [])])
+        algo = self.algorithm
+        if self.algorithm == "maml":
+            rate = f" of {i['lr']:g}" if "lr" in i else ""
+            algo += f": {i['learner']}, {i['steps']} step{'' if i['steps'] == 1 else 's'}{rate}, {i['mode'].replace('_', ' ')}"
+        return (f"{algo} | {self.model['name']} | {task} | {o['optimizer']} {o['lr']:g}, meta-batch {o['meta_batch']}, "
+                f"{o['iterations']:,} iterations")
+
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))
 
