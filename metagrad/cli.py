@@ -4,6 +4,7 @@
     metagrad eval RUN_DIR [--tasks N] [--steps T] [--set key=value ...] [--plot]
     metagrad reproduce NAME [--quick] [--seeds N] [--out DIR] [experiment options, e.g. --data thesis]
     metagrad list
+    metagrad runs [PATH ...]
 """
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                                            "`metagrad reproduce NAME --help` lists its options")
 
     sub.add_parser("list", help="list presets and reproducible experiments")
+    ls = sub.add_parser("runs", help="the run folders under PATHs: what each trains, how far, its numbers")
+    ls.add_argument("paths", nargs="*", default=["runs"], metavar="PATH", help="run folders or folders holding "
+                    "them (default runs)")
     return p
 
 
@@ -104,6 +108,9 @@ def _run(args: argparse.Namespace) -> int:
         _print_result(res)
     elif args.command == "reproduce":
         return _reproduce(args.name, args.extra)
+    elif args.command == "runs":
+        from .experiments.listing import find_runs, format_runs, read_run
+        print(format_runs([read_run(p) for p in find_runs(args.paths)]))
     elif args.command == "list":
         from .experiments.presets import PRESETS, get_preset
         print("presets (metagrad train NAME; --print-config shows every setting):")

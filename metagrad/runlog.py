@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from .errors import RunError
 
-__all__ = ["JsonLog", "RunLock", "remove_stale_temporaries"]
+__all__ = ["JsonLog", "RunLock", "lock_holder", "remove_stale_temporaries"]
 
 
 class JsonLog:
@@ -110,6 +110,27 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def lock_holder(folder: str | os.PathLike) -> Optional[str]:
+    """The process id (as written) of the process holding ``folder``'s ``RunLock`` now, or ``None``.
+
+    Probes with a shared non-blocking lock, released at once, so it never waits and a writer is
+    held off only for that instant."""
+    path = Path(folder) / ".lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:   # no lock file: never locked
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

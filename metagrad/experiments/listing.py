@@ -1,0 +1,122 @@
+"""``metagrad runs``: the run folders under some paths, one line each: what it trains, how far, how good.
+
+A run folder is one ``metagrad train`` wrote (it has ``config.json``). Only its small files are read
+(``config.json``, ``metrics.jsonl``, ``timing.jsonl``, ``eval.json``) and its lock (is a process writing
+it now?), never the checkpoint, so listing hundreds of runs takes moments. A file that cannot be read
+makes that run's line say so; it never stops the listing.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from ..errors import MetagradError, RunError
+from ..runlog import lock_holder
+from .config import Config
+
+__all__ = ["RunInfo", "find_runs", "read_run", "format_runs"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What ``metagrad runs`` says of one run folder."""
+
+    path: Path
+    trains: str                          # Config.summary(), or why the config could not be read
+    state: str                           # training (pid N) / finished / stopped / not started / ...
+    iteration: Optional[int] = None      # the last logged iteration
+    iterations: Optional[int] = None
+    val: Optional[tuple[int, float, str]] = None   # (iteration, value, name) of the best validation
+    test: Optional[str] = None           # eval.json as ``metagrad eval`` prints it
+    seconds: Optional[float] = None      # training time so far
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Every folder at or below ``paths`` holding a ``config.json`` (a run folder), sorted; a path that
+    does not exist is a one-line ``RunError``."""
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise RunError(f"runs: {str(p)!r} does not exist (give run folders or folders that hold them)")
+        found.update(c.parent for c in ([p / "config.json"] if (p / "config.json").is_file() else [])
+                     + sorted(p.rglob("config.json")))
+    return sorted(found)
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:   # a line cut by a crash: the log's reader skips it too
+            continue
+    return out
+
+
+def _best_val(rows: list[dict[str, Any]]) -> Optional[tuple[int, float, str]]:
+    """The best logged validation: highest accuracy, lowest anything else (``val_mse``, a measure)."""
+    vals = [(r["iteration"], v, k) for r in rows for k, v in r.items()
+            if k.startswith("val_") and isinstance(v, (int, float)) and math.isfinite(v)]
+    if not vals:
+        return None
+    return max(vals, key=lambda t: t[1]) if vals[0][2] == "val_accuracy" else min(vals, key=lambda t: t[1])
+
+
+def _test(ev: dict[str, Any]) -> str:
+    scale, unit = (100, "%") if ev["metric"] == "accuracy" else (1, "")
+    return (f"{ev['metric']} {scale * ev['mean']:.4g}{unit} ± {scale * ev['ci95']:.2g}{unit} "
+            f"({ev['n_tasks']} tasks, {ev['steps']} steps)")
+
+
+def read_run(path: str | Path) -> RunInfo:
+    """The ``RunInfo`` of run folder ``path``."""
+    path = Path(path)
+    try:
+        cfg = Config.load(path / "config.json")
+        trains, iterations = cfg.summary(), cfg.outer["iterations"]
+    except (MetagradError, OSError) as e:   # bad input: said on its line; a bug still raises
+        trains, iterations = f"(config.json unreadable: {str(e).splitlines()[0]})", None
+    metrics = _jsonl(path / "metrics.jsonl")
+    iteration = max((r["iteration"] for r in metrics if isinstance(r.get("iteration"), int)), default=None)
+    timing = _jsonl(path / "timing.jsonl")
+    seconds = timing[-1].get("train_seconds") if timing else None
+    test = None
+    holder = lock_holder(path)
+    if holder is not None:
+        state = f"training (pid {holder})"
+    elif (path / "eval.json").is_file():
+        try:
+            ev = json.loads((path / "eval.json").read_text())
+            test, state = _test(ev), "finished" if ev.get("stopped") is None else f"stopped early ({ev['stopped']})"
+        except (json.JSONDecodeError, KeyError) as e:
+            state = f"eval.json unreadable ({e})"
+    elif (path / "checkpoint.pt").is_file():
+        state = "stopped; continue with metagrad train --resume " + str(path)
+    else:
+        state = "not started (no checkpoint)"
+    return RunInfo(path, trains, state, iteration, iterations, _best_val(metrics), test, seconds)
+
+
+def _duration(s: Optional[float]) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def format_runs(infos: list[RunInfo]) -> str:
+    """One block per run: its path and state, then what it trains, its progress and its numbers."""
+    if not infos:
+        return "no runs found (a run folder is one `metagrad train` wrote: it has config.json)"
+    lines = []
+    for r in infos:
+        done = "-" if r.iteration is None else f"{r.iteration:,}" + ("" if r.iterations is None else f" of {r.iterations:,}")
+        val = "-" if r.val is None else f"{r.val[2]} {r.val[1]:.4g} at {r.val[0]:,}"
+        lines += [f"{r.path}: {r.state}",
+                  f"    {r.trains}",
+                  f"    iteration {done} | {_duration(r.seconds)} | best {val} | test {r.test or '-'}"]
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""``metagrad runs``: each run folder's state, progress and numbers, read from its small files."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from metagrad.cli import main
+from metagrad.experiments import runner
+from metagrad.experiments.listing import find_runs, read_run
+from metagrad.runlog import RunLock, lock_holder
+
+TINY = ["outer.iterations=20", "outer.meta_batch=4", "eval.tasks=30", "eval.batch=16", "model.hidden=[16]",
+        "log_every=5", "checkpoint_every=5", "eval.every=10", "eval.val_tasks=20"]
+
+
+def test_runs_lists_finished_stopped_and_training_runs(tmp_path, capsys):
+    done, cut = tmp_path / "a" / "done", tmp_path / "b" / "cut"
+    runner.train("sine-maml-quick", done, overrides=TINY, progress=False)
+    runner.train("sine-maml-quick", cut, overrides=TINY, progress=False, stop_after=10, evaluate_at_end=False)
+    (tmp_path / "empty").mkdir()
+    assert find_runs([tmp_path]) == [done, cut]
+    assert find_runs([done]) == [done]
+
+    fin = read_run(done)
+    assert fin.state == "finished" and (fin.iteration, fin.iterations) == (20, 20)
+    assert fin.trains.startswith("maml: sgd, 1 step of 0.01, second order | mlp | sine 10-shot")
+    assert fin.val is not None and fin.val[0] in (10, 20) and fin.val[2] == "val_mse"
+    assert fin.test.startswith("mse ") and "(30 tasks, 1 steps)" in fin.test and fin.seconds > 0
+
+    stopped = read_run(cut)
+    assert stopped.state == f"stopped; continue with metagrad train --resume {cut}" and stopped.iteration == 10
+    assert stopped.test is None
+
+    with RunLock(cut):   # a process writing the folder now (here: this one, through another descriptor)
+        assert lock_holder(cut) == str(os.getpid())
+        assert read_run(cut).state == f"training (pid {os.getpid()})"
+    assert lock_holder(cut) is None and lock_holder(tmp_path / "empty") is None
+
+    assert main(["runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{done}: finished" in out and "iteration 20 of 20" in out and "best val_mse" in out
+    assert f"{cut}: stopped; continue with" in out and "iteration 10 of 20" in out
+
+
+def test_runs_reports_damaged_files_on_their_line(tmp_path, capsys):
+    run = tmp_path / "r"
+    runner.train("sine-maml-quick", run, overrides=TINY, progress=False)
+    (run / "config.json").write_text("{not json")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"iteration": 25, "lo')   # a line cut by a crash
+    info = read_run(run)
+    assert info.trains.startswith("(config.json unreadable: config: ") and info.iteration == 20
+    assert main(["runs", str(tmp_path)]) == 0   # the listing goes on
+    assert f"{run}: finished" in capsys.readouterr().out
+
+
+def test_runs_names_a_missing_path(tmp_path, capsys):
+    assert main(["runs", str(tmp_path / "nowhere")]) == 2
+    assert f"runs: '{tmp_path / 'nowhere'}' does not exist" in capsys.readouterr().err
+    assert main(["runs", str(tmp_path)]) == 0
+    assert "no runs found" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("metric,best", [("val_accuracy", 0.9), ("val_mse", 0.1)])
+def test_the_best_validation_is_the_highest_accuracy_or_the_lowest_loss(metric, best):
+    from metagrad.experiments.listing import _best_val
+    rows = [{"iteration": 5, "loss": 1.0}, {"iteration": 10, metric: 0.1}, {"iteration": 20, metric: 0.9},
+            {"iteration": 30, metric: float("nan")}]
+    assert _best_val(rows)[1] == best
