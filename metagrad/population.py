@@ -180,7 +180,7 @@ class Population(nn.Module):
         if not 0 <= p < self.size:
             raise InputIndexError(f"Population.member: index {p} out of range for {self.size} members")
         algo = copy.deepcopy(self.template)
-        for (n, v), s in zip(algo.named_parameters(), self.stacked):
+        for v, s in zip(algo.parameters(), self.stacked):
             v.copy_(s[p])
         return algo
 

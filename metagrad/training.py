@@ -43,7 +43,7 @@ from .interrupts import SIGNALS, stop_requests
 from .io import save_torch
 from .population import Population
 from .runlog import JsonLog
-from .schedules import Schedule, constant_schedule, cosine_schedule
+from .schedules import Schedule
 from .streams import Draw, TaskStream
 
 __all__ = ["fit", "FitResult", "NONFINITE", "load_checkpoint"]

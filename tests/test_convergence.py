@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from metagrad.errors import ConfigError, InputError
 from metagrad.experiments import specs, sweep

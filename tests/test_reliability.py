@@ -12,7 +12,6 @@ iterations and random delays after them; the run is resumed with ``--resume`` un
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import os
@@ -402,7 +401,7 @@ def _params(algo):
 def test_fit_raise_writes_nothing_after_the_last_checkpoint(tmp_path, how):
     algo, stream, opt = _tiny(at={7}, how=how)
     ck = tmp_path / "ck.pt"
-    with pytest.raises(DivergenceError, match=f"at iteration 7; the checkpoint of iteration 4 is kept in"):
+    with pytest.raises(DivergenceError, match="at iteration 7; the checkpoint of iteration 4 is kept in"):
         fit(algo, stream, opt, 10, checkpoint=ck, checkpoint_every=4, metrics=tmp_path / "m.jsonl", log_every=1)
     assert load_checkpoint(ck)["iteration"] == 4
     assert [json.loads(ln)["iteration"] for ln in (tmp_path / "m.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]

@@ -70,7 +70,6 @@ def test_config_estimates_L_and_rho_and_defaults_c_to_the_theorem_constant(tmp_p
     import json
     import warnings
 
-    from metagrad.experiments.config import Config
     from metagrad.experiments.building import build, optimizer, schedule
     from metagrad.experiments.presets import get_preset
     from metagrad.experiments.runner import train

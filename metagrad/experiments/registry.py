@@ -205,7 +205,6 @@ register_learner("lstm", _lstm)
 
 
 # --- image benchmarks (Omniglot, miniImageNet, CUB) and conv4 ----------------------------
-from typing import Optional  # noqa: E402
 
 from ..models.conv4 import Conv4  # noqa: E402
 from ..tasks.images import CUB, MiniImageNet  # noqa: E402

@@ -30,7 +30,6 @@ from .system import tune_malloc
 
 __all__ = ["build", "train", "evaluate_run", "resolve_config", "planned_config", "RunError", "RESUMABLE"]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Settings a resumed run may change: how fast, how long, how often it logs, how it is evaluated;
 # never what is computed per iteration (task, model, inner loop, optimiser kind, batch, seed, dtype).
 RESUMABLE = ("outer.lr", "outer.iterations", "outer.schedule", "outer.nonfinite", "outer.explode",
@@ -267,7 +266,7 @@ def _load_module(algo: Any, state: dict[str, Any]) -> None:
     """A checkpoint's module state into ``algo`` (a ``Population`` of one is stored stacked)."""
     if "stacked.0" in state:
         with torch.no_grad():
-            for (n, p), v in zip(algo.named_parameters(), (state[f"stacked.{i}"] for i in range(len(state)))):
+            for p, v in zip(algo.parameters(), (state[f"stacked.{i}"] for i in range(len(state)))):
                 p.copy_(v[0])
         return
     algo.load_state_dict(state)

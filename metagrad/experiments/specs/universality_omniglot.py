@@ -105,7 +105,7 @@ _FT_EVALS = {"test": [f"eval.steps={FINETUNE_STEPS}"], "train": [f"eval.steps={F
 
 def _ft_cells(opts: Mapping[str, Any]) -> list[Cell]:
     cells = []
-    for way, (preset, steps) in SETTINGS.items():
+    for way, (preset, _) in SETTINGS.items():
         cfg = PRESETS[preset]
         cells += [Cell(f"{way}-MAML", cfg, _FT_EVALS, labels={"model": "MAML", "way": way}),
                   Cell(f"{way}-random", {**cfg, "eval": {**cfg["eval"], "every": 0}}, _FT_EVALS, trainer="init",
@@ -129,7 +129,7 @@ def _ft_claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
         r = next((r for r in rows if r["model"] == f"{model} init, {e}" and r["setting"]["way"] == way), None)
         return None if r is None or r["mean"] is None else (r["mean"], r["ci95"] or 0.0)
     out: dict[str, Any] = {}
-    for way, (_, steps) in SETTINGS.items():
+    for way in SETTINGS:
         tr, te = find("random", "train", way), find("random", "test", way)
         if tr is not None and te is not None:
             out[f"{way} random init after {FINETUNE_STEPS} steps: train / test accuracy"] = f"{tr[0]:.3f} / {te[0]:.3f}"
