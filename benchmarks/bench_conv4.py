@@ -65,6 +65,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from metagrad.experiments.system import tune_malloc  # noqa: E402
+from timing import median_interval  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 
 def import_l2l():
@@ -327,12 +328,15 @@ def main() -> None:
     ratios = round_ratios(times)
     if ratios:
         print("\nlearn2learn / metagrad vmap, same mode, per round (above 1: metagrad is faster): "
-              "median of the rounds' ratios, their range; peak memory metagrad / learn2learn")
+              "median of the rounds' ratios, a distribution-free 95% interval of that median (order "
+              "statistics), their range; peak memory metagrad / learn2learn")
         peaks = {row["contender"]: row.get("peak_mib") for row in rows}
         for mode, rr in ratios.items():
             mem = peaks.get(f"metagrad vmap {mode}"), peaks.get(f"learn2learn {mode}")
             mem_s = f"; memory {mem[0] / mem[1]:.2f}x" if None not in mem else ""
-            print(f"  {mode}: {statistics.median(rr):.2f}x ({min(rr):.2f}-{max(rr):.2f}){mem_s}")
+            lo, hi = median_interval(rr)
+            print(f"  {mode}: {statistics.median(rr):.2f}x (95% interval {lo:.2f}-{hi:.2f}; range "
+                  f"{min(rr):.2f}-{max(rr):.2f}){mem_s}")
     if args.json:
         Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "device": device, "rows": rows,
                                                "round_ratios": ratios}, indent=2))

@@ -2,11 +2,12 @@
 more within seconds, so contenders are timed side by side, never one block after another)."""
 from __future__ import annotations
 
+import math
 import random
 import time
-from typing import Callable, Hashable, Mapping, TypeVar
+from typing import Callable, Hashable, Mapping, Sequence, TypeVar
 
-__all__ = ["interleaved"]
+__all__ = ["interleaved", "median_interval"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -28,3 +29,18 @@ def interleaved(steps: Mapping[K, Callable[[], object]], rounds: int, iters: int
                 ts.append(time.perf_counter() - t)
             out[k].append(ts)
     return out
+
+
+def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of the rounds' values (order statistics): the
+    ``k``-th smallest and ``k``-th largest, with ``k`` the largest such that ``P(Binomial(n, 1/2) < k)
+    <= (1 - level) / 2``, so it covers the median with probability at least ``level`` whatever the
+    distribution (rounds independent). Too few rounds for the level (fewer than 6 at 95%): the range."""
+    xs, n = sorted(values), len(values)
+    tail, k, cum = (1 - level) / 2, 0, 0.0
+    while True:
+        cum += math.comb(n, k) / 2 ** n   # P(B <= k)
+        if cum > tail:
+            break
+        k += 1
+    return (xs[0], xs[-1]) if k == 0 else (xs[k - 1], xs[n - k])

@@ -67,3 +67,17 @@ def test_the_device_check_runs_on_the_cpu(tmp_path) -> None:
 def test_every_benchmark_script_is_smoke_tested() -> None:
     scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")} - {"l2l_stub.py", "timing.py"}   # helpers, not scripts
     assert scripts == set(CASES), f"benchmarks without a smoke test: {sorted(scripts - set(CASES))}"
+
+
+def test_the_median_interval_is_the_order_statistics_that_cover_the_median():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from timing import median_interval
+    assert median_interval(range(1, 10)) == (2, 8)      # n = 9: P(B(9, 1/2) <= 1) = 0.0195 <= 0.025
+    assert median_interval(range(1, 16)) == (4, 12)     # n = 15: P(B <= 3) = 0.0176, P(B <= 4) = 0.059
+    assert median_interval([3, 1, 2]) == (1, 3)         # too few rounds for 95%: the range
+    import random
+    rng, n, hits = random.Random(0), 9, 0
+    for _ in range(4000):   # coverage of a skewed distribution's median (log 2 for the exponential)
+        lo, hi = median_interval([rng.expovariate(1.0) for _ in range(n)])
+        hits += lo <= 0.6931 <= hi
+    assert 0.94 < hits / 4000 < 0.98   # 96.1% in theory for n = 9
