@@ -208,6 +208,37 @@ def test_a_record_named_in_reuse_lends_the_runs_kept_under_the_same_config(tmp_p
         run(other, tmp_path / "other2", quick=True, seeds=2, overrides=["inner.lr=0.05"], **QUIET)
 
 
+def test_a_record_named_in_reuse_lends_its_finished_summaries_without_kept_runs(tmp_path, monkeypatch):
+    # 004 Fig. 11's so-MAML cells are Table 6's runs: a clean checkout has their summaries, no weights
+    rows = run(SPEC, tmp_path / "tiny", quick=True, seeds=2, **QUIET)
+    for kept in (tmp_path / "tiny" / "cells").glob("*.run.pt"):
+        kept.unlink()
+    monkeypatch.setattr(sweep, "train_runs", _boom)
+    same = _with_evals("other", {"test": []}, {"a": "x", "b": "y"}, reuse=("tiny",))
+    assert [r["mean"] for r in run(same, tmp_path / "other", quick=True, seeds=2, **QUIET)] == [r["mean"] for r in rows]
+    taken = json.loads((tmp_path / "other" / "cells" / "x_s1.json").read_text())
+    assert taken["taken_from"] == "tiny/cells/a_s1.json" and taken["cell"] == "x" and taken["trainer"] == "meta"
+    more = _with_evals("more", {"test": [], "steps3": ["eval.steps=3"]}, {"a": "x", "b": "y"}, reuse=("tiny",))
+    with pytest.raises(AssertionError, match="not reused"):   # an evaluation the summary lacks needs the run
+        run(more, tmp_path / "more", quick=True, seeds=2, **QUIET)
+
+
+def test_a_baseline_with_a_meta_learners_config_is_never_taken_for_it(tmp_path):
+    # 004's Finetuning cell has so-MAML T=1's config: only the trainer tells the runs apart
+    from metagrad.experiments.kept_runs import find_summary, trainer_of
+    run(SPEC, tmp_path / "tiny", quick=True, seeds=1, only=["model=a"], **QUIET)
+    path = tmp_path / "tiny" / "cells" / "a_s0.json"
+    d = json.loads(path.read_text())
+    assert trainer_of(d) == "meta"
+    args = ([tmp_path / "tiny"], d["config"], 0, d["schema"], sweep._NOT_IDENTITY, lambda d: True)
+    assert find_summary(*args) is not None and find_summary(*args, trainer="Finetuning") is None
+    for legacy in ({"labels": {"model": "Finetuning"}}, {"trainer": "Finetuning"}):   # older summaries: the label
+        old = {k: v for k, v in d.items() if k != "trainer"} | legacy
+        path.write_text(json.dumps(old))
+        assert trainer_of(old) == "Finetuning" and find_summary(*args) is None
+        assert find_summary(*args, trainer="Finetuning") is not None
+
+
 def test_a_time_limit_stops_the_sweep_with_a_partial_table_and_the_same_command_continues(tmp_path, monkeypatch):
     import time
     run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"],

@@ -8,7 +8,10 @@ name the config they were made under. Two uses:
   training the run again;
 * a cell of a record its spec names (``Spec.reuse``: sibling folders of its output) with the same
   config and seed is tested from the kept run: 000's Omniglot figures (``universality-omniglot-ood``,
-  ``universality-finetune``) test the very runs of 001's Table 3 MAML cells, CPU-days of training.
+  ``universality-finetune``) test the very runs of 001's Table 3 MAML cells, CPU-days of training;
+  where that record's summary already has every evaluation the cell asks for, the summary itself is
+  taken (``find_summary``; no kept run needed, so a clean checkout has it): 004 Fig. 11's so-MAML
+  cells are Table 6's.
 
 A run is matched on the whole config identity (every setting that changes what is trained, those of
 evaluation included), never on names, so one is reused only where training again would remake it.
@@ -18,12 +21,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from .config import Config
-from .train_runs import Trained, test_runs
+from .train_runs import BASELINES, Trained, test_runs
 
-__all__ = ["kept_path", "find_kept", "test_kept"]
+__all__ = ["kept_path", "find_kept", "find_summary", "test_kept", "trainer_of"]
 
 
 def kept_path(summary: Path) -> Path:
@@ -31,22 +34,46 @@ def kept_path(summary: Path) -> Path:
     return summary.with_name(summary.stem + ".run.pt")
 
 
-def find_kept(records: Sequence[Path], identity: Mapping[str, Any], seed: int, schema: int,
-              not_identity: Sequence[str]) -> Optional[Path]:
-    """A kept run of ``seed`` made under ``identity`` in one of the record folders ``records`` (in
-    their ``cells/``), found through the summaries (small JSON files) beside the kept runs."""
+def trainer_of(summary: Mapping[str, Any]) -> str:
+    """How a summary's run was made: ``"meta"`` (``fit``) or a baseline of ``train_runs.BASELINES``.
+    Summaries written before they recorded it name a baseline only in their ``model`` label (004's
+    Finetuning cell shares so-MAML T=1's config: the config alone does not tell them apart)."""
+    if "trainer" in summary:
+        return summary["trainer"]
+    model = summary.get("labels", {}).get("model")
+    return model if model in BASELINES else "meta"
+
+
+def _matching(records: Sequence[Path], identity: Mapping[str, Any], seed: int, schema: int,
+              not_identity: Sequence[str], trainer: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """``(path, summary)`` of every run summary of ``seed`` made by ``trainer`` under ``identity`` in the
+    ``cells/`` of the record folders ``records``."""
     for summary in (p for r in records for p in sorted((r / "cells").glob(f"*_s{seed}.json"))):
-        kept = kept_path(summary)
-        if not kept.exists():
-            continue
         try:
             d = json.loads(summary.read_text())
         except (OSError, ValueError):   # being written by another job, or not a summary
             continue
-        if d.get("schema") == schema and d.get("seed") == seed and \
+        if d.get("schema") == schema and d.get("seed") == seed and trainer_of(d) == trainer and \
                 Config.stored_identity(d.get("config"), not_identity) == identity:
-            return kept
-    return None
+            yield summary, d
+
+
+def find_kept(records: Sequence[Path], identity: Mapping[str, Any], seed: int, schema: int,
+              not_identity: Sequence[str], trainer: str = "meta") -> Optional[Path]:
+    """A kept run of ``seed`` made under ``identity`` in one of the record folders ``records`` (in
+    their ``cells/``), found through the summaries (small JSON files) beside the kept runs."""
+    return next((kept_path(p) for p, _ in _matching(records, identity, seed, schema, not_identity, trainer)
+                 if kept_path(p).exists()), None)
+
+
+def find_summary(records: Sequence[Path], identity: Mapping[str, Any], seed: int, schema: int,
+                 not_identity: Sequence[str], complete: Callable[[dict[str, Any]], bool],
+                 trainer: str = "meta") -> Optional[tuple[Path, dict[str, Any]]]:
+    """A finished summary of ``seed`` made under ``identity`` in one of ``records`` with every evaluation
+    a cell asks for (``complete``): the same run, already trained and tested for another table (004
+    Fig. 11's so-MAML cells are Table 6's), so nothing is trained or tested again."""
+    return next(((p, d) for p, d in _matching(records, identity, seed, schema, not_identity, trainer)
+                 if complete(d)), None)
 
 
 def test_kept(kept: Path, cfg: Config, seed: int, evals: Mapping[str, Sequence[str]], measures: Sequence[str],

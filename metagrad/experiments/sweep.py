@@ -35,7 +35,7 @@ from ..runlog import RunLock
 from .config import Config
 from .tables import format_table, row as table_row
 from .jobs import run_jobs
-from .kept_runs import find_kept, kept_path, test_kept
+from .kept_runs import find_kept, find_summary, kept_path, test_kept
 from .train_runs import train_runs
 
 __all__ = ["Cell", "Row", "Spec", "run", "report", "SCHEMA"]
@@ -147,7 +147,7 @@ def _identity(cfg: Config) -> dict[str, Any]:
 
 def _write_summary(out: Path, cell: Cell, cfg: Config, seed: int, summ: dict[str, Any],
                    log: Callable[[str], None]) -> None:
-    write_json(_summary_path(out, cell, seed), {"schema": SCHEMA, "cell": cell.id, "seed": seed,
+    write_json(_summary_path(out, cell, seed), {"schema": SCHEMA, "cell": cell.id, "seed": seed, "trainer": cell.trainer,
                                                 "labels": dict(cell.labels), "config": _identity(cfg), **summ})
     means = ", ".join(f"{k} {v['mean']:.4g}" for k, v in summ["evals"].items())
     log(f"{cell.id} seed {seed}: {means} ({summ['train']['seconds']:.0f} s)")
@@ -166,6 +166,14 @@ def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Ca
         have = _summaries(out, cell, cfg, todo)   # another job may have finished some meanwhile
         todo = [s for s in todo if s not in have or not _complete(cell, have[s])]
         for s in list(todo) if cell.trainer == "meta" else []:
+            done = find_summary(reuse, _identity(cfg), s, SCHEMA, _NOT_IDENTITY, lambda d: _complete(cell, d))
+            if done is not None:   # the same run, finished for another record: taken as it is
+                log(f"{cell.id} seed {s}: the summary of the same run in {done[0]}: no training")
+                write_json(_summary_path(out, cell, s), {**done[1], "cell": cell.id, "trainer": cell.trainer,
+                                                         "labels": dict(cell.labels),
+                                                         "taken_from": str(done[0].relative_to(out.parent))})
+                todo.remove(s)
+                continue
             kept = find_kept([out, *reuse], _identity(cfg), s, SCHEMA, _NOT_IDENTITY)
             if kept is not None:
                 _write_summary(out, cell, cfg, s, test_kept(kept, cfg, s, cell.evals, cell.measures, have.get(s), log),

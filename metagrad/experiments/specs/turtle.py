@@ -218,10 +218,11 @@ TABLE6 = Spec("turtle-table6", "004 Table 6: TFS / Finetuning / LSTM / so-MAML /
 
 ORDER = Spec("turtle-order", "004 Fig. 11: first- vs second-order TURTLE and MAML on 5-shot sine, T = 1, 5, 10",
              lambda opts: [cell(m, t, 5) for t in STEPS for m in ORDER_MODELS], _rows_order, seeds=5,
-             statistic="runs", quick=QUICK, claims=_claims_order,
+             statistic="runs", quick=QUICK, claims=_claims_order, reuse=("turtle-table6",),
              note="5-shot sine, mean test MSE on 2,000 tasks, 004's statistics across runs. TURTLE-raw: raw gradient "
                   "input, 5x20 ReLU, no per-parameter rates, meta-batch 1 (004 section 4.2.2). Fig. 11 gives no "
-                  "numbers; the claim is the first-order gap.")
+                  "numbers; the claim is the first-order gap. The so-MAML rows are turtle-table6's runs (the same "
+                  "configs and seeds; their summaries are taken, not trained again).")
 
 # settings a user may want to train alone (``metagrad train 004-so-turtle-t10-k15``)
 PRESETS = {c["name"]: c for c in (config("so-TURTLE", 10, 15), config("so-TURTLE", 5, 10), config("so-MAML", 5, 10),
