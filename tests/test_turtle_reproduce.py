@@ -92,6 +92,7 @@ def test_order_quick_runs_through_the_sweep(tmp_path: Path) -> None:
     assert cli_main(["reproduce", "turtle-order", "--quick", "--out", str(out), "--only", "steps=1"]) == 0
     data = json.loads((out / "results.json").read_text())
     assert [r["model"] for r in data["rows"]] == list(turtle.ORDER_MODELS) and "T1" in data["claims"]
+    assert (out / "order.png").stat().st_size > 10_000   # 004 Fig. 11 redrawn
 
 
 def test_data_option_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

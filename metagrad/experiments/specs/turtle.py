@@ -210,6 +210,34 @@ def _claims_order(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _plot_order(out: Path, rows: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]]]) -> None:
+    """004 Fig. 11 redrawn at TURTLE's 5 hidden layers (``order.png``): test MSE against T for fo/so-MAML
+    and fo/so-TURTLE-raw, the across-run mean with its 95% interval (after 004's IQR rule), each run a dot."""
+    from ...plotting import log_axis, pyplot, save_figure
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    style = {"fo-MAML": ("C0", "--"), "so-MAML": ("C0", "-"), "fo-TURTLE-raw": ("C3", "--"), "so-TURTLE-raw": ("C3", "-")}
+    for i, m in enumerate(ORDER_MODELS):
+        pts = sorted((STEPS.index(r["setting"]["steps"]), r["mean"], r["ci95"] or 0.0, cell(m, r["setting"]["steps"], 5).id)
+                     for r in rows if r["model"] == m and r["mean"] is not None)
+        if not pts:
+            continue
+        x = [p[0] + (i - 1.5) * 0.08 for p in pts]
+        colour, ls = style[m]
+        ax.errorbar(x, [p[1] for p in pts], yerr=[p[2] for p in pts], color=colour, ls=ls, marker="o", capsize=3,
+                    mfc="white" if m.startswith("fo-") else colour, label=m)
+        for xi, p in zip(x, pts):
+            ys = [f["evals"]["test"]["mean"] for f in runs.get(p[3], []) if math.isfinite(f["evals"]["test"]["mean"])]
+            ax.scatter([xi] * len(ys), ys, color=colour, s=8, alpha=0.4)
+    ax.set_xticks(range(len(STEPS)), [f"T = {t}" for t in STEPS])
+    ax.set_ylabel("5-shot sine test MSE (mean, 95% CI; dots: runs)")
+    log_axis(ax)
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title("004 Fig. 11 redrawn (TURTLE with 5 hidden layers): first vs second order", fontsize=9)
+    ax.legend(fontsize=8)
+    save_figure(fig, out / "order.png")
+
+
 QUICK = ("outer.iterations=10", "eval.tasks=20", "eval.every=0")
 
 TABLE6 = Spec("turtle-table6", "004 Table 6: TFS / Finetuning / LSTM / so-MAML / so-TURTLE on 004's sine tasks, "
@@ -218,7 +246,7 @@ TABLE6 = Spec("turtle-table6", "004 Table 6: TFS / Finetuning / LSTM / so-MAML /
 
 ORDER = Spec("turtle-order", "004 Fig. 11: first- vs second-order TURTLE and MAML on 5-shot sine, T = 1, 5, 10",
              lambda opts: [cell(m, t, 5) for t in STEPS for m in ORDER_MODELS], _rows_order, seeds=5,
-             statistic="runs", quick=QUICK, claims=_claims_order, reuse=("turtle-table6",),
+             statistic="runs", quick=QUICK, claims=_claims_order, reuse=("turtle-table6",), plot=_plot_order,
              note="5-shot sine, mean test MSE on 2,000 tasks, 004's statistics across runs. TURTLE-raw: raw gradient "
                   "input, 5x20 ReLU, no per-parameter rates, meta-batch 1 (004 section 4.2.2). Fig. 11 gives no "
                   "numbers; the claim is the first-order gap. The so-MAML rows are turtle-table6's runs (the same "
