@@ -41,8 +41,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.exists():
             raise RunError(f"runs: {str(p)!r} does not exist (give run folders or folders that hold them)")
-        found.update(c.parent for c in ([p / "config.json"] if (p / "config.json").is_file() else [])
-                     + sorted(p.rglob("config.json")))
+        found.update(c.parent for c in p.rglob("config.json"))   # p's own config.json included
     return sorted(found)
 
 
