@@ -9,7 +9,8 @@ A config is plain data (nanoGPT / flax-examples style)::
      "inner": {"learner": "sgd", "lr": 0.01, "steps": 1, "mode": "second_order", ...},
      "outer": {"optimizer": "adam", "lr": 0.001, "meta_batch": 25, "iterations": 70000},
      "eval":  {"tasks": 600, "steps": None, "batch": 100, "seed": 12345},
-     "seed": 0, "dtype": "float32", "vectorize": "auto", "compile": False, "threads": None}
+     "seed": 0, "dtype": "float32", "vectorize": "auto", "compile": False, "threads": None,
+     "imports": []}                                          # the user's modules (plugins.py)
 
 ``threads`` sets ``torch.set_num_threads`` for the run (``None`` keeps torch's default). Small
 workloads such as sine regression run fastest on one thread, and much faster than with several
@@ -31,6 +32,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from ..errors import ConfigError, did_you_mean
 from . import registry
+from .plugins import load_imports, normalise_imports
 
 __all__ = ["Config", "ConfigError", "INNER_KEYS", "OUTER_DEFAULTS", "EVAL_DEFAULTS", "parse_value"]
 
@@ -78,6 +80,7 @@ class Config:
     checkpoint_every: int = 1000
     threads: Any = None
     device: str = "cpu"
+    imports: list = field(default_factory=list)   # the user's modules that register names (plugins.py)
 
     # -- construction -----------------------------------------------------------------------
     @staticmethod
@@ -90,6 +93,8 @@ class Config:
         if bad:
             raise ConfigError(f"config: unknown key {bad[0]!r}{did_you_mean(bad[0], top)}; valid keys: {', '.join(sorted(top))}")
         d = copy.deepcopy(dict(d))
+        if "imports" in d:
+            d["imports"] = normalise_imports(d["imports"])
         for sec, defaults in (("inner", INNER_KEYS), ("outer", OUTER_DEFAULTS), ("eval", EVAL_DEFAULTS)):
             if sec in d and not isinstance(d[sec], Mapping):
                 raise ConfigError(f"config: section {sec!r} must be a mapping, got {d[sec]!r}")
@@ -131,6 +136,8 @@ class Config:
         the settings that apply to nothing (002's adaptive step's, when it is off) and the keys in
         ``ignore`` (``"seed"``, ``"outer.lr"``, or ``"eval."`` for a whole section)."""
         d = self.to_dict()
+        if not d["imports"]:   # none: the identity of every config from before imports existed
+            d.pop("imports")
         if d["outer"].get("adaptive_L") is None:   # 002's adaptive step is off: its settings change nothing
             for k in ("adaptive_rho", "adaptive_c"):
                 d["outer"].pop(k, None)
@@ -182,6 +189,7 @@ class Config:
         """
         for f in fields(self):
             _check_finite(f.name, getattr(self, f.name))
+        load_imports(self.imports)   # before the names they register are looked up
         if self.algorithm not in registry.ALGORITHMS:
             raise ConfigError(f"config: unknown algorithm {self.algorithm!r}{did_you_mean(self.algorithm, registry.ALGORITHMS)}; choose one of {', '.join(registry.ALGORITHMS)}")
         _check_section("task", self.task, registry.TASKS, "name")
@@ -279,7 +287,8 @@ def _check_section(sec: str, values: Mapping[str, Any], table: Mapping[str, Any]
         raise ConfigError(f"config: section {sec!r} must be a mapping, got {values!r}")
     name = values.get(name_key)
     if not isinstance(name, str) or name not in table:
-        raise ConfigError(f"config: unknown {sec}.{name_key} {name!r}{did_you_mean(name, table)}; choose one of {', '.join(sorted(table))}")
+        raise ConfigError(f"config: unknown {sec}.{name_key} {name!r}{did_you_mean(name, table)}; choose one of "
+                          f"{', '.join(sorted(table))} (or register your own in a module the config's imports name)")
     keys = [name_key, *(common or {}), *registry.accepted_keys(table[name], skip=skip + ("split",))]
     bad = [k for k in values if k not in keys]
     if bad:
