@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("runs", help="the run folders under PATHs: what each trains, how far, its numbers")
     ls.add_argument("paths", nargs="*", default=["runs"], metavar="PATH", help="run folders or folders holding "
                     "them (default runs)")
+    ls.add_argument("--plot", metavar="PNG", help="also draw their training losses and validation curves side by side")
     return p
 
 
@@ -109,8 +110,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "reproduce":
         return _reproduce(args.name, args.extra)
     elif args.command == "runs":
-        from .experiments.listing import find_runs, format_runs, read_run
-        print(format_runs([read_run(p) for p in find_runs(args.paths)]))
+        from .experiments.listing import find_runs, format_runs, plot_runs, read_run
+        infos = [read_run(p) for p in find_runs(args.paths)]
+        print(format_runs(infos))
+        if args.plot:
+            plot_runs(infos, args.plot)
+            print(f"plot written to {args.plot}")
     elif args.command == "list":
         from .experiments.presets import PRESETS, get_preset
         print("presets (metagrad train NAME; --print-config shows every setting):")

@@ -37,10 +37,11 @@ def test_runs_lists_finished_stopped_and_training_runs(tmp_path, capsys):
         assert read_run(cut).state == f"training (pid {os.getpid()})"
     assert lock_holder(cut) is None and lock_holder(tmp_path / "empty") is None
 
-    assert main(["runs", str(tmp_path)]) == 0
+    assert main(["runs", str(tmp_path), "--plot", str(tmp_path / "runs.png")]) == 0
     out = capsys.readouterr().out
     assert f"{done}: finished" in out and "iteration 20 of 20" in out and "best val_mse" in out
     assert f"{cut}: stopped; continue with" in out and "iteration 10 of 20" in out
+    assert (tmp_path / "runs.png").stat().st_size > 10_000 and "plot written to" in out
 
 
 def test_runs_reports_damaged_files_on_their_line(tmp_path, capsys):

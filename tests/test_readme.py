@@ -70,7 +70,7 @@ LINES = _command_lines()
 
 def test_the_readme_has_command_lines():
     commands = {words[0] for words in LINES}
-    assert {"train", "eval", "reproduce", "list"} <= commands, commands
+    assert {"train", "eval", "reproduce", "list", "runs"} <= commands, commands
 
 
 @pytest.mark.parametrize("argv", [w for w in LINES if w[0] == "train" and "--resume" not in w
@@ -116,7 +116,7 @@ def test_reproduce_lines_parse_against_their_experiment(argv):
         Config.from_dict(cell.config).override(args.overrides)   # and so does a bad --set
 
 
-@pytest.mark.parametrize("argv", [w for w in LINES if w[0] in ("eval", "train", "list")
+@pytest.mark.parametrize("argv", [w for w in LINES if w[0] in ("eval", "train", "list", "runs")
                                   and not (w[0] == "train" and w[-1] == "...")], ids=" ".join)
 def test_other_lines_parse(argv):
     args, extra = cli._parser().parse_known_args(argv)

@@ -17,7 +17,7 @@ from ..errors import MetagradError, RunError
 from ..runlog import lock_holder
 from .config import Config
 
-__all__ = ["RunInfo", "find_runs", "read_run", "format_runs"]
+__all__ = ["RunInfo", "find_runs", "read_run", "format_runs", "plot_runs"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,32 @@ def format_runs(infos: list[RunInfo]) -> str:
                   f"    {r.trains}",
                   f"    iteration {done} | {_duration(r.seconds)} | best {val} | test {r.test or '-'}"]
     return "\n".join(lines)
+
+
+def plot_runs(infos: list[RunInfo], path: str | Path) -> None:
+    """The runs side by side (``metagrad runs --plot``): meta-training loss (log scale) and validation
+    metric against iterations, one colour per run, labelled by its folder."""
+    from ..plotting import log_axis, pyplot, save_figure
+    if not infos:
+        raise RunError("runs --plot: no runs to plot")
+    plt = pyplot()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    names = [r.path.name if len({i.path.name for i in infos}) == len(infos) else str(r.path) for r in infos]
+    metric = None
+    for i, (r, name) in enumerate(zip(infos, names)):
+        rows = _jsonl(r.path / "metrics.jsonl")
+        loss = [(m["iteration"], m["loss"]) for m in rows if isinstance(m.get("loss"), (int, float))]
+        if loss:
+            ax.plot(*zip(*loss), color=f"C{i % 10}", lw=1, label=name)
+        key = r.val[2] if r.val else None
+        val = [(m["iteration"], m[key]) for m in rows if key and isinstance(m.get(key), (int, float))]
+        if val:
+            bx.plot(*zip(*val), color=f"C{i % 10}", marker="o", ms=3, label=name)
+            metric = metric or key[4:]
+    log_axis(ax)
+    ax.set(xlabel="iteration", ylabel="meta-training loss", title="training")
+    bx.set(xlabel="iteration", ylabel=f"validation {metric or '(none logged)'}", title="validation")
+    for axis in (ax, bx):
+        axis.grid(alpha=0.3)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(len(infos), 4), fontsize=8)
+    save_figure(fig, path)
