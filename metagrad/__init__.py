@@ -4,7 +4,7 @@ from .algorithm import MAML
 from .batch import TaskBatch
 from .exact import exact_call, exact_mode
 from .inner import adapt
-from .learners import SGD, Clipped, Learner
+from .learners import SGD, Learner, chain, clip, masked
 from .learners import MetaSGD, MTNet, TNet
 from .learners import LSTMMetaLearner, Turtle
 from . import baselines
@@ -21,7 +21,7 @@ from .errors import MetagradError
 
 __version__ = "0.1.0"
 
-__all__ = ["MAML", "TaskBatch", "adapt", "Learner", "SGD", "Clipped", "MODES", "HessianFree",
+__all__ = ["MAML", "TaskBatch", "adapt", "Learner", "SGD", "chain", "clip", "masked", "MODES", "HessianFree",
            "Params", "learners", "models", "tasks", "__version__"]
 __all__ += ["MetaSGD", "TNet", "MTNet"]
 __all__ += ["Turtle", "LSTMMetaLearner", "baselines"]

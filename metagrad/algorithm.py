@@ -24,7 +24,8 @@ from .errors import InputError, InputTypeError, check_int
 from .batch import TaskBatch
 from .exact import exact_call
 from .inner import Loss, adapt, adapt_tasks
-from .learners.base import Clipped, Learner
+from .learners.base import Learner
+from .learners.combine import chain, clip
 from .learners.sgd import SGD
 from .losses import get_loss, metric_for
 from .metagrads import HessianFree, check_mode
@@ -88,7 +89,7 @@ class MAML(nn.Module):
                 raise InputError(f"MAML: inner_lr must be positive, got {inner_lr}")
             learner = SGD(lr=inner_lr, learn_lr=learn_inner_lr)
         if grad_clip is not None:
-            learner = Clipped(learner, grad_clip)
+            learner = chain(clip(grad_clip), learner)
         self.model = model
         self.learner = learner
         self.inner_steps = inner_steps

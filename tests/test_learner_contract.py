@@ -3,6 +3,8 @@
 Each rule's own file tests its equations; this suite holds every rule to one contract, so a new
 learner (a file under ``learners/`` and a ``register_learner`` line) is checked by being registered:
 
+The composed rules of ``learners/combine.py`` (``chain``, ``masked``) are checked alike (``COMPOSED``).
+
 1. second order: the meta-gradient of a two-step inner loop equals central finite differences of
    the meta-loss along random directions (float64; DESIGN principle 3);
 2. first order: the meta-gradient equals an independent one-step reference built from the rule's
@@ -32,7 +34,13 @@ from metagrad.models.tnet import is_transform
 from conftest import directional_fd_errors, rel_err
 from geometry_checks import all_params, autograd_grads, first_order_reference, sine_batch
 
-NAMES = sorted(registry.LEARNERS)
+# Composed rules (learners/combine.py) are held to the same contract: built on top of the registry's.
+COMPOSED = {
+    "chain(clip(0.5), sgd)": lambda model: (model, mg.chain(mg.clip(0.5), mg.SGD(0.05))),   # the clamp is active
+    "masked(meta_sgd, first layer)": lambda model: (model, mg.masked(mg.MetaSGD(lr_init="uniform", seed=3),
+                                                                     lambda k: k.startswith("net.0."))),
+}
+NAMES = sorted(registry.LEARNERS) + list(COMPOSED)
 OPTIONS = {"mtnet": {"hard": False},       # the relaxed mask: a smooth function of its logits
            "lstm": {"second_order": True}}   # its default treats the gradient inputs as constants
                                               # (Ravi & Larochelle's first-order assumption): not exact
@@ -52,7 +60,8 @@ def make(name: str, mode: str = "second_order", steps: int = 2, vectorize: bool 
     their initial values so that no gradient is zero by symmetry."""
     torch.manual_seed(0)
     model = mg.models.MLP([1, 8, 8, 1]).double()
-    model, learner = registry.build("inner", registry.LEARNERS, name, OPTIONS.get(name, {}), model)
+    model, learner = COMPOSED[name](model) if name in COMPOSED else \
+        registry.build("inner", registry.LEARNERS, name, OPTIONS.get(name, {}), model)
     algo = mg.MAML(model.double(), learner=_deterministic(learner, model), inner_steps=steps, mode=mode,
                    vectorize=vectorize, **kw).double()
     g = torch.Generator().manual_seed(1)
@@ -122,7 +131,7 @@ def _equal(a, b) -> bool:
 def test_init_and_step_are_pure(name):
     algo = make(name)
     learner, meta = algo.learner, algo.meta_params()
-    params = {k: v.detach().clone() for k, v in algo.params().items()}
+    params = {k: v.detach().clone() for k, v in algo.params().items() if learner.adapts(k)}   # step's keys
     grads = {k: torch.randn_like(v) for k, v in params.items()}
     inputs = _snapshot((grads, params, meta))
     out = []

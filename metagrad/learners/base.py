@@ -11,20 +11,19 @@ a module, so one inner loop (``metagrad.inner.adapt``) serves every rule and the
 meta-gradient reaches ``meta`` like any other input. ``params`` and ``grads`` passed to
 ``step`` hold only the keys the rule adapts (``learner.adapts(key)``); the other parameters
 (T-net transforms, say) are left unchanged by the inner loop and are learned only in the
-outer loop. A new rule is one new file in this folder that subclasses ``Learner``.
+outer loop. A new rule is one new file in this folder that subclasses ``Learner``; rules compose
+with ``combine.chain`` (gradient transformations before a rule) and ``combine.masked`` (a rule on
+some keys), as optax's do.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
-import torch
 from torch import Tensor
 
-from ..errors import InputError
 from ..params import Params
 
-__all__ = ["Learner", "Clipped"]
+__all__ = ["Learner"]
 
 
 class Learner:
@@ -66,45 +65,3 @@ class Learner:
              loss: Tensor) -> tuple[Params, Any]:
         """One inner update: ``(params, state) -> (new_params, new_state)``."""
         raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Clipped(Learner):
-    """Clip inner gradients element-wise to ``[-value, value]`` before ``inner``'s step.
-
-    Used by 004 (Huisman's thesis) for sine regression with more than one inner step:
-    ``g <- clamp(g, -10, 10)``. Everything else is delegated to ``inner``.
-    """
-
-    inner: Learner
-    value: float
-
-    def __post_init__(self) -> None:
-        if not self.value > 0:
-            raise InputError(f"Clipped: value must be positive, got {self.value}")
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
-
-    @property
-    def nominal_lr(self) -> Optional[float]:
-        return self.inner.nominal_lr
-
-    @property
-    def elementwise(self) -> bool:
-        return self.inner.elementwise
-
-    def adapts(self, key: str) -> bool:
-        return self.inner.adapts(key)
-
-    def init_meta(self, params: Params) -> Params:
-        return self.inner.init_meta(params)
-
-    def init(self, params: Params, meta: Params) -> Any:
-        return self.inner.init(params, meta)
-
-    def step(self, grads: Params, params: Params, state: Any, meta: Params, t: int,
-             loss: Tensor) -> tuple[Params, Any]:
-        clipped = {k: torch.clamp(g, -self.value, self.value) for k, g in grads.items()}
-        return self.inner.step(clipped, params, state, meta, t, loss)
