@@ -58,47 +58,10 @@ class Clip(GradientTransform):
         return {k: torch.clamp(g, -self.value, self.value) for k, g in grads.items()}
 
 
-@dataclass(frozen=True)
-class Chain(Learner):
-    """``rule`` applied to the gradients after ``transforms`` (in order); everything else is ``rule``'s."""
-
-    transforms: tuple[GradientTransform, ...]
-    rule: Learner
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.rule.name
-
-    @property
-    def nominal_lr(self) -> Optional[float]:
-        return self.rule.nominal_lr
-
-    @property
-    def elementwise(self) -> bool:
-        return self.rule.elementwise and all(g.elementwise for g in self.transforms)
-
-    def adapts(self, key: str) -> bool:
-        return self.rule.adapts(key)
-
-    def init_meta(self, params: Params) -> Params:
-        return self.rule.init_meta(params)
-
-    def init(self, params: Params, meta: Params) -> Any:
-        return self.rule.init(params, meta)
-
-    def step(self, grads: Params, params: Params, state: Any, meta: Params, t: int,
-             loss: Tensor) -> tuple[Params, Any]:
-        for g in self.transforms:
-            grads = g.update(grads, params, meta, t)
-        return self.rule.step(grads, params, state, meta, t, loss)
-
-
-@dataclass(frozen=True)
-class Masked(Learner):
-    """``rule`` on the parameters whose key ``where`` accepts (and ``rule`` itself adapts); the rest fixed."""
+class _Delegating(Learner):
+    """Every part of the ``Learner`` interface handed to ``self.rule``; subclasses change one or two."""
 
     rule: Learner
-    where: Callable[[str], bool]
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -113,13 +76,10 @@ class Masked(Learner):
         return self.rule.elementwise
 
     def adapts(self, key: str) -> bool:
-        return bool(self.where(key)) and self.rule.adapts(key)
+        return self.rule.adapts(key)
 
     def init_meta(self, params: Params) -> Params:
-        kept = {k: v for k, v in params.items() if self.adapts(k)}
-        if not kept:
-            raise InputError(f"masked: the mask accepts none of the parameters {', '.join(params)}; nothing would adapt")
-        return self.rule.init_meta(kept)
+        return self.rule.init_meta(params)
 
     def init(self, params: Params, meta: Params) -> Any:
         return self.rule.init(params, meta)
@@ -127,6 +87,41 @@ class Masked(Learner):
     def step(self, grads: Params, params: Params, state: Any, meta: Params, t: int,
              loss: Tensor) -> tuple[Params, Any]:
         return self.rule.step(grads, params, state, meta, t, loss)
+
+
+@dataclass(frozen=True)
+class Chain(_Delegating):
+    """``rule`` applied to the gradients after ``transforms`` (in order); everything else is ``rule``'s."""
+
+    transforms: tuple[GradientTransform, ...]
+    rule: Learner
+
+    @property
+    def elementwise(self) -> bool:
+        return self.rule.elementwise and all(g.elementwise for g in self.transforms)
+
+    def step(self, grads: Params, params: Params, state: Any, meta: Params, t: int,
+             loss: Tensor) -> tuple[Params, Any]:
+        for g in self.transforms:
+            grads = g.update(grads, params, meta, t)
+        return self.rule.step(grads, params, state, meta, t, loss)
+
+
+@dataclass(frozen=True)
+class Masked(_Delegating):
+    """``rule`` on the parameters whose key ``where`` accepts (and ``rule`` itself adapts); the rest fixed."""
+
+    rule: Learner
+    where: Callable[[str], bool]
+
+    def adapts(self, key: str) -> bool:
+        return bool(self.where(key)) and self.rule.adapts(key)
+
+    def init_meta(self, params: Params) -> Params:
+        kept = {k: v for k, v in params.items() if self.adapts(k)}
+        if not kept:
+            raise InputError(f"masked: the mask accepts none of the parameters {', '.join(params)}; nothing would adapt")
+        return self.rule.init_meta(kept)
 
 
 def clip(value: float) -> Clip:
