@@ -259,3 +259,11 @@ def test_a_time_limit_stops_the_sweep_with_a_partial_table_and_the_same_command_
     rows = run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], **QUIET)
     assert rows[0]["runs_used"] == 1 and not list((tmp_path / "cells").glob("*.partial.pt"))
     assert not list((tmp_path / "cells").glob("*.progress.json"))
+
+
+def test_a_run_in_training_says_how_long_it_has_left_at_its_pace():
+    from metagrad.experiments.sweep import _left
+    assert _left({"iteration": 20000, "iterations": 60000, "seconds": 3600}) == ", about 2.0 h left at its pace so far"
+    assert _left({"iteration": 50000, "iterations": 60000, "seconds": 3600}) == ", about 12 min left at its pace so far"
+    assert _left({"iteration": 100, "iterations": 60000}) == ""          # a progress file from before the field
+    assert _left({"iteration": 0, "iterations": 60000, "seconds": 5}) == ""

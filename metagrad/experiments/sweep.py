@@ -320,7 +320,8 @@ def _progress(out: Path, cell: Cell, cfg: Config) -> str:
             continue
         last = [c[-1] for c in ck.get("fit", {}).get("curves", []) if c]   # validations so far, per run
         info = {"iteration": int(ck["iteration"]), "iterations": cfg.outer["iterations"],
-                "validation": None if not last else [last[-1][0], sum(v for _, v in last) / len(last), len(last)]}
+                "validation": None if not last else [last[-1][0], sum(v for _, v in last) / len(last), len(last)],
+                "seconds": round(float(ck.get("timing", {}).get("train_seconds", 0.0)))}
         progress = _progress_file(p)
         if not progress.exists() or json.loads(progress.read_text()) != info:
             write_json(progress, info)
@@ -330,8 +331,18 @@ def _progress(out: Path, cell: Cell, cfg: Config) -> str:
         v = info["validation"]
         val = "" if v is None else f" (validation {v[1]:.4g} at {v[0]}{f', mean of {v[2]} runs' if v[2] > 1 else ''})"
         parts.append(f"; training {p.name[len(cell.id) + 1:-len('.progress.json')]}: iteration {info['iteration']} of "
-                     f"{info['iterations']}{val}")
+                     f"{info['iterations']}{val}{_left(info)}")
     return "".join(parts)
+
+
+def _left(info: dict[str, Any]) -> str:
+    """``", about 3.5 h left at its pace so far"`` from a progress file's training seconds (none in older files)."""
+    done, secs = info["iteration"], info.get("seconds")
+    if not secs or not done:
+        return ""
+    left = secs / done * (info["iterations"] - done)
+    return f", about {left / 3600:.1f} h left at its pace so far" if left >= 3600 else \
+        f", about {max(left / 60, 1):.0f} min left at its pace so far"
 
 
 def _progress_file(part: Path) -> Path:
