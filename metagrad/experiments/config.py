@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from ..errors import ConfigError, did_you_mean
 from . import registry
-from .plugins import load_imports, normalise_imports
+from .plugins import is_file_entry, load_imports, normalise_imports
 
 __all__ = ["Config", "ConfigError", "INNER_KEYS", "OUTER_DEFAULTS", "EVAL_DEFAULTS", "parse_value"]
 
@@ -105,10 +105,15 @@ class Config:
 
     @staticmethod
     def load(path: str | Path) -> "Config":
-        """Read a JSON config file (e.g. a run's ``config.json``)."""
+        """Read a JSON config file (e.g. a run's ``config.json``); relative ``.py`` paths in its ``imports``
+        are taken from the file's folder."""
         path = Path(path)
         try:
-            return Config.from_dict(json.loads(path.read_text()))
+            d = json.loads(path.read_text())
+            if isinstance(d, dict) and isinstance(d.get("imports"), list):   # files: beside the config file
+                d["imports"] = [str(path.parent / e) if isinstance(e, str) and is_file_entry(e) else e
+                                for e in d["imports"]]
+            return Config.from_dict(d)
         except FileNotFoundError:
             raise ConfigError(f"config: no such file {str(path)!r}") from None
         except json.JSONDecodeError as e:

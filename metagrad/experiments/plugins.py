@@ -11,8 +11,9 @@ names::
     # my.json: {"imports": ["my_tasks.py"], "task": {"name": "linear", "k_shot": 5}, ...}
     metagrad train my.json            # or: metagrad train sine-maml --set imports='["my_tasks.py"]' ...
 
-An entry is a ``.py`` file (recorded as an absolute path, so ``--resume`` and ``metagrad eval`` find it
-from any working directory) or a dotted module name (searched on ``sys.path`` and the working
+An entry is a ``.py`` file (relative to the config file that names it, or to the working directory for
+``--set``; recorded as an absolute path, so ``--resume`` and ``metagrad eval`` find it from any working
+directory) or a dotted module name (searched on ``sys.path`` and the working
 directory). Each is imported once per process. A missing one is a one-line ``ConfigError``; an
 exception raised by the module itself is a bug in it and keeps its traceback.
 """
@@ -27,12 +28,13 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError
 
-__all__ = ["normalise_imports", "load_imports"]
+__all__ = ["normalise_imports", "load_imports", "is_file_entry"]
 
 _LOADED: dict[str, Any] = {}
 
 
-def _is_file(entry: str) -> bool:
+def is_file_entry(entry: str) -> bool:
+    """Whether an ``imports`` entry is a file path (else a dotted module name)."""
     return entry.endswith(".py") or os.sep in entry or "/" in entry
 
 
@@ -40,7 +42,7 @@ def normalise_imports(imports: Any) -> list[str]:
     """``imports`` checked (a list of strings) with file entries made absolute."""
     if not isinstance(imports, (list, tuple)) or not all(isinstance(e, str) and e for e in imports):
         raise ConfigError(f"config: imports must be a list of module names or .py paths, got {imports!r}")
-    return [str(Path(e).expanduser().resolve()) if _is_file(e) else e for e in imports]
+    return [str(Path(e).expanduser().resolve()) if is_file_entry(e) else e for e in imports]
 
 
 def load_imports(imports: Sequence[str]) -> None:
@@ -48,11 +50,11 @@ def load_imports(imports: Sequence[str]) -> None:
     for entry in imports:
         if entry in _LOADED:
             continue
-        if _is_file(entry):
+        if is_file_entry(entry):
             path = Path(entry)
             if not path.is_file():
                 raise ConfigError(f"config: imports: no such file {entry!r} (a .py file that registers tasks, models "
-                                  "or learners; relative paths are taken from the working directory)")
+                                  "or learners; relative paths are taken from the config file's folder, or the working directory for --set)")
             name = f"metagrad_user_{path.stem}_{abs(hash(str(path))) % 10 ** 8}"
             spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(spec)
