@@ -154,6 +154,8 @@ def _reproduce_parser(spec: object) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="train cells as N independent processes")
     p.add_argument("--cell", help=argparse.SUPPRESS)
     p.add_argument("--report", action="store_true", help="tabulate the cached runs only; train nothing")
+    p.add_argument("--list", action="store_true", help="list the cells (their --only labels, what each trains, runs "
+                   "done and in training); train nothing")
     p.add_argument("--time-limit", type=duration, metavar="T", help="stop training after T (3600, 90m, 2.5h): the "
                    "run in training checkpoints, the table is written as it stands; the same command continues")
     p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)   # --jobs' processes: the parent's time limit
@@ -209,6 +211,13 @@ def _reproduce(name: Optional[str], argv: Sequence[str]) -> int:
         raise ConfigError("reproduce: --report trains nothing; drop --only-seeds")
     out = Path(args.out) if args.out else Path("runs") / "reproduce" / (name + ("-quick" if args.quick else ""))
     options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
+    if args.list:
+        for c in sweep.plan(spec, out, quick=args.quick, seeds=args.seeds, overrides=args.overrides, only=args.only,
+                            options=options):
+            labels = " ".join(f"{k}={v}" for k, v in c["labels"].items())
+            print(f"{c['cell']}  [{labels}]  {c['done']} of {c['runs']} runs done"
+                  f"{'; ' + c['progress'] if c['progress'] else ''}\n    {c['trains']}")
+        return 0
     deadline = args.deadline if args.deadline is not None else _deadline(args.time_limit)
     sweep.run(spec, out, quick=args.quick, seeds=args.seeds, overrides=args.overrides, only=args.only,
               only_seeds=args.only_seeds, options=options, jobs=args.jobs, cell_id=args.cell, report_only=args.report,

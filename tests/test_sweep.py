@@ -262,8 +262,21 @@ def test_a_time_limit_stops_the_sweep_with_a_partial_table_and_the_same_command_
 
 
 def test_a_run_in_training_says_how_long_it_has_left_at_its_pace():
-    from metagrad.experiments.sweep import _left
+    from metagrad.experiments.progress import time_left as _left
     assert _left({"iteration": 20000, "iterations": 60000, "seconds": 3600}) == ", about 2.0 h left at its pace so far"
     assert _left({"iteration": 50000, "iterations": 60000, "seconds": 3600}) == ", about 12 min left at its pace so far"
     assert _left({"iteration": 100, "iterations": 60000}) == ""          # a progress file from before the field
     assert _left({"iteration": 0, "iterations": 60000, "seconds": 5}) == ""
+
+
+def test_plan_lists_each_cell_with_its_labels_what_it_trains_and_its_runs(tmp_path, capsys):
+    run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], **QUIET)
+    plan = sweep.plan(SPEC, tmp_path, quick=True, seeds=1)
+    assert [(c["cell"], c["labels"], c["done"], c["runs"]) for c in plan] == [("a", {"model": "a"}, 1, 1),
+                                                                             ("b", {"model": "b"}, 0, 1)]
+    assert plan[1]["trains"].startswith("maml: sgd, 1 step of 0.1, second order | mlp | sine 10-shot")
+    assert cli.main(["reproduce", "turtle-order", "--out", str(tmp_path / "o"), "--list", "--only", "steps=5"]) == 0
+    out = capsys.readouterr().out
+    assert "fo-TURTLE-raw_T5_k5  [model=fo-TURTLE-raw steps=5 k_shot=5]  0 of 5 runs done" in out
+    assert "maml: turtle, 5 steps, first order | mlp | sine 5-shot" in out and "T1" not in out
+    assert not (tmp_path / "o").exists()   # --list trains and writes nothing

@@ -36,9 +36,10 @@ from .config import Config
 from .tables import format_table, row as table_row
 from .jobs import run_jobs
 from .kept_runs import find_kept, find_summary, kept_path, test_kept
+from .progress import progress_file, progress_line
 from .train_runs import train_runs
 
-__all__ = ["Cell", "Row", "Spec", "run", "report", "SCHEMA"]
+__all__ = ["Cell", "Row", "Spec", "run", "report", "plan", "SCHEMA"]
 
 SCHEMA = 2
 
@@ -192,7 +193,7 @@ def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Ca
             for s, summ in zip(group, summaries):
                 _write_summary(out, cell, cfg, s, summ, log)
             part.unlink(missing_ok=True)
-            _progress_file(part).unlink(missing_ok=True)
+            progress_file(part).unlink(missing_ok=True)
 
 
 def select(cells: list[Cell], only: Sequence[str]) -> list[Cell]:
@@ -242,6 +243,25 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
     return report(spec, out, quick=quick, seeds=n, overrides=overrides, options=opts, cells=cells)
 
 
+def plan(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int] = None,
+         overrides: Sequence[str] = (), only: Sequence[str] = (), options: Optional[Mapping[str, Any]] = None
+         ) -> list[dict[str, Any]]:
+    """What ``run`` would do, without doing it (``metagrad reproduce NAME --list``): per selected cell its
+    id, its labels (what ``--only`` filters on), what its config trains, the runs done and in training."""
+    out = Path(out)
+    opts = _options(spec, options, quick)
+    n = seeds if seeds is not None else (1 if quick else spec.seeds)
+    over = [*(spec.quick if quick else ()), *overrides]
+    rows = []
+    for c in select(spec.cells(opts), only):
+        cfg = _cell_config(c, over)
+        done = cached(store(spec, out, quick), c, cfg, range(n))
+        rows.append({"cell": c.id, "labels": dict(c.labels), "trains": cfg.summary() if c.trainer == "meta" else
+                     f"{c.trainer} baseline | {cfg.summary().split(' | ', 1)[1]}", "done": len(done), "runs": n,
+                     "progress": progress_line(store(spec, out, quick), c.id, cfg.outer["iterations"]).lstrip("; ")})
+    return rows
+
+
 def _options(spec: Spec, options: Optional[Mapping[str, Any]], quick: bool) -> dict[str, Any]:
     """The experiment's options: its defaults, then ``quick_options`` under ``--quick``, then those given
     (an option given at its default value counts as not given)."""
@@ -268,7 +288,7 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
         runs = cached(store(spec, out, quick), cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
         fixed = [runs[s] for s in range(n) if s in runs]
         if len(fixed) < n:
-            progress = _progress(store(spec, out, quick), cell, _cell_config(cell, over))
+            progress = progress_line(store(spec, out, quick), cell.id, _cell_config(cell, over).outer["iterations"])
             missing.append(f"{r.cell} ({len(fixed)} of {n} runs{progress})")
             pending.append((r, f"{len(fixed)} of {n}", progress.lstrip("; ") or "not started"))
             if not fixed:
@@ -302,52 +322,6 @@ def _pending_table(pending: list[tuple[Row, str, str]]) -> str:
         setting = ", ".join(f"{k}={v}" for k, v in r.setting.items())
         lines.append(f"| {r.model} | {setting} | {paper} | {done} | {progress} |")
     return "\n".join(lines) + "\n"
-
-
-def _progress(out: Path, cell: Cell, cfg: Config) -> str:
-    """``"; training s0: iteration 12000 of 60000 (validation 0.9620 at 12000)"`` for each run of
-    ``cell`` in training, so a partial table says how far each missing cell is. Read from the run's
-    checkpoint (``cells/CELL_sSEEDS.partial.pt``, not in git: megabytes, rewritten every few minutes)
-    and copied to ``cells/CELL_sSEEDS.progress.json`` (a few bytes, committed with the table), which
-    is read where the checkpoint is absent: a clean clone writes the same table as the machine that
-    trained."""
-    import torch
-    cells = out / "cells"
-    for p in sorted(cells.glob(f"{cell.id}_s*.partial.pt")):
-        try:
-            ck = torch.load(p, map_location="cpu", weights_only=False)
-        except Exception:   # a checkpoint being written or damaged: keep the last progress, never an error
-            continue
-        last = [c[-1] for c in ck.get("fit", {}).get("curves", []) if c]   # validations so far, per run
-        info = {"iteration": int(ck["iteration"]), "iterations": cfg.outer["iterations"],
-                "validation": None if not last else [last[-1][0], sum(v for _, v in last) / len(last), len(last)],
-                "seconds": round(float(ck.get("timing", {}).get("train_seconds", 0.0)))}
-        progress = _progress_file(p)
-        if not progress.exists() or json.loads(progress.read_text()) != info:
-            write_json(progress, info)
-    parts = []
-    for p in sorted(cells.glob(f"{cell.id}_s*.progress.json")):
-        info = json.loads(p.read_text())
-        v = info["validation"]
-        val = "" if v is None else f" (validation {v[1]:.4g} at {v[0]}{f', mean of {v[2]} runs' if v[2] > 1 else ''})"
-        parts.append(f"; training {p.name[len(cell.id) + 1:-len('.progress.json')]}: iteration {info['iteration']} of "
-                     f"{info['iterations']}{val}{_left(info)}")
-    return "".join(parts)
-
-
-def _left(info: dict[str, Any]) -> str:
-    """``", about 3.5 h left at its pace so far"`` from a progress file's training seconds (none in older files)."""
-    done, secs = info["iteration"], info.get("seconds")
-    if not secs or not done:
-        return ""
-    left = secs / done * (info["iterations"] - done)
-    return f", about {left / 3600:.1f} h left at its pace so far" if left >= 3600 else \
-        f", about {max(left / 60, 1):.0f} min left at its pace so far"
-
-
-def _progress_file(part: Path) -> Path:
-    """``cells/CELL_sSEEDS.progress.json`` beside the checkpoint ``cells/CELL_sSEEDS.partial.pt``."""
-    return part.with_name(part.name[:-len(".partial.pt")] + ".progress.json")
 
 
 def _seeds_on_disk(out: Path, cell: Cell) -> set[int]:
