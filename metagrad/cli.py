@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="evaluation setting override, e.g. --set task.k_shot=5")
     e.add_argument("--plot", action="store_true", help="also write adaptation.png and training.png")
+    e.add_argument("--state", choices=("best", "final"), help="the best validated state or the last one (default: "
+                   "the run's eval.test_state, what train tested: best where it validated)")
     e.add_argument("--device", help="cpu, cuda, cuda:1 or mps (a run trained on a GPU evaluates on a CPU)")
     e.add_argument("--no-progress", action="store_true")
 
@@ -104,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
             _print_eval(run / "eval.json")
             print(f"run written to {run}")
     elif args.command == "eval":
-        res = runner.evaluate_run(args.run, args.tasks, args.steps, args.overrides, plot=args.plot,
+        res = runner.evaluate_run(args.run, args.tasks, args.steps, args.overrides, plot=args.plot, state=args.state,
                                   progress=not args.no_progress, device=args.device)
         _print_result(res)
     elif args.command == "reproduce":

@@ -138,6 +138,25 @@ def test_eval_with_overrides_and_more_steps(tmp_path):
     assert (run / "adaptation.png").stat().st_size > 1000 and (run / "training.png").is_file()
 
 
+def test_eval_tests_the_state_train_tested_unless_told_otherwise(tmp_path):
+    # validation every 5 iterations of 20: the best validated state is kept in the checkpoint
+    run = train("sine-maml-quick", tmp_path / "r", overrides=[*TINY, "eval.every=5", "eval.val_tasks=20", "outer.lr=0.03"],
+                progress=False)   # at this rate the best validation comes at iteration 15 (measured)
+    trained = json.loads((run / "eval.json").read_text())
+    assert trained["state"].startswith("best_validated (iteration ")
+    again = evaluate_run(run, progress=False)   # the run's eval.test_state, as train tested it
+    assert again["state"] == trained["state"] and again["mean"] == trained["mean"]
+    final = evaluate_run(run, state="final", progress=False)
+    assert final["state"] == "final" and trained["state"] != "best_validated (iteration 20)"
+    assert final["mean"] != trained["mean"]   # the best is not the last state: another number
+    unvalidated = train("sine-maml-quick", tmp_path / "u", overrides=TINY, progress=False)
+    assert evaluate_run(unvalidated, progress=False)["state"] == "final"   # nothing validated: the final state
+    with pytest.raises(RunError, match="eval --state best: this run kept no validated state"):
+        evaluate_run(unvalidated, state="best", progress=False)
+    with pytest.raises(ConfigError, match="eval: --state must be best or final, got 'last'"):
+        evaluate_run(run, state="last", progress=False)
+
+
 def test_eval_rejects_unreadable_run_dirs(tmp_path):
     with pytest.raises(RunError, match="not a directory"):
         evaluate_run(tmp_path / "missing")

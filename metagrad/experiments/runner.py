@@ -272,11 +272,31 @@ def _load_module(algo: Any, state: dict[str, Any]) -> None:
     algo.load_state_dict(state)
 
 
+def _tested_state(algo: Any, ck: dict[str, Any], want: str, explicit: bool) -> str:
+    """Load the best validated state of checkpoint ``ck`` into ``algo`` when ``want`` is ``"best"`` and the
+    run validated (else keep the final state, which ``--state best`` asked for explicitly refuses);
+    returns the state's name as ``eval.json`` records it."""
+    fit = ck.get("fit", {})
+    best = (fit.get("best") or [None])[0]
+    if want == "final" or best is None:
+        if want == "best" and explicit:
+            raise RunError("eval --state best: this run kept no validated state (it trained with eval.every=0); "
+                           "use --state final")
+        return "final"
+    with torch.no_grad():
+        for n, p in algo.named_parameters():
+            p.copy_(best[n])
+    at = next((i for i, v in fit.get("curves", [[]])[0] if v == fit["best_val"][0]), None)
+    return f"best_validated (iteration {at})"
+
+
 def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[int] = None,
                  overrides: Iterable[str] = (), plot: bool = False, progress: bool = True,
-                 device: Optional[str] = None) -> dict[str, Any]:
-    """Evaluate a trained run (its last checkpoint) on held-out tasks and write ``eval.json`` and a
-    tagged copy. ``overrides`` change the evaluation setting, e.g. ``["task.k_shot=5"]`` for a run
+                 device: Optional[str] = None, state: Optional[str] = None) -> dict[str, Any]:
+    """Evaluate a trained run on held-out tasks and write ``eval.json`` and a tagged copy. ``state``:
+    ``"best"`` (the best validated state its checkpoint keeps), ``"final"`` (the last one), or ``None``
+    for the run's own ``eval.test_state``, which is what ``train`` tested (the final state where no
+    validation ran). ``overrides`` change the evaluation setting, e.g. ``["task.k_shot=5"]`` for a run
     trained at 10 shots. With ``plot=True`` also writes ``adaptation.png`` and ``training.png``."""
     run = Path(run)
     cfg = _load_config(run).override(list(overrides) + ([f"device={device}"] if device else []))
@@ -284,16 +304,19 @@ def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[i
         check_int("eval", "--tasks", tasks, 1)
     if steps is not None:
         check_int("eval", "--steps", steps, 0)
+    if state not in (None, "best", "final"):
+        raise ConfigError(f"eval: --state must be best or final, got {state!r}")
     with RunLock(run, "eval"):
         ck = load_checkpoint(run / "checkpoint.pt", need=("iteration", "module"))
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         algo, task = build(cfg, "test")
         _load_module(algo, ck["module"])
+        state = _tested_state(algo, ck, state or cfg.eval["test_state"], explicit=state is not None)
         n = cfg.eval["tasks"] if tasks is None else tasks
         result = evaluate(algo, (task, n, cfg.eval["seed"]), steps if steps is not None else cfg.eval["steps"],
                           chunk=cfg.eval["batch"], dtype=_DTYPES[cfg.dtype], progress=progress,
-                          k_shot=getattr(task, "k_shot", None), state="final", iteration=int(ck["iteration"]),
+                          k_shot=getattr(task, "k_shot", None), state=state, iteration=int(ck["iteration"]),
                           overrides=list(overrides))
         _write_eval(run, result, "eval.json")
         tag = f"k{result['k_shot']}-s{result['steps']}-n{n}" if result["k_shot"] is not None else f"s{result['steps']}-n{n}"
