@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..errors import MetagradError, RunError
-from ..runlog import lock_holder
+from ..runlog import JsonLog, lock_holder
 from .config import Config
 
 __all__ = ["RunInfo", "find_runs", "read_run", "format_runs", "plot_runs"]
@@ -46,15 +46,12 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
+    """The records of a run's log (``JsonLog.read``: a line cut by a crash is skipped); a log damaged
+    elsewhere reads as empty here, so one bad run never stops the listing."""
+    try:
+        return JsonLog.read(path)
+    except RunError:
         return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:   # a line cut by a crash: the log's reader skips it too
-            continue
-    return out
 
 
 def _best_val(rows: list[dict[str, Any]]) -> Optional[tuple[int, float, str]]:

@@ -118,7 +118,7 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
             raise RunError("train: resume needs the run directory")
         run = Path(out)
         base = _load_config(run)
-        kept = planned_config(overrides=overrides, resume=run)   # what config.json records: --set, not --threads/--device
+        kept = base.override(_resume_overrides(overrides))   # what config.json records: --set, not --threads/--device
         cfg = kept.override(extra)
     else:
         cfg = planned_config(config, list(overrides) + extra)
@@ -231,10 +231,7 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
         return run
     state = "final"
     if cfg.eval["every"] and cfg.eval["test_state"] == "best" and res.best[0] is not None:
-        with torch.no_grad():
-            for n, p in algo.named_parameters():
-                p.copy_(res.best[0][n])
-        state = f"best_validated (iteration {next(i for i, v in res.val_curves[0] if v == res.best_val[0])})"
+        state = _load_best(algo, res.best[0], res.val_curves[0], res.best_val[0])
     result = evaluate(algo, (build(cfg, "test")[1], cfg.eval["tasks"], cfg.eval["seed"]), cfg.eval["steps"],
                       chunk=cfg.eval["batch"], dtype=dtype, progress=progress and world.main,
                       k_shot=getattr(task, "k_shot", None), state=state, stopped=res.stopped)
@@ -272,6 +269,14 @@ def _load_module(algo: Any, state: dict[str, Any]) -> None:
     algo.load_state_dict(state)
 
 
+def _load_best(algo: Any, best: dict[str, Any], curve: list, best_val: float) -> str:
+    """Copy the best validated state ``best`` into ``algo``; its name as ``eval.json`` records it."""
+    with torch.no_grad():
+        for n, p in algo.named_parameters():
+            p.copy_(best[n])
+    return f"best_validated (iteration {next((i for i, v in curve if v == best_val), None)})"
+
+
 def _tested_state(algo: Any, ck: dict[str, Any], want: str, explicit: bool) -> str:
     """Load the best validated state of checkpoint ``ck`` into ``algo`` when ``want`` is ``"best"`` and the
     run validated (else keep the final state, which ``--state best`` asked for explicitly refuses);
@@ -283,11 +288,7 @@ def _tested_state(algo: Any, ck: dict[str, Any], want: str, explicit: bool) -> s
             raise RunError("eval --state best: this run kept no validated state (it trained with eval.every=0); "
                            "use --state final")
         return "final"
-    with torch.no_grad():
-        for n, p in algo.named_parameters():
-            p.copy_(best[n])
-    at = next((i for i, v in fit.get("curves", [[]])[0] if v == fit["best_val"][0]), None)
-    return f"best_validated (iteration {at})"
+    return _load_best(algo, best, fit.get("curves", [[]])[0], fit["best_val"][0])
 
 
 def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[int] = None,

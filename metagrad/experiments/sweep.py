@@ -222,9 +222,7 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
     Past ``deadline`` (a ``time.time()``) the run in training checkpoints, no other starts, and the
     table is written as it stands (the same call continues)."""
     out = Path(out)
-    opts = _options(spec, options, quick)
-    n = seeds if seeds is not None else (1 if quick else spec.seeds)
-    over = [*(spec.quick if quick else ()), *overrides]
+    opts, n, over = _setting(spec, options, quick, seeds, overrides)
     cells = select(spec.cells(opts), only)
     if cell_id is not None:
         cells = [c for c in cells if c.id == cell_id]
@@ -249,17 +247,22 @@ def plan(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[in
     """What ``run`` would do, without doing it (``metagrad reproduce NAME --list``): per selected cell its
     id, its labels (what ``--only`` filters on), what its config trains, the runs done and in training."""
     out = Path(out)
-    opts = _options(spec, options, quick)
-    n = seeds if seeds is not None else (1 if quick else spec.seeds)
-    over = [*(spec.quick if quick else ()), *overrides]
-    rows = []
+    opts, n, over = _setting(spec, options, quick, seeds, overrides)
+    rows, where = [], store(spec, out, quick)
     for c in select(spec.cells(opts), only):
         cfg = _cell_config(c, over)
-        done = cached(store(spec, out, quick), c, cfg, range(n))
+        done = cached(where, c, cfg, range(n))
         rows.append({"cell": c.id, "labels": dict(c.labels), "trains": cfg.summary() if c.trainer == "meta" else
                      f"{c.trainer} baseline | {cfg.summary().split(' | ', 1)[1]}", "done": len(done), "runs": n,
-                     "progress": progress_line(store(spec, out, quick), c.id, cfg.outer["iterations"]).lstrip("; ")})
+                     "progress": progress_line(where, c.id, cfg.outer["iterations"]).lstrip("; ")})
     return rows
+
+
+def _setting(spec: Spec, options: Optional[Mapping[str, Any]], quick: bool, seeds: Optional[int],
+             overrides: Sequence[str]) -> tuple[dict[str, Any], int, list[str]]:
+    """``(options, runs per cell, overrides of every cell)`` of a call of ``run``, ``report`` or ``plan``."""
+    n = seeds if seeds is not None else (1 if quick else spec.seeds)
+    return _options(spec, options, quick), n, [*(spec.quick if quick else ()), *overrides]
 
 
 def _options(spec: Spec, options: Optional[Mapping[str, Any]], quick: bool) -> dict[str, Any]:
@@ -275,9 +278,7 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     """Tabulate the cached runs (no training): each row over seeds ``0..N-1``; runs of further seeds
     go in a separate "all runs" column, never into the verdict. Writes ``table.md``/``results.json``."""
     out = Path(out)
-    opts = _options(spec, options, quick)
-    n = seeds if seeds is not None else (1 if quick else spec.seeds)
-    over = [*(spec.quick if quick else ()), *overrides]
+    opts, n, over = _setting(spec, options, quick, seeds, overrides)
     by_id = {c.id: c for c in (cells if cells is not None else spec.cells(opts))}
     rows, missing, pending, used = [], [], [], {}
     for r in spec.rows(opts):
