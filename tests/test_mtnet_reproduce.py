@@ -90,7 +90,7 @@ def test_polynomial_tabulates_the_mask_fraction_per_order(tmp_path):
     summary = json.loads((tmp_path / "cells" / "order3_s0.json").read_text())
     assert set(summary["measures"]) == {"update_fraction", "threshold_fraction"}
     assert summary["config"]["task"]["degree"] == 3
-    assert _results(tmp_path)["claims"]["fraction_by_order"]["3"] == fr[1]["mean"]
+    assert specs.get("mtnet-polynomial").claims(rows)["fraction_by_order"]["3"] == fr[1]["mean"]
     assert (tmp_path / "fig4.png").stat().st_size > 10_000   # 001 Fig. 4 redrawn, from the summaries
 
 

@@ -79,7 +79,7 @@ def test_table6_quick_runs_through_the_sweep(tmp_path: Path) -> None:
     assert cli_main(["reproduce", "turtle-table6", "--quick", "--out", str(out), "--only", "model=so-MAML,so-TURTLE",
                      "--only", "steps=1,5", "--only", "k_shot=5"]) == 0
     data = json.loads((out / "results.json").read_text())
-    assert data["experiment"] == "turtle-table6" and not data["partial"]
+    assert data["experiment"] == "turtle-table6" and data["partial"]   # the whole table: other cells not run
     assert [(r["model"], r["setting"]["steps"]) for r in data["rows"]] == [("so-MAML", 1), ("so-MAML", 5),
                                                                           ("so-TURTLE", 1), ("so-TURTLE", 5)]
     assert all(math.isfinite(r["mean"]) and r["vs_paper"] in ("better", "within", "worse") for r in data["rows"])
@@ -91,7 +91,8 @@ def test_order_quick_runs_through_the_sweep(tmp_path: Path) -> None:
     out = tmp_path / "o"
     assert cli_main(["reproduce", "turtle-order", "--quick", "--out", str(out), "--only", "steps=1"]) == 0
     data = json.loads((out / "results.json").read_text())
-    assert [r["model"] for r in data["rows"]] == list(turtle.ORDER_MODELS) and "T1" in data["claims"]
+    assert [r["model"] for r in data["rows"]] == list(turtle.ORDER_MODELS)
+    assert "T1" in specs.get("turtle-order").claims(data["rows"])   # a partial table states no claims itself
     assert (out / "order.png").stat().st_size > 10_000   # 004 Fig. 11 redrawn
 
 

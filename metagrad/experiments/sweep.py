@@ -218,8 +218,8 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
         jobs: int = 1, cell_id: Optional[str] = None, report_only: bool = False, deadline: Optional[float] = None,
         log: Callable[[str], None] = lambda m: print(time.strftime("%H:%M:%S"), m, file=sys.stderr, flush=True)
         ) -> list[dict[str, Any]]:
-    """Train the missing runs of ``spec``'s selected cells, then write and return the table's rows.
-    Past ``deadline`` (a ``time.time()``) the run in training checkpoints, no other starts, and the
+    """Train the missing runs of ``spec``'s selected cells, then write and return the whole table's rows
+    (every cell's, so a run with ``--only`` never overwrites a committed table with its selection). Past ``deadline`` (a ``time.time()``) the run in training checkpoints, no other starts, and the
     table is written as it stands (the same call continues)."""
     out = Path(out)
     opts, n, over = _setting(spec, options, quick, seeds, overrides)
@@ -238,7 +238,7 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
             log(f"{e}; the same command continues it")
     if cell_id is not None:
         return []
-    return report(spec, out, quick=quick, seeds=n, overrides=overrides, options=opts, cells=cells)
+    return report(spec, out, quick=quick, seeds=n, overrides=overrides, options=opts)
 
 
 def plan(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int] = None,
@@ -273,13 +273,12 @@ def _options(spec: Spec, options: Optional[Mapping[str, Any]], quick: bool) -> d
 
 
 def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int] = None,
-           overrides: Sequence[str] = (), options: Optional[Mapping[str, Any]] = None,
-           cells: Optional[list[Cell]] = None) -> list[dict[str, Any]]:
+           overrides: Sequence[str] = (), options: Optional[Mapping[str, Any]] = None) -> list[dict[str, Any]]:
     """Tabulate the cached runs (no training): each row over seeds ``0..N-1``; runs of further seeds
     go in a separate "all runs" column, never into the verdict. Writes ``table.md``/``results.json``."""
     out = Path(out)
     opts, n, over = _setting(spec, options, quick, seeds, overrides)
-    by_id = {c.id: c for c in (cells if cells is not None else spec.cells(opts))}
+    by_id = {c.id: c for c in spec.cells(opts)}
     rows, missing, pending, used = [], [], [], {}
     for r in spec.rows(opts):
         if r.cell not in by_id:
