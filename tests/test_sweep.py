@@ -252,10 +252,14 @@ def test_a_time_limit_stops_the_sweep_with_a_partial_table_and_the_same_command_
     table = (tmp_path / "table.md").read_text()
     assert "| 0 of 1 | training s0: iteration 1 of 30 |" in table
     part = tmp_path / "cells" / "a_s0.partial.pt"
-    part.rename(tmp_path / "kept.pt")   # a clean clone: no checkpoint; the same table from the progress file
     run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], report_only=True,
         **QUIET)
-    assert (tmp_path / "table.md").read_text() == table
+    assert (tmp_path / "table.md").read_text() == table   # the report rebuilds the same table
+    part.rename(tmp_path / "kept.pt")   # the resume point lost (it is committed with a record): said, not hidden
+    run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], report_only=True,
+        **QUIET)
+    assert "| training s0: reached iteration 1 of 30, but its checkpoint is not here: it trains again from the start |" \
+        in (tmp_path / "table.md").read_text()
     (tmp_path / "kept.pt").rename(part)
     rows = run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], **QUIET)
     assert rows[0]["runs_used"] == 1 and not list((tmp_path / "cells").glob("*.partial.pt"))

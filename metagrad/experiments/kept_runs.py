@@ -15,7 +15,8 @@ name the config they were made under. Two uses:
 
 A run is matched on the whole config identity (every setting that changes what is trained, those of
 evaluation included), never on names, so one is reused only where training again would remake it.
-Kept runs are not committed (``*.pt``): a clean checkout has the summaries, which are all a table needs.
+Under ``reproductions/`` kept runs are committed with their record (``.gitignore``), so a record tested
+in a later session, on a fresh checkout, still finds the runs it reuses; elsewhere they stay out of git.
 """
 from __future__ import annotations
 

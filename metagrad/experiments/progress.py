@@ -1,9 +1,10 @@
 """How far a table's runs in training are, in a few committed bytes.
 
 A run in training checkpoints to ``cells/CELL_sSEEDS.partial.pt`` (megabytes, rewritten every few
-minutes, not in git). At each report its iteration, last validation and training seconds are copied
-to ``cells/CELL_sSEEDS.progress.json`` (committed with the table) and read from there where the
-checkpoint is absent, so a clean clone writes the same partial table as the machine that trained:
+minutes; under ``reproductions/`` committed with the record, so a fresh checkout continues the run).
+At each report its iteration, last validation and training seconds are copied to
+``cells/CELL_sSEEDS.progress.json`` (committed with the table) and read from there where the
+checkpoint is absent, so a clone without it writes the same partial table as the machine that trained:
 ``training s0: iteration 12000 of 60000 (validation 0.962 at 12000), about 3.5 h left at its pace so far``.
 """
 from __future__ import annotations
@@ -59,6 +60,11 @@ def progress_line(store: Path, cell_id: str, iterations: int) -> str:
         info = json.loads(p.read_text())
         v = info["validation"]
         val = "" if v is None else f" (validation {v[1]:.4g} at {v[0]}{f', mean of {v[2]} runs' if v[2] > 1 else ''})"
-        parts.append(f"; training {p.name[len(cell_id) + 1:-len('.progress.json')]}: iteration {info['iteration']} of "
-                     f"{info['iterations']}{val}{time_left(info)}")
+        if (cells / p.name.replace(".progress.json", ".partial.pt")).exists():
+            parts.append(f"; training {p.name[len(cell_id) + 1:-len('.progress.json')]}: iteration {info['iteration']} of "
+                         f"{info['iterations']}{val}{time_left(info)}")
+        else:   # the resume point is committed with the record: without it the run starts again
+            parts.append(f"; training {p.name[len(cell_id) + 1:-len('.progress.json')]}: reached iteration "
+                         f"{info['iteration']} of {info['iterations']}{val}, but its checkpoint is not here: "
+                         "it trains again from the start")
     return "".join(parts)

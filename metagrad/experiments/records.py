@@ -97,7 +97,9 @@ def index(status: list[Status], quick: bool = False) -> str:
              "(cheap first; rerun to continue) and rewritten from the committed run summaries by "
              "`metagrad reproduce all --out reproductions --report`, which also rewrites this page. A folder "
              "holds `table.md` (ours beside the paper's, with 95% intervals, and the paper's claims checked), "
-             "`results.json`, the figure where the paper has one, `cells/` (one summary per run) and a README "
+             "`results.json`, the figure where the paper has one, `cells/` (one summary per run; the kept "
+             "weights of each run, `*.run.pt`, which sibling records test, and the resume point of a run "
+             "in training, `*.partial.pt`, so that a fresh checkout continues it) and a README "
              "with the protocol and the wall-clock time (000's sine figures: in `universality-sine/`, the "
              "folder of the runs they share).", "",
              "| record | reproduces | state | rows | cells missing |", "| --- | --- | --- | ---: | ---: |"]
