@@ -179,6 +179,10 @@ def test_cli_train_eval_list_and_errors(tmp_path, capsys):
     assert "sine-maml-5step               maml: sgd, 5 steps of 0.01, second order | mlp | sine 10-shot | adam 0.002, " \
            "meta-batch 25, 30,000 iterations" in listed   # each preset with what it trains
     assert "poly001-mtnet-order2          maml: mtnet, 1 step of 0.01, second order | mlp | polynomial 10-shot degree 2" in listed
+    # the LSTM rule's default (its gradient inputs detached) is said, not hidden behind "second order"
+    assert "004-lstm-t10-k15              maml: lstm, 10 steps, second order (the rule's gradient inputs detached, " \
+           "as Ravi & Larochelle) | mlp" in listed
+    assert "detached" not in Config.from_dict({"inner": {"learner": "lstm", "second_order": True}}).summary()
     assert main(["train", "no-such-preset"]) == 2
     assert "unknown preset 'no-such-preset'" in capsys.readouterr().err
     assert main(["train", "sine-maml", "--set", "inner.lrr=3"]) == 2

@@ -130,6 +130,8 @@ class Config:
         if self.algorithm == "maml":
             rate = f" of {i['lr']:g}" if "lr" in i else ""
             algo += f": {i['learner']}, {i['steps']} step{'' if i['steps'] == 1 else 's'}{rate}, {i['mode'].replace('_', ' ')}"
+            if i["learner"] == "lstm" and i["mode"] != "first_order" and not i.get("second_order", False):
+                algo += " (the rule's gradient inputs detached, as Ravi & Larochelle)"   # LSTMMetaLearner's default
         return (f"{algo} | {self.model['name']} | {task} | {o['optimizer']} {o['lr']:g}, meta-batch {o['meta_batch']}, "
                 f"{o['iterations']:,} iterations")
 
