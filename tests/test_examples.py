@@ -1,4 +1,4 @@
-"""``examples/``: a user's own task family on the command line, run as its docstring says (shorter)."""
+"""``examples/``: a user's own task family and update rule on the command line, run as their docstrings say (shorter)."""
 from __future__ import annotations
 
 import json
@@ -24,3 +24,24 @@ def test_the_linear_task_example_trains_from_any_working_directory(tmp_path):
     losses = [json.loads(ln)["loss"] for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
               if "loss" in json.loads(ln)]
     assert len(losses) == 6 and losses[-1] < 0.7 * losses[0], losses   # meta-training learns the family
+
+
+def test_the_momentum_rule_example_meta_learns_its_step_size_and_momentum(tmp_path):
+    # a user's update rule (examples/momentum_rule.py) through the command line: it trains, its two
+    # meta-parameters move, and metagrad eval adapts with it for more steps than it trained with
+    r = subprocess.run([sys.executable, "-m", "metagrad", "train", str(ROOT / "examples" / "sine-momentum.json"),
+                        "--out", "run", "--no-progress", "--set", "outer.iterations=150", "--set", "eval.every=0",
+                        "--set", "eval.tasks=50", "--set", "log_every=25"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    losses = [json.loads(ln)["loss"] for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+              if "loss" in json.loads(ln)]
+    assert len(losses) == 6 and losses[-1] < 0.85 * losses[0], losses   # 150 of sine's 70,000 iterations
+    import torch
+    meta = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)["module"]
+    assert abs(float(meta["meta.lr"]) - 0.01) > 1e-4 and abs(float(meta["meta.mu_logit"])) > 1e-4   # both learned
+    r = subprocess.run([sys.executable, "-m", "metagrad", "eval", "run", "--steps", "10", "--tasks", "20",
+                        "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "(20 tasks, 10 steps, k=10)" in r.stdout, r.stderr

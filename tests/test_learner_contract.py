@@ -3,7 +3,9 @@
 Each rule's own file tests its equations; this suite holds every rule to one contract, so a new
 learner (a file under ``learners/`` and a ``register_learner`` line) is checked by being registered:
 
-The composed rules of ``learners/combine.py`` (``chain``, ``masked``) are checked alike (``COMPOSED``).
+The composed rules of ``learners/combine.py`` (``chain``, ``masked``) are checked alike (``COMPOSED``), and
+so is a user's rule registered from outside the package (``examples/momentum_rule.py``, loaded as a
+config's ``imports`` would load it).
 
 1. second order: the meta-gradient of a two-step inner loop equals central finite differences of
    the meta-loss along random directions (float64; DESIGN principle 3);
@@ -22,6 +24,7 @@ by design is checked in its exact setting (the LSTM meta-learner's ``second_orde
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,6 +36,9 @@ from metagrad.learners.tnet import MTNet
 from metagrad.models.tnet import is_transform
 from conftest import directional_fd_errors, rel_err
 from geometry_checks import all_params, autograd_grads, first_order_reference, sine_batch
+from metagrad.experiments.plugins import load_imports
+
+load_imports([str(Path(__file__).resolve().parents[1] / "examples" / "momentum_rule.py")])   # registers "momentum"
 
 # Composed rules (learners/combine.py) are held to the same contract: built on top of the registry's.
 COMPOSED = {
