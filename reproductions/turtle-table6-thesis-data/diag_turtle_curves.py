@@ -77,7 +77,7 @@ def main() -> None:
         p.error(f"no kept run of {name} under {a.out} for --data {a.data}")
     kept = iqr_kept([c["mean"] for c in cells])
     stalled, collapsed = [], []
-    print(f"| seed | test MSE | IQR rule | validation: stalled / collapsed at (tasks) / last |")
+    print("| seed | test MSE | IQR rule | validation: stalled / collapsed at (tasks) / last |")
     print("| --- | --- | --- | --- |")
     for cell, keep in zip(cells, kept):
         d = describe([(int(t), float(v)) for t, v in cell.get("val_curve", [])], a.learned, a.good)
