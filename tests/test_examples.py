@@ -7,41 +7,41 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _metagrad(cwd: Path, *args: str) -> str:
+    """``metagrad ARGS`` in a fresh process from ``cwd`` (not the repository); its stdout."""
+    r = subprocess.run([sys.executable, "-m", "metagrad", *args, "--no-progress"], cwd=cwd, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _train(cwd: Path, config: str, tasks: int) -> list[float]:
+    """Train ``examples/CONFIG`` for 150 iterations into ``cwd/run``; the logged losses (every 25)."""
+    _metagrad(cwd, "train", str(ROOT / "examples" / config), "--out", "run", "--set", "outer.iterations=150",
+              "--set", "eval.every=0", "--set", f"eval.tasks={tasks}", "--set", "log_every=25")
+    return [json.loads(ln)["loss"] for ln in (cwd / "run" / "metrics.jsonl").read_text().splitlines()
+            if "loss" in json.loads(ln)]
 
 
 def test_the_linear_task_example_trains_from_any_working_directory(tmp_path):
     # the config names its module by a path relative to itself: run from elsewhere, it is still found
-    r = subprocess.run([sys.executable, "-m", "metagrad", "train", str(ROOT / "examples" / "linear-maml.json"),
-                        "--out", "run", "--no-progress", "--set", "outer.iterations=150", "--set", "eval.every=0",
-                        "--set", "eval.tasks=100", "--set", "log_every=25"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, r.stderr
-    assert "(100 tasks, 3 steps, k=5)" in r.stdout
+    losses = _train(tmp_path, "linear-maml.json", tasks=100)
+    assert len(losses) == 6 and losses[-1] < 0.7 * losses[0], losses   # meta-training learns the family
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["imports"] == [str(ROOT / "examples" / "linear_tasks.py")]
-    losses = [json.loads(ln)["loss"] for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-              if "loss" in json.loads(ln)]
-    assert len(losses) == 6 and losses[-1] < 0.7 * losses[0], losses   # meta-training learns the family
+    assert "(100 tasks, 3 steps, k=5)" in _metagrad(tmp_path, "eval", "run")
 
 
 def test_the_momentum_rule_example_meta_learns_its_step_size_and_momentum(tmp_path):
     # a user's update rule (examples/momentum_rule.py) through the command line: it trains, its two
     # meta-parameters move, and metagrad eval adapts with it for more steps than it trained with
-    r = subprocess.run([sys.executable, "-m", "metagrad", "train", str(ROOT / "examples" / "sine-momentum.json"),
-                        "--out", "run", "--no-progress", "--set", "outer.iterations=150", "--set", "eval.every=0",
-                        "--set", "eval.tasks=50", "--set", "log_every=25"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, r.stderr
-    losses = [json.loads(ln)["loss"] for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-              if "loss" in json.loads(ln)]
+    losses = _train(tmp_path, "sine-momentum.json", tasks=50)
     assert len(losses) == 6 and losses[-1] < 0.85 * losses[0], losses   # 150 of sine's 70,000 iterations
-    import torch
     meta = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)["module"]
     assert abs(float(meta["meta.lr"]) - 0.01) > 1e-4 and abs(float(meta["meta.mu_logit"])) > 1e-4   # both learned
-    r = subprocess.run([sys.executable, "-m", "metagrad", "eval", "run", "--steps", "10", "--tasks", "20",
-                        "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0 and "(20 tasks, 10 steps, k=10)" in r.stdout, r.stderr
+    assert "(20 tasks, 10 steps, k=10)" in _metagrad(tmp_path, "eval", "run", "--steps", "10", "--tasks", "20")
