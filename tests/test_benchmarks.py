@@ -64,6 +64,31 @@ def test_the_device_check_runs_on_the_cpu(tmp_path) -> None:
         assert line in log, f"{line!r} not in the device check's log:\n{log[-3000:]}"
 
 
+def test_device_continue_carries_a_record_run_there_and_back(tmp_path) -> None:
+    """``device_continue.sh`` with ``DEVICE=cpu``: a run cut by its time limit "there" comes back as a
+    resume point that continues "here"; continued there to its end, it comes back as a summary and a
+    kept run, and the resume point is removed here (a quick record: 300 iterations of sine MAML)."""
+    def call(**env: str) -> str:
+        out = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_continue.sh")], cwd=ROOT,
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
+                                  "RECORD": "mtnet-table1", "QUICK": "1", **env},
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+        return out.stdout
+    there, here = str(tmp_path / "there"), str(tmp_path / "here")
+    cells = tmp_path / "here" / "mtnet-table1" / "cells"
+    # past its 1 s limit before the first iteration ends (the imports alone take longer): one iteration, checkpointed
+    call(RECORDS=there, OUT=str(tmp_path / "b1"), ONLY="model=MAML", LIMIT="1s", DEVICE="cpu")
+    assert sorted(p.name for p in (tmp_path / "b1" / "cells").iterdir()) == ["MAML_s0.partial.pt", "MAML_s0.progress.json"]
+    call(RECORDS=here, APPLY=str(tmp_path / "b1"))
+    assert "MAML (0 of 1 runs; training s0: iteration 1 of 300" in (cells.parent / "table.md").read_text()
+    call(RECORDS=there, OUT=str(tmp_path / "b2"), ONLY="model=MAML", LIMIT="10m", DEVICE="cpu")
+    assert (tmp_path / "b2" / "removed.txt").read_text().split() == ["MAML_s0.partial.pt", "MAML_s0.progress.json"]
+    call(RECORDS=here, APPLY=str(tmp_path / "b2"))
+    assert sorted(p.name for p in cells.iterdir()) == ["MAML_s0.json", "MAML_s0.run.pt"]
+    assert "| MAML | k_shot=5, steps=1 |" in (cells.parent / "table.md").read_text()
+
+
 def test_every_benchmark_script_is_smoke_tested() -> None:
     scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")} - {"l2l_stub.py", "timing.py"}   # helpers, not scripts
     assert scripts == set(CASES), f"benchmarks without a smoke test: {sorted(scripts - set(CASES))}"
