@@ -87,7 +87,9 @@ def did_you_mean(value: object, options: Iterable[str]) -> str:
     """``" (did you mean 'sine-maml'?)"`` when ``value`` is a near miss of one of ``options`` (a typo),
     else ``""``: appended to an "unknown name" error, so that the fix is the first thing read."""
     import difflib
-    close = difflib.get_close_matches(str(value), list(options), n=1, cutoff=0.75)
+    options = list(options)
+    same = [o for o in options if o.lower() == str(value).lower()]   # a difference of case alone
+    close = same or difflib.get_close_matches(str(value), options, n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -360,6 +360,7 @@ def test_a_damaged_image_and_split_file_are_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("argv, hint", [
     (["train", "sine-mam"], "unknown preset 'sine-mam' (did you mean 'sine-maml'?); choose one of"),
+    (["train", "Sine-MAML"], "unknown preset 'Sine-MAML' (did you mean 'sine-maml'?); choose one of"),   # case alone
     (["train", "sine-maml", "--set", "outer.iteration=3"], "unknown key outer.iteration (did you mean 'iterations'?)"),
     (["train", "sine-maml", "--set", "model.hiden=[3]"], "unknown key model.hiden for name 'mlp' (did you mean 'hidden'?)"),
     (["train", "sine-maml", "--set", "task.name=omniglott"], "unknown task.name 'omniglott' (did you mean 'omniglot'?)"),

@@ -66,8 +66,10 @@ def test_only_filters_cells_and_results_stay_partial_until_every_cell_is_done(tm
     assert data["partial"] is False and data["missing"] == [] and data["claims"] == {"rows": 2}
     with pytest.raises(Exception, match=r"no cell matches --only model=c; the cells' labels: model=a,b"):
         sweep.select(_cells({}), ["model=c"])   # a typo must not train nothing in silence
-    with pytest.raises(Exception, match="no cell matches --only modle=a"):
+    with pytest.raises(Exception, match=r"no cell matches --only modle=a \(did you mean 'model'\?\)"):
         sweep.select(_cells({}), ["modle=a"])
+    with pytest.raises(Exception, match=r"--only model=A \(did you mean 'a'\?\); the cells' labels: model=a,b"):
+        sweep.select(_cells({}), ["model=A"])   # a value that differs in case alone
     with pytest.raises(Exception, match="key=value"):
         sweep.select(_cells({}), ["model"])
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ..errors import ConfigError, TimeLimitReached
+from ..errors import ConfigError, TimeLimitReached, did_you_mean
 from ..evaluation import robust_summary
 from ..io import write_json
 from ..runlog import RunLock
@@ -209,7 +209,10 @@ def select(cells: list[Cell], only: Sequence[str]) -> list[Cell]:
             for k, v in c.labels.items():
                 labels.setdefault(k, {})[str(v)] = None
         known = "; ".join(f"{k}={','.join(v)}" for k, v in labels.items())
-        raise ConfigError(f"reproduce: no cell matches --only {' --only '.join(only)}; the cells' labels: {known}")
+        hints = [did_you_mean(k, labels) if k not in labels else
+                 next((did_you_mean(x, labels[k]) for x in v.split(",") if x not in labels[k]), "") for k, v in filters]
+        hint = next((h for h in hints if h), "")
+        raise ConfigError(f"reproduce: no cell matches --only {' --only '.join(only)}{hint}; the cells' labels: {known}")
     return chosen
 
 
