@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-__all__ = ["plot_adaptation", "plot_training", "plot_lines", "pyplot", "save_figure"]
+__all__ = ["plot_adaptation", "plot_training", "plot_lines", "pyplot", "save_figure", "curve_with_band"]
 
 
 def pyplot() -> Any:
@@ -45,14 +45,22 @@ def log_axis(ax: Any, axis: str = "y") -> None:
     a.set_tick_params(which="minor", labelsize=8)
 
 
+def curve_with_band(ax: Any, mean: Sequence[float], ci: Sequence[float], scale: float = 1.0,
+                    band_alpha: float = 0.2, **line: Any) -> None:
+    """``mean`` against ``0, 1, ..., len(mean) - 1`` (steps) with its 95% interval ``mean +- ci`` as a
+    shaded band of the line's colour; ``scale`` multiplies both (100 for percentages)."""
+    x = list(range(len(mean)))
+    (drawn,) = ax.plot(x, [scale * m for m in mean], **line)
+    ax.fill_between(x, [scale * (m - c) for m, c in zip(mean, ci)], [scale * (m + c) for m, c in zip(mean, ci)],
+                    color=drawn.get_color(), alpha=band_alpha, lw=0)
+
+
 def plot_adaptation(result: Mapping[str, Any], path: str | Path, title: str = "") -> None:
     """Query metric (mean and 95% CI band) against the number of inner steps."""
     plt = pyplot()
     curve, ci = result["curve"], result["curve_ci95"]
-    steps = list(range(len(curve)))
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(steps, curve, marker="o", ms=3)
-    ax.fill_between(steps, [m - c for m, c in zip(curve, ci)], [m + c for m, c in zip(curve, ci)], alpha=0.25)
+    curve_with_band(ax, curve, ci, band_alpha=0.25, marker="o", ms=3)
     ax.set_xlabel("inner steps at test time")
     ax.set_ylabel(result["metric"])
     from matplotlib.ticker import MaxNLocator

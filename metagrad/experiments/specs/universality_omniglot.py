@@ -150,7 +150,7 @@ def _ft_extra(r: Row, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_finetune(out: Any, rows: list[dict[str, Any]], runs: Mapping[str, Any]) -> None:
     """000 Fig. 4 / Fig. 6 right: train and test accuracy against fine-tuning steps (``finetune.png``)."""
-    from ...plotting import pyplot, save_figure
+    from ...plotting import curve_with_band, pyplot, save_figure
     from .universality_plots import pooled_curve
     plt = pyplot()
     fig, axes = plt.subplots(1, len(SETTINGS), figsize=(10, 4.2), layout="constrained")
@@ -159,10 +159,7 @@ def plot_finetune(out: Any, rows: list[dict[str, Any]], runs: Mapping[str, Any])
             for e, ls in (("train", "--"), ("test", "-")):
                 mean, ci = pooled_curve(runs.get(f"{way}-{m}", []), e)
                 if mean:
-                    x = list(range(len(mean)))
-                    ax.plot(x, [100 * v for v in mean], color=colour, ls=ls, label=f"{m} init, {e}")
-                    ax.fill_between(x, [100 * (v - c) for v, c in zip(mean, ci)], [100 * (v + c) for v, c in zip(mean, ci)],
-                                    color=colour, alpha=0.2, lw=0)
+                    curve_with_band(ax, mean, ci, scale=100, color=colour, ls=ls, label=f"{m} init, {e}")
         ax.axvline(steps, color="grey", ls=":", lw=1)
         ax.set_title(f"{way} 1-shot (MAML meta-trained with {steps} step{'s' if steps > 1 else ''})", fontsize=9)
         ax.set_xlabel("gradient steps on the support set")

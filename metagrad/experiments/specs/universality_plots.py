@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ...plotting import pyplot, save_figure
+from ...plotting import curve_with_band, pyplot, save_figure
 
 __all__ = ["plot_steps", "plot_ood", "plot_depth", "pooled_curve"]
 
@@ -40,10 +40,7 @@ def plot_steps(out: Path, rows: list[dict[str, Any]], runs: dict[str, list[dict[
             mean, ci = pooled_curve(runs.get(f"sine-{m}", []), f"{d}-s{N_STEPS}")
             if not mean:
                 continue
-            steps = list(range(len(mean)))
-            ax.plot(steps, mean, color=COLOURS[m], label=LABELS[m], ls="--" if m == "SNAIL" else "-")
-            ax.fill_between(steps, [a - c for a, c in zip(mean, ci)], [a + c for a, c in zip(mean, ci)],
-                            color=COLOURS[m], alpha=0.2, lw=0)
+            curve_with_band(ax, mean, ci, color=COLOURS[m], label=LABELS[m], ls="--" if m == "SNAIL" else "-")
         ax.axvline(5, color="grey", ls=":", lw=1)
         ax.text(5.5, 0.02, "MAML's 5 training steps", transform=ax.get_xaxis_transform(), fontsize=7, va="bottom",
                 color="grey")
