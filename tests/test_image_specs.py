@@ -68,15 +68,16 @@ def test_a_partial_table_lists_missing_cells_with_their_progress(tmp_path: Path)
     assert "PARTIAL: 6 cell(s) incomplete" in table
     assert "| MAML | n_way=5, k_shot=1 | 0.987 ± 0.004 | 0 of 1 | training s0: iteration 12000 of 60000 |" in table
     assert "| MT-net | n_way=20, k_shot=1 | 0.9621 ± 0.0035 | 0 of 1 | not started |" in table
-    # with validations so far: the last one shown; the progress file (committed) stands in for the checkpoint
+    # with validations so far: the last one shown
     torch.save({"iteration": 12500, "fit": {"curves": [[(10000, 0.9), (12000, 0.95)]]}},
                out / "cells" / "MAML_5way_s0.partial.pt")
     assert cli_main(["reproduce", "omniglot-table3", "--report", "--out", str(out)]) == 0
-    line = "| 0 of 1 | training s0: iteration 12500 of 60000 (validation 0.95 at 12000) |"
-    assert line in (out / "table.md").read_text()
+    assert "| 0 of 1 | training s0: iteration 12500 of 60000 (validation 0.95 at 12000) |" in (out / "table.md").read_text()
+    # the checkpoint gone (it is committed with the record): the progress file says how far it was, and that it restarts
     (out / "cells" / "MAML_5way_s0.partial.pt").unlink()
     assert cli_main(["reproduce", "omniglot-table3", "--report", "--out", str(out)]) == 0
-    assert line in (out / "table.md").read_text()
+    assert "| 0 of 1 | training s0: reached iteration 12500 of 60000 (validation 0.95 at 12000), but its checkpoint " \
+           "is not here: it trains again from the start |" in (out / "table.md").read_text()
 
 
 def test_committed_omniglot_record_is_its_report(tmp_path: Path) -> None:
