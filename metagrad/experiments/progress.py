@@ -3,9 +3,10 @@
 A run in training checkpoints to ``cells/CELL_sSEEDS.partial.pt`` (megabytes, rewritten every few
 minutes; under ``reproductions/`` committed with the record, so a fresh checkout continues the run).
 At each report its iteration, last validation and training seconds are copied to
-``cells/CELL_sSEEDS.progress.json`` (committed with the table) and read from there where the
-checkpoint is absent, so a clone without it writes the same partial table as the machine that trained:
+``cells/CELL_sSEEDS.progress.json`` (committed with the table), which the table shows:
 ``training s0: iteration 12000 of 60000 (validation 0.962 at 12000), about 3.5 h left at its pace so far``.
+Where the checkpoint is gone and its progress file is not, the table says how far the run got and that
+it will train again from the start.
 """
 from __future__ import annotations
 
