@@ -70,3 +70,20 @@ def test_past_the_time_limit_nothing_trains(tmp_path, monkeypatch):
                                                              ("universality-depth", "not started", "past the time limit")]
     with pytest.raises(Exception, match="unknown record 'nope'"):
         records.run_all(tmp_path, only=["nope"])
+
+
+def test_a_records_resume_points_and_kept_runs_travel_with_it_and_other_checkpoints_do_not():
+    """.gitignore: a run in training under reproductions/ continues on a fresh checkout only if its
+    ``*.partial.pt`` is committed, and a sibling record tests a kept ``*.run.pt``; checkpoints of runs
+    elsewhere, and a run's working folder, stay out of git."""
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
+    assert not ignored("reproductions/omniglot-table3/cells/MAML_5way_s0.partial.pt")
+    assert not ignored("reproductions/omniglot-table3/cells/MAML_5way_s0.run.pt")
+    assert ignored("reproductions/omniglot-table3/cells/.MAML_5way_s0/checkpoint.pt")
+    assert ignored("runs/t3/cells/MAML_5way_s0.partial.pt") and ignored("checkpoint.pt")
