@@ -16,14 +16,16 @@
 # APPLY copies the files into the record's cells/, removes those named in removed.txt and
 # rewrites the record's table (--report). Settings: DEVICE (cuda), PYTHON (python3), OUT
 # (/tmp/device-continue), RECORDS (the records' folder, reproductions), QUICK=1 (the record's --quick
-# settings, for a smoke test), DATA (a data root holding omniglot/; else $METAGRAD_DATA, else .data/ in the
+# settings, for a smoke test), SET (settings for every cell, as --set: "outer.iterations=30 eval.tasks=20";
+# give the same to APPLY, or the runs made under them are not the record's), DATA (a data root holding omniglot/; else $METAGRAD_DATA, else .data/ in the
 # checkout, as benchmarks/device_check.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${RECORD:?set RECORD to a record name, e.g. RECORD=omniglot-table3 (metagrad list shows them)}"
 PY=${PYTHON:-python3}
 RECORDS=${RECORDS:-reproductions}
-quick=(); [ -n "${QUICK:-}" ] && quick=(--quick)
+settings=(); [ -n "${QUICK:-}" ] && settings=(--quick)
+for s in ${SET:-}; do settings+=(--set "$s"); done   # the record's settings, in both modes
 folder="$RECORDS/$RECORD"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -n "${DATA:-}" ]; then export METAGRAD_DATA="$DATA"
@@ -40,7 +42,7 @@ if [ -n "${APPLY:-}" ]; then   # back on this machine: take the files in, drop t
     if [ -f "$APPLY/removed.txt" ]; then
         while read -r name; do [ -n "$name" ] && rm -f "$cells/$name"; done < "$APPLY/removed.txt"
     fi
-    exec "$PY" -m metagrad reproduce "$RECORD" "${quick[@]}" --out "$folder" --report
+    exec "$PY" -m metagrad reproduce "$RECORD" "${settings[@]}" --out "$folder" --report
 fi
 
 OUT=${OUT:-/tmp/device-continue}
@@ -51,7 +53,7 @@ mkdir -p "$OUT/cells" "$cells"
 before=$(mktemp); stamp=$(mktemp)   # the cells' files before the run, and a time mark to find those it wrote
 (cd "$cells" && ls -1A | grep -v '^\.') > "$before"   # hidden: a run's working folder
 sleep 1   # file times have a second's resolution on some file systems: the mark precedes every write
-"$PY" -m metagrad reproduce "$RECORD" "${quick[@]}" --out "$folder" "${only[@]}" --time-limit "$LIMIT" \
+"$PY" -m metagrad reproduce "$RECORD" "${settings[@]}" --out "$folder" "${only[@]}" --time-limit "$LIMIT" \
     --set device="$DEV"
 status=$?
 find "$cells" -maxdepth 1 -type f -newer "$stamp" \( -name '*.json' -o -name '*.pt' \) -exec cp {} "$OUT/cells/" \;

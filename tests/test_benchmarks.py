@@ -67,11 +67,12 @@ def test_the_device_check_runs_on_the_cpu(tmp_path) -> None:
 def test_device_continue_carries_a_record_run_there_and_back(tmp_path) -> None:
     """``device_continue.sh`` with ``DEVICE=cpu``: a run cut by its time limit "there" comes back as a
     resume point that continues "here"; continued there to its end, it comes back as a summary and a
-    kept run, and the resume point is removed here (a quick record: 300 iterations of sine MAML)."""
+    kept run, and the resume point is removed here (a quick record: 60 iterations of sine MAML)."""
     def call(**env: str) -> str:
         out = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_continue.sh")], cwd=ROOT,
                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
-                                  "RECORD": "mtnet-table1", "QUICK": "1", **env},
+                                  "RECORD": "mtnet-table1", "QUICK": "1", "SET": "outer.iterations=60 eval.tasks=20",
+                                  **env},
                              capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
         return out.stdout
@@ -81,7 +82,7 @@ def test_device_continue_carries_a_record_run_there_and_back(tmp_path) -> None:
     call(RECORDS=there, OUT=str(tmp_path / "b1"), ONLY="model=MAML", LIMIT="1s", DEVICE="cpu")
     assert sorted(p.name for p in (tmp_path / "b1" / "cells").iterdir()) == ["MAML_s0.partial.pt", "MAML_s0.progress.json"]
     call(RECORDS=here, APPLY=str(tmp_path / "b1"))
-    assert "MAML (0 of 1 runs; training s0: iteration 1 of 300" in (cells.parent / "table.md").read_text()
+    assert "MAML (0 of 1 runs; training s0: iteration 1 of 60" in (cells.parent / "table.md").read_text()
     call(RECORDS=there, OUT=str(tmp_path / "b2"), ONLY="model=MAML", LIMIT="10m", DEVICE="cpu")
     assert (tmp_path / "b2" / "removed.txt").read_text().split() == ["MAML_s0.partial.pt", "MAML_s0.progress.json"]
     call(RECORDS=here, APPLY=str(tmp_path / "b2"))
