@@ -83,7 +83,7 @@ def test_a_partial_table_lists_missing_cells_with_their_progress(tmp_path: Path)
 def test_committed_omniglot_record_is_its_report(tmp_path: Path) -> None:
     kept = Path(__file__).resolve().parents[1] / "reproductions" / "omniglot-table3"
     if (kept / "cells").is_dir():
-        shutil.copytree(kept / "cells", tmp_path / "cells", ignore=shutil.ignore_patterns("*.pt"))
+        shutil.copytree(kept / "cells", tmp_path / "cells", ignore=shutil.ignore_patterns(".*"))   # resume points too
     assert cli_main(["reproduce", "omniglot-table3", "--out", str(tmp_path), "--report"]) == 0
     assert (tmp_path / "table.md").read_bytes() == (kept / "table.md").read_bytes()
     assert (tmp_path / "results.json").read_bytes() == (kept / "results.json").read_bytes()

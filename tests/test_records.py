@@ -17,10 +17,11 @@ ROOT = Path(__file__).resolve().parents[1] / "reproductions"
 
 
 def _committed_copy(dst: Path) -> list[str]:
-    """The records' committed kinds of files (tables, results, summaries, READMEs), no checkpoints or kept runs."""
+    """The records' committed kinds of files (tables, results, summaries, READMEs, the resume points and
+    kept runs that travel with them), no runs' working folders or figures."""
     names = []
     for rec in sorted(p for p in ROOT.iterdir() if p.is_dir()):
-        shutil.copytree(rec, dst / rec.name, ignore=shutil.ignore_patterns("*.pt", "*.png", ".*"))
+        shutil.copytree(rec, dst / rec.name, ignore=shutil.ignore_patterns("*.png", ".*"))
         names.append(rec.name)
     return names
 
