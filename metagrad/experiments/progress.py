@@ -61,11 +61,10 @@ def progress_line(store: Path, cell_id: str, iterations: int) -> str:
         info = json.loads(p.read_text())
         v = info["validation"]
         val = "" if v is None else f" (validation {v[1]:.4g} at {v[0]}{f', mean of {v[2]} runs' if v[2] > 1 else ''})"
+        head = f"; training {p.name[len(cell_id) + 1:-len('.progress.json')]}: "
         if (cells / p.name.replace(".progress.json", ".partial.pt")).exists():
-            parts.append(f"; training {p.name[len(cell_id) + 1:-len('.progress.json')]}: iteration {info['iteration']} of "
-                         f"{info['iterations']}{val}{time_left(info)}")
+            parts.append(f"{head}iteration {info['iteration']} of {info['iterations']}{val}{time_left(info)}")
         else:   # the resume point is committed with the record: without it the run starts again
-            parts.append(f"; training {p.name[len(cell_id) + 1:-len('.progress.json')]}: reached iteration "
-                         f"{info['iteration']} of {info['iterations']}{val}, but its checkpoint is not here: "
-                         "it trains again from the start")
+            parts.append(f"{head}reached iteration {info['iteration']} of {info['iterations']}{val}, but its "
+                         "checkpoint is not here: it trains again from the start")
     return "".join(parts)
