@@ -287,3 +287,33 @@ def test_plan_lists_each_cell_with_its_labels_what_it_trains_and_its_runs(tmp_pa
     assert "fo-TURTLE-raw_T5_k5  [model=fo-TURTLE-raw steps=5 k_shot=5]  0 of 5 runs done" in out
     assert "maml: turtle, 5 steps, first order | mlp | sine 5-shot" in out and "T1" not in out
     assert not (tmp_path / "o").exists()   # --list trains and writes nothing
+
+
+def test_a_run_in_training_in_a_reused_record_is_waited_for_not_trained_twice(tmp_path, monkeypatch):
+    # 000's Omniglot figures test 001 Table 3's MAML runs: while one is cut off in training there, the
+    # figures' record neither starts a second copy nor says "not started"
+    import time
+    run(SPEC, tmp_path / "tiny", quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"],
+        deadline=time.time() - 1, **QUIET)   # a's run cut off after one iteration, its resume point in tiny/cells
+    other = _with_evals("other", {"test": []}, {"a": "x", "b": "y"}, reuse=("tiny",))
+    logs: list[str] = []
+    real = sweep.train_runs
+    monkeypatch.setattr(sweep, "train_runs", _boom)
+    with pytest.raises(AssertionError, match="not reused"):   # y has no run anywhere: it would train
+        run(other, tmp_path / "other", quick=True, seeds=1, overrides=["outer.iterations=30"], log=logs.append)
+    assert any("x seed 0: the same run is in training in tiny (a_s0.partial.pt)" in m for m in logs), logs
+    rows = run(other, tmp_path / "other", quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"],
+               **QUIET)
+    assert rows == [] and not list((tmp_path / "other").glob("cells/*.pt"))   # x waits for tiny's run
+    missing = _results(tmp_path / "other")["missing"]
+    assert missing[0] == "x (0 of 1 runs; training s0 in tiny (a): iteration 1 of 30)", missing
+    assert "| 0 of 1 | training s0 in tiny (a): iteration 1 of 30 |" in (tmp_path / "other" / "table.md").read_text()
+    # another config is not the same run: it trains
+    with pytest.raises(AssertionError, match="not reused"):
+        run(other, tmp_path / "other", quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=31"], **QUIET)
+    monkeypatch.setattr(sweep, "train_runs", real)   # the run finished in its own record, then tested here
+    done = run(SPEC, tmp_path / "tiny", quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], **QUIET)
+    monkeypatch.setattr(sweep, "train_runs", _boom)
+    rows = run(other, tmp_path / "other", quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"],
+               **QUIET)
+    assert [r["mean"] for r in rows] == [done[0]["mean"]]

@@ -12,6 +12,8 @@ name the config they were made under. Two uses:
   where that record's summary already has every evaluation the cell asks for, the summary itself is
   taken (``find_summary``; no kept run needed, so a clean checkout has it): 004 Fig. 11's so-MAML
   cells are Table 6's.
+* a run of such a cell cut off in training in the other record (``find_training``: its resume point)
+  is left to that record to continue, and tested here once it is done, never trained twice.
 
 A run is matched on the whole config identity (every setting that changes what is trained, those of
 evaluation included), never on names, so one is reused only where training again would remake it.
@@ -27,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 from .config import Config
 from .train_runs import BASELINES, Trained, test_runs
 
-__all__ = ["kept_path", "find_kept", "find_summary", "test_kept", "trainer_of"]
+__all__ = ["kept_path", "find_kept", "find_summary", "find_training", "test_kept", "trainer_of"]
 
 
 def kept_path(summary: Path) -> Path:
@@ -75,6 +77,23 @@ def find_summary(records: Sequence[Path], identity: Mapping[str, Any], seed: int
     Fig. 11's so-MAML cells are Table 6's), so nothing is trained or tested again."""
     return next(((p, d) for p, d in _matching(records, identity, seed, schema, not_identity, trainer)
                  if complete(d)), None)
+
+
+def find_training(records: Sequence[Path], identity: Mapping[str, Any], seed: int,
+                  not_identity: Sequence[str]) -> Optional[Path]:
+    """The resume point (``cells/CELL_sSEEDS.partial.pt``) of a run of ``seed`` under ``identity`` in
+    training in one of ``records``: the same run, cut off while another record trained it. That record
+    continues it and this one tests it when it is done, rather than training a second copy (a
+    checkpoint's ``key`` names its config and seeds; read with ``mmap``, its tensors stay on disk)."""
+    import torch
+    for part in (p for r in records for p in sorted((r / "cells").glob("*.partial.pt"))):
+        try:
+            key = torch.load(part, map_location="cpu", weights_only=False, mmap=True).get("key", {})
+        except Exception:   # being written, or damaged: its own record says so
+            continue
+        if seed in key.get("seeds", ()) and Config.stored_identity(key.get("config"), not_identity) == identity:
+            return part
+    return None
 
 
 def test_kept(kept: Path, cfg: Config, seed: int, evals: Mapping[str, Sequence[str]], measures: Sequence[str],

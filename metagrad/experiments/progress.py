@@ -16,7 +16,7 @@ from typing import Any
 
 from ..io import write_json
 
-__all__ = ["progress_line", "progress_file", "time_left"]
+__all__ = ["progress_line", "progress_elsewhere", "progress_file", "time_left"]
 
 
 def progress_file(part: Path) -> Path:
@@ -50,9 +50,10 @@ def time_left(info: dict[str, Any]) -> str:
         f", about {max(left / 60, 1):.0f} min left at its pace so far"
 
 
-def progress_line(store: Path, cell_id: str, iterations: int) -> str:
+def progress_line(store: Path, cell_id: str, iterations: int, where: str = "") -> str:
     """``"; training s0: iteration 12000 of 60000 (validation 0.962 at 12000), ..."`` for each run of cell
-    ``cell_id`` in training under ``store/cells`` (empty when none is)."""
+    ``cell_id`` in training under ``store/cells`` (empty when none is); ``where`` follows the seeds
+    (``" in omniglot-table3 (MAML_5way)"``, for another record's run that a table waits for)."""
     cells = store / "cells"
     for part in sorted(cells.glob(f"{cell_id}_s*.partial.pt")):
         _refresh(part, iterations)
@@ -61,10 +62,17 @@ def progress_line(store: Path, cell_id: str, iterations: int) -> str:
         info = json.loads(p.read_text())
         v = info["validation"]
         val = "" if v is None else f" (validation {v[1]:.4g} at {v[0]}{f', mean of {v[2]} runs' if v[2] > 1 else ''})"
-        head = f"; training {p.name[len(cell_id) + 1:-len('.progress.json')]}: "
+        head = f"; training {p.name[len(cell_id) + 1:-len('.progress.json')]}{where}: "
         if (cells / p.name.replace(".progress.json", ".partial.pt")).exists():
             parts.append(f"{head}iteration {info['iteration']} of {info['iterations']}{val}{time_left(info)}")
         else:   # the resume point is committed with the record: without it the run starts again
             parts.append(f"{head}reached iteration {info['iteration']} of {info['iterations']}{val}, but its "
                          "checkpoint is not here: it trains again from the start")
     return "".join(parts)
+
+
+def progress_elsewhere(part: Path, iterations: int) -> str:
+    """``progress_line`` of the run whose resume point is ``part`` in another record's ``cells/``
+    (``kept_runs.find_training``): ``"; training s0 in omniglot-table3 (MAML_5way): iteration ..."``."""
+    cell_id = part.name.rsplit("_s", 1)[0]   # cells/CELL_sSEEDS.partial.pt
+    return progress_line(part.parent.parent, cell_id, iterations, where=f" in {part.parent.parent.name} ({cell_id})")

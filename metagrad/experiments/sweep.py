@@ -33,10 +33,10 @@ from ..evaluation import robust_summary
 from ..io import write_json
 from ..runlog import RunLock
 from .config import Config
-from .tables import format_table, row as table_row
+from .tables import format_table, pending_table, row as table_row
 from .jobs import run_jobs
-from .kept_runs import find_kept, find_summary, kept_path, test_kept
-from .progress import progress_file, progress_line
+from .kept_runs import find_kept, find_summary, find_training, kept_path, test_kept
+from .progress import progress_elsewhere, progress_file, progress_line
 from .train_runs import train_runs
 
 __all__ = ["Cell", "Row", "Spec", "run", "report", "plan", "SCHEMA"]
@@ -180,6 +180,12 @@ def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Ca
                 _write_summary(out, cell, cfg, s, test_kept(kept, cfg, s, cell.evals, cell.measures, have.get(s), log),
                                log)
                 todo.remove(s)
+                continue
+            part = find_training(reuse, _identity(cfg), s, _NOT_IDENTITY)
+            if part is not None:   # cut off while its own record trained it: continued there, not twice
+                log(f"{cell.id} seed {s}: the same run is in training in {part.parent.parent.name} ({part.name}): "
+                    f"`metagrad reproduce {part.parent.parent.name}` continues it, and this record tests it then")
+                todo.remove(s)
         tag = "-".join(map(str, todo))
         # Only MAML's seeds train together (a Population); the others one at a time, each summary
         # written as soon as it is made, so a run cut off at its last seed keeps the ones before.
@@ -257,8 +263,18 @@ def plan(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[in
         done = cached(where, c, cfg, range(n))
         rows.append({"cell": c.id, "labels": dict(c.labels), "trains": cfg.summary() if c.trainer == "meta" else
                      f"{c.trainer} baseline | {cfg.summary().split(' | ', 1)[1]}", "done": len(done), "runs": n,
-                     "progress": progress_line(where, c.id, cfg.outer["iterations"]).lstrip("; ")})
+                     "progress": _progress(spec, out, quick, c, cfg, set(range(n)) - set(done)).lstrip("; ")})
     return rows
+
+
+def _progress(spec: Spec, out: Path, quick: bool, cell: Cell, cfg: Config, seeds: set[int]) -> str:
+    """Where ``cell``'s missing ``seeds`` stand: its runs in training here, else the same runs in
+    training in a record of ``spec.reuse`` (which this table waits for), else ``""``."""
+    here = progress_line(store(spec, out, quick), cell.id, cfg.outer["iterations"])
+    if here or cell.trainer != "meta":
+        return here
+    parts = (find_training([out.parent / r for r in spec.reuse], _identity(cfg), s, _NOT_IDENTITY) for s in sorted(seeds))
+    return "".join(progress_elsewhere(p, cfg.outer["iterations"]) for p in dict.fromkeys(parts) if p is not None)
 
 
 def _setting(spec: Spec, options: Optional[Mapping[str, Any]], quick: bool, seeds: Optional[int],
@@ -291,7 +307,8 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
         runs = cached(store(spec, out, quick), cell, _cell_config(cell, over), sorted(set(range(n)) | extra_seeds))
         fixed = [runs[s] for s in range(n) if s in runs]
         if len(fixed) < n:
-            progress = progress_line(store(spec, out, quick), cell.id, _cell_config(cell, over).outer["iterations"])
+            cfg = _cell_config(cell, over)
+            progress = _progress(spec, out, quick, cell, cfg, set(range(n)) - set(runs))
             missing.append(f"{r.cell} ({len(fixed)} of {n} runs{progress})")
             pending.append((r, f"{len(fixed)} of {n}", progress.lstrip("; ") or "not started"))
             if not fixed:
@@ -307,24 +324,12 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
                                       "missing": missing, "runs_per_row": n, "rows": rows, "claims": claims})
     from ..io import write_text
     table = format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else ""))
-    write_text(out / "table.md", table + _pending_table(pending))
+    write_text(out / "table.md", table + pending_table(pending))
     if spec.figure is not None and rows:
         spec.figure(out, rows)
     if spec.plot is not None and rows:
         spec.plot(out, rows, used)
     return rows
-
-
-def _pending_table(pending: list[tuple[Row, str, str]]) -> str:
-    """The rows still waiting for runs, with the paper's number and each cell's progress ("" if none)."""
-    if not pending:
-        return ""
-    lines = ["", "## Not finished", "", "| model | setting | paper | runs done | progress |", "| --- | --- | --- | --- | --- |"]
-    for r, done, progress in pending:
-        paper = "-" if r.paper is None else f"{r.paper:g}" + ("" if r.paper_ci95 is None else f" ± {r.paper_ci95:g}")
-        setting = ", ".join(f"{k}={v}" for k, v in r.setting.items())
-        lines.append(f"| {r.model} | {setting} | {paper} | {done} | {progress} |")
-    return "\n".join(lines) + "\n"
 
 
 def _seeds_on_disk(out: Path, cell: Cell) -> set[int]:

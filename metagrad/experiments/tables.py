@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from ..io import write_json, write_text
 
-__all__ = ["row", "write_results", "format_table"]
+__all__ = ["row", "write_results", "format_table", "pending_table"]
 
 
 def row(model: str, setting: dict[str, Any], metric: str, mean: float, ci95: float,
@@ -78,6 +78,19 @@ def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
     unit = "accuracy in %" if any(r["metric"] == "accuracy" for r in rows) else "metric: " + rows[0]["metric"]
     lines += ["", f"({unit}; '-' where the paper gives no number)", ""]
     return "\n".join(lines)
+
+
+def pending_table(pending: list[tuple[Any, str, str]]) -> str:
+    """``## Not finished``: the rows still waiting for runs (``(row, runs done, progress)``, a row with
+    ``model``, ``setting``, ``paper`` and ``paper_ci95`` as ``sweep.Row``), with the paper's number."""
+    if not pending:
+        return ""
+    lines = ["", "## Not finished", "", "| model | setting | paper | runs done | progress |", "| --- | --- | --- | --- | --- |"]
+    for r, done, progress in pending:
+        paper = "-" if r.paper is None else f"{r.paper:g}" + ("" if r.paper_ci95 is None else f" ± {r.paper_ci95:g}")
+        setting = ", ".join(f"{k}={v}" for k, v in r.setting.items())
+        lines.append(f"| {r.model} | {setting} | {paper} | {done} | {progress} |")
+    return "\n".join(lines) + "\n"
 
 
 def write_results(out: str | Path, name: str, rows: list[dict[str, Any]], note: str = "",
