@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -308,6 +309,12 @@ def test_a_run_in_training_in_a_reused_record_is_waited_for_not_trained_twice(tm
     missing = _results(tmp_path / "other")["missing"]
     assert missing[0] == "x (0 of 1 runs; training s0 in tiny (a): iteration 1 of 30)", missing
     assert "| 0 of 1 | training s0 in tiny (a): iteration 1 of 30 |" in (tmp_path / "other" / "table.md").read_text()
+    # in training in both records (each started it): each continues its own, neither waits for the other
+    (tmp_path / "other" / "cells").mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / "tiny" / "cells" / "a_s0.partial.pt", tmp_path / "other" / "cells" / "x_s0.partial.pt")
+    with pytest.raises(AssertionError, match="not reused"):
+        run(other, tmp_path / "other", quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], **QUIET)
+    (tmp_path / "other" / "cells" / "x_s0.partial.pt").unlink()
     # another config is not the same run: it trains
     with pytest.raises(AssertionError, match="not reused"):
         run(other, tmp_path / "other", quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=31"], **QUIET)

@@ -182,7 +182,9 @@ def train_cell(out: Path, cell: Cell, cfg: Config, seeds: Sequence[int], log: Ca
                 todo.remove(s)
                 continue
             part = find_training(reuse, _identity(cfg), s, _NOT_IDENTITY)
-            if part is not None:   # cut off while its own record trained it: continued there, not twice
+            # cut off while its own record trained it: continued there, not twice (unless it is in
+            # training here too: then each record would wait for the other)
+            if part is not None and find_training([out], _identity(cfg), s, _NOT_IDENTITY) is None:
                 log(f"{cell.id} seed {s}: the same run is in training in {part.parent.parent.name} ({part.name}): "
                     f"`metagrad reproduce {part.parent.parent.name}` continues it, and this record tests it then")
                 todo.remove(s)
