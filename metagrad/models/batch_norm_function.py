@@ -127,4 +127,12 @@ def batch_norm_train(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]
     shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
     w = None if weight is None else weight.reshape(shape)
     b = None if bias is None else bias.reshape(shape)
+    if torch.compiler.is_compiling():
+        # torch.compile cannot trace a Function's own vmap rule under vmap ("vmap over ApplyTemplate"):
+        # the same equation in elementary ops there, exact to any order too, and fused by the compiler
+        dims = _reduced(x, (1,))
+        centred = x - x.mean(dims, keepdim=True)
+        y = centred * torch.rsqrt((centred * centred).mean(dims, keepdim=True) + eps)
+        y = y if w is None else y * w
+        return y if b is None else y + b
     return _BatchNorm.apply(x, w, b, eps, (1,))[0]
