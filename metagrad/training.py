@@ -67,6 +67,7 @@ class FitResult:
     skipped: list[int] = field(default_factory=list)                  # updates skipped (policy "skip")
     train_seconds: float = 0.0                      # wall clock of the loop, summed over resumes
     signum: Optional[int] = None                    # the signal that stopped it (stopped="signal")
+    wall_seconds: float = 0.0                       # wall clock of fit (validation, checkpoints too), summed over resumes
 
     @property
     def finished(self) -> bool:
@@ -227,7 +228,7 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
                           "nonfinite_at": [None] * P, "skipped": [0] * P, "stopped": [False] * P,
                           "window": [], "level": [None] * P}
     key = dict(key or {})
-    start, timing_s = 0, 0.0
+    start, timing_s, wall_s = 0, 0.0, 0.0
     ck_path = Path(checkpoint) if checkpoint is not None else None
     if ck_path is not None and ck_path.exists():
         ck = load_checkpoint(ck_path)
@@ -243,6 +244,12 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         torch.set_rng_state(ck["torch_rng"])
         st.update(ck["fit"])
         start, timing_s = int(ck["iteration"]), float(ck.get("timing", {}).get("train_seconds", 0.0))
+        wall_s = float(ck.get("timing", {}).get("wall_seconds", timing_s))   # older checkpoints: the loop's time
+    wall0 = time.perf_counter()
+
+    def wall() -> float:
+        return wall_s + time.perf_counter() - wall0
+
     log = JsonLog(metrics, resume_at=start if start else None) if metrics is not None and world.main else None
     tlog = JsonLog(timing, resume_at=start if start else None) if timing is not None and world.main else None
 
@@ -257,7 +264,7 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
             save_torch(ck_path, {"format": CHECKPOINT_FORMAT, "key": key, "iteration": it,
                                  "module": module.state_dict(), "optimizer": optimizer.state_dict(),
                                  "stream": stream.state_dict(), "torch_rng": torch.get_rng_state(), "fit": st,
-                                 "timing": {"train_seconds": timing_s}})
+                                 "timing": {"train_seconds": timing_s, "wall_seconds": wall()}})
         world.barrier()
 
     def record(it: int, values: Optional[list[float]]) -> None:
@@ -348,13 +355,13 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
                     save(it)
                     last_save = time.perf_counter()
                 if cut and (it < iterations or cut == "signal"):   # a signal in the last one: resume evaluates
-                    return _result(st, it, iterations, cut, timing_s, int(signum))
+                    return _result(st, it, iterations, cut, timing_s, wall(), int(signum))
         finally:
             bar.close()
             for f in (log, tlog):
                 if f is not None:
                     f.close()
-    return _result(st, it, iterations, "nonfinite" if all(st["stopped"]) else None, timing_s)
+    return _result(st, it, iterations, "nonfinite" if all(st["stopped"]) else None, timing_s, wall())
 
 
 def _guard(values: Tensor, sq_norms: Tensor, level: list[Optional[float]], explode: Optional[float]) -> list[int]:
@@ -401,7 +408,8 @@ def _as_list(v: Sequence[float] | Tensor | float, P: int) -> list[float]:
     return v
 
 
-def _result(st: dict[str, Any], it: int, iterations: int, stopped: Optional[str], seconds: float,
+def _result(st: dict[str, Any], it: int, iterations: int, stopped: Optional[str], seconds: float, wall: float,
             signum: Optional[int] = None) -> FitResult:
     return FitResult(it, iterations, stopped, list(st["best"]), list(st["best_val"]), [list(c) for c in st["curves"]],
-                     list(st["nonfinite_at"]), list(st["skipped"]), seconds, signum if stopped == "signal" else None)
+                     list(st["nonfinite_at"]), list(st["skipped"]), seconds, signum if stopped == "signal" else None,
+                     wall)

@@ -264,8 +264,14 @@ def test_a_time_limit_stops_the_sweep_with_a_partial_table_and_the_same_command_
     assert "| training s0: reached iteration 1 of 30, but its checkpoint is not here: it trains again from the start |" \
         in (tmp_path / "table.md").read_text()
     (tmp_path / "kept.pt").rename(part)
+    import torch
+    ck = torch.load(part, weights_only=False)
+    assert 0 < ck["timing"]["wall_seconds"] < 1000
+    ck["timing"]["wall_seconds"] = 1000.0   # as if the first part had taken 1000 s: the summary counts it
+    torch.save(ck, part)
     rows = run(SPEC, tmp_path, quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"], **QUIET)
     assert rows[0]["runs_used"] == 1 and not list((tmp_path / "cells").glob("*.partial.pt"))
+    assert 1000 < json.loads((tmp_path / "cells" / "a_s0.json").read_text())["train"]["seconds"] < 1100
     assert not list((tmp_path / "cells").glob("*.progress.json"))
 
 

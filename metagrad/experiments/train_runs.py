@@ -159,7 +159,8 @@ def train_runs(cfg: Config, seeds: Sequence[int], evals: Mapping[str, Sequence[s
         raise TimeLimitReached(label, res.iteration, res.iterations)
     if res.stopped == "signal":   # not caught by the sweep: the whole command stops, the checkpoint kept
         raise Interrupted(label, res.iteration, res.iterations, res.signum, "the same command")
-    seconds = time.perf_counter() - t0
+    # fit's wall clock over all its parts (a run resumed across sessions counts every part, not the last)
+    seconds = res.wall_seconds if trainer != "init" else time.perf_counter() - t0
     pop = isinstance(module, Population)
     final = [module.member_state(p) for p in range(len(seeds))] if pop else \
         [{n: v.detach().clone() for n, v in module.named_parameters()}]
