@@ -243,8 +243,9 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         stream.load_state_dict(ck["stream"])
         torch.set_rng_state(ck["torch_rng"])
         st.update(ck["fit"])
-        start, timing_s = int(ck["iteration"]), float(ck.get("timing", {}).get("train_seconds", 0.0))
-        wall_s = float(ck.get("timing", {}).get("wall_seconds", timing_s))   # older checkpoints: the loop's time
+        timing_ck = ck.get("timing", {})
+        start, timing_s = int(ck["iteration"]), float(timing_ck.get("train_seconds", 0.0))
+        wall_s = float(timing_ck.get("wall_seconds", timing_s))   # older checkpoints: the loop's time
     wall0 = time.perf_counter()
 
     def wall() -> float:
