@@ -49,23 +49,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 
 from .errors import InputError
+from .models.batch_norm_function import channel_affine as _channel_affine
+from .models.batch_norm_function import standardize as _standardize
 from .models.conv4 import batch_norm as _batch_norm
 
 __all__ = ["exact_call", "exact_mode", "EXACT_FUNCTIONS"]
-
-
-def _standardize(x: Tensor, dims: Sequence[int], eps: float) -> Tensor:
-    """``(x - mean) / sqrt(var + eps)`` over ``dims`` with the biased variance, from elementary ops."""
-    centred = x - x.mean(dim=tuple(dims), keepdim=True)
-    var = (centred * centred).mean(dim=tuple(dims), keepdim=True)
-    return centred * torch.rsqrt(var + eps)
-
-
-def _channel_affine(y: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> Tensor:
-    shape = (1, y.shape[1]) + (1,) * (y.dim() - 2)
-    if weight is not None:
-        y = y * weight.reshape(shape)
-    return y if bias is None else y + bias.reshape(shape)
 
 
 def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Optional[Tensor] = None,

@@ -28,16 +28,32 @@ copied to move them; each task still has its own statistics, as per-task calls w
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["batch_norm_train"]
+__all__ = ["batch_norm_train", "channel_affine", "standardize"]
 
 
 def _reduced(x: Tensor, keep: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(i for i in range(x.dim()) if i not in keep)
+
+
+def standardize(x: Tensor, dims: Sequence[int], eps: float) -> Tensor:
+    """``(x - mean) / sqrt(var + eps)`` over ``dims`` with the biased variance, from elementary ops
+    (so autograd differentiates it to any order; ``exact``'s norms and the compiled path use it)."""
+    centred = x - x.mean(dim=tuple(dims), keepdim=True)
+    var = (centred * centred).mean(dim=tuple(dims), keepdim=True)
+    return centred * torch.rsqrt(var + eps)
+
+
+def channel_affine(y: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]) -> Tensor:
+    """``y * weight + bias`` with per-channel ``weight`` and ``bias`` on axis 1 of ``y [N, C, ...]``."""
+    shape = (1, y.shape[1]) + (1,) * (y.dim() - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    return y if bias is None else y + bias.reshape(shape)
 
 
 def _centre(g: Tensor, x_hat: Tensor, mean_g: Tensor, mean_gh: Tensor) -> Tensor:
@@ -124,15 +140,11 @@ def batch_norm_train(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor]
     """``y = weight * (x - mean(x)) / sqrt(var(x) + eps) + bias`` per channel of ``x [K, C, ...]``,
     with the mean and biased variance over every axis but the channel axis (Ioffe and Szegedy
     2015); exact derivatives of any order, under ``vmap`` too (module docstring)."""
-    shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
-    w = None if weight is None else weight.reshape(shape)
-    b = None if bias is None else bias.reshape(shape)
     if torch.compiler.is_compiling():
         # torch.compile cannot trace a Function's own vmap rule under vmap ("vmap over ApplyTemplate"):
         # the same equation in elementary ops there, exact to any order too, and fused by the compiler
-        dims = _reduced(x, (1,))
-        centred = x - x.mean(dims, keepdim=True)
-        y = centred * torch.rsqrt((centred * centred).mean(dims, keepdim=True) + eps)
-        y = y if w is None else y * w
-        return y if b is None else y + b
+        return channel_affine(standardize(x, _reduced(x, (1,)), eps), weight, bias)
+    shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+    w = None if weight is None else weight.reshape(shape)
+    b = None if bias is None else bias.reshape(shape)
     return _BatchNorm.apply(x, w, b, eps, (1,))[0]
