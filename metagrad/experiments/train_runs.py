@@ -212,9 +212,11 @@ def test_runs(cfg: Config, seeds: Sequence[int], trained: Sequence[Trained], eva
         algo, task = build(ecfg, "test")
         metric = algo.metric_name
         test = held_out(task, ecfg.eval["tasks"], ecfg.eval["seed"], _DTYPES[cfg.dtype])
+        t0 = time.perf_counter()
         tested = _test(ecfg, seeds, [t.state for t in trained], test, f"test {name}")
+        seconds = (time.perf_counter() - t0) / len(seeds)   # a seed's share, as train's seconds
         for p, t in enumerate(trained):
-            out[p]["evals"][name] = _stats(tested[p], metric)
+            out[p]["evals"][name] = {**_stats(tested[p], metric), "seconds": seconds}
             out[p]["evals"][name]["diverged"] |= t.lost
             if use_final[p]:
                 (fin,) = _test(ecfg, [seeds[p]], [t.final], test, f"test {name} (final state)")
