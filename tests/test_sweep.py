@@ -65,6 +65,7 @@ def test_only_filters_cells_and_results_stay_partial_until_every_cell_is_done(tm
     run(SPEC, tmp_path, quick=True, seeds=1, only=["model=b,c"], **QUIET)
     data = _results(tmp_path)
     assert data["partial"] is False and data["missing"] == [] and data["claims"] == {"rows": 2}
+    assert "\n## Claims checked\n\n- rows: 2\n" in (tmp_path / "table.md").read_text()
     with pytest.raises(Exception, match=r"no cell matches --only model=c; the cells' labels: model=a,b"):
         sweep.select(_cells({}), ["model=c"])   # a typo must not train nothing in silence
     with pytest.raises(Exception, match=r"no cell matches --only modle=a \(did you mean 'model'\?\)"):
@@ -333,3 +334,12 @@ def test_a_run_in_training_in_a_reused_record_is_waited_for_not_trained_twice(tm
     rows = run(other, tmp_path / "other", quick=True, seeds=1, only=["model=a"], overrides=["outer.iterations=30"],
                **QUIET)
     assert [r["mean"] for r in rows] == [done[0]["mean"]]
+
+
+def test_claims_are_listed_one_a_line_with_readable_values():
+    from metagrad.experiments.tables import claims_section
+    text = claims_section({"holds": True, "fails": False, "drop": 0.082345678, "by order": {"0": 0.84497, "1": 0.6569},
+                           "levels": [1.27071, 0.7296], "count": "3 of 3"})
+    assert text == ("\n## Claims checked\n\n- holds: yes\n- fails: no\n- drop: 0.08235\n- by order: 0: 0.845, 1: 0.6569\n"
+                    "- levels: 1.271, 0.7296\n- count: 3 of 3\n")
+    assert claims_section({}) == ""

@@ -33,7 +33,7 @@ from ..evaluation import robust_summary
 from ..io import write_json
 from ..runlog import RunLock
 from .config import Config
-from .tables import format_table, pending_table, row as table_row
+from .tables import claims_section, format_table, pending_table, row as table_row
 from .jobs import run_jobs
 from .kept_runs import find_kept, find_summary, find_training, kept_path, test_kept
 from .progress import progress_elsewhere, progress_file, progress_line
@@ -325,8 +325,7 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
     write_json(out / "results.json", {"experiment": spec.name, "schema": SCHEMA, "partial": bool(missing),
                                       "missing": missing, "runs_per_row": n, "rows": rows, "claims": claims})
     from ..io import write_text
-    table = format_table(spec.name, rows, note + (f" Claims: {claims}." if claims else ""))
-    write_text(out / "table.md", table + pending_table(pending))
+    write_text(out / "table.md", format_table(spec.name, rows, note) + claims_section(claims) + pending_table(pending))
     if spec.figure is not None and rows:
         spec.figure(out, rows)
     if spec.plot is not None and rows:

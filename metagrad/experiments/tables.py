@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from ..io import write_json, write_text
 
-__all__ = ["row", "write_results", "format_table", "pending_table"]
+__all__ = ["row", "write_results", "format_table", "claims_section", "pending_table"]
 
 
 def row(model: str, setting: dict[str, Any], metric: str, mean: float, ci95: float,
@@ -78,6 +78,26 @@ def format_table(name: str, rows: list[dict[str, Any]], note: str = "") -> str:
     unit = "accuracy in %" if any(r["metric"] == "accuracy" for r in rows) else "metric: " + rows[0]["metric"]
     lines += ["", f"({unit}; '-' where the paper gives no number)", ""]
     return "\n".join(lines)
+
+
+def _claim_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_claim_value(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_claim_value(x) for x in v)
+    return str(v)
+
+
+def claims_section(claims: dict[str, Any]) -> str:
+    """``## Claims checked``: a line per entry of the spec's ``claims`` (what it measured of the
+    paper's claims: a verdict, a count, the numbers behind them), as a list a reader can scan."""
+    if not claims:
+        return ""
+    return "\n".join(["", "## Claims checked", ""] + [f"- {k}: {_claim_value(v)}" for k, v in claims.items()]) + "\n"
 
 
 def pending_table(pending: list[tuple[Any, str, str]]) -> str:
