@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-__all__ = ["plot_adaptation", "plot_training", "plot_lines", "pyplot", "save_figure", "curve_with_band"]
+__all__ = ["plot_adaptation", "plot_training", "plot_lines", "pyplot", "save_figure", "curve_with_band", "figure_legend"]
 
 
 def pyplot() -> Any:
@@ -31,6 +31,17 @@ def save_figure(fig: Any, path: str | Path) -> None:
         raise
     finally:
         pyplot().close(fig)
+
+
+def figure_legend(fig: Any, axes: Sequence[Any], **kwargs: Any) -> None:
+    """One legend below the panels with every label drawn in any of ``axes``, each once, in the
+    order first drawn (a panel may lack a line another has, e.g. a model not run there yet)."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", **kwargs)
 
 
 def log_axis(ax: Any, axis: str = "y") -> None:

@@ -60,3 +60,15 @@ def test_training_plot_reads_the_wall_clock_from_timing_and_labels_validation(tm
     assert seen["labels"] == ["meta-training loss", "validation (mse)"]
     assert seen["top_label"] == "training time (min, at the run's mean pace)"
     assert (tmp_path / "training.png").stat().st_size > 1000
+
+
+def test_figure_legend_has_every_panels_labels_once():
+    # 000 Fig. 4's 20-way panel had no MAML line yet; a legend of the first panel alone left MAML out
+    plt = plotting.pyplot()
+    fig, axes = plt.subplots(1, 2, layout="constrained")
+    axes[0].plot([0, 1], label="random, test")
+    axes[1].plot([0, 1], label="MAML, test")
+    axes[1].plot([1, 0], label="random, test")
+    plotting.figure_legend(fig, axes, ncol=2)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["random, test", "MAML, test"]
+    plt.close(fig)

@@ -64,7 +64,7 @@ def _claims(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_omniglot_ood(out: Any, rows: list[dict[str, Any]], runs: Mapping[str, Any]) -> None:
     """000 Fig. 3 right: accuracy against shear and against scale (``omniglot-ood.png``)."""
-    from ...plotting import pyplot, save_figure
+    from ...plotting import figure_legend, pyplot, save_figure
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     for ax, key, normal, xlabel in ((axes[0], "shear", 0.0, "shear of the 105x105 originals (radians)"),
@@ -80,7 +80,7 @@ def plot_omniglot_ood(out: Any, rows: list[dict[str, Any]], runs: Mapping[str, A
         ax.set_xlabel(xlabel)
         ax.set_ylabel("5-way 1-shot test accuracy, % (95% interval)")
         ax.grid(alpha=0.3)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
+    figure_legend(fig, axes, ncol=3, fontsize=8)
     fig.suptitle("000 Fig. 3 right redrawn: out-of-distribution Omniglot characters", fontsize=10)
     save_figure(fig, out / "omniglot-ood.png")
 
@@ -150,7 +150,7 @@ def _ft_extra(r: Row, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_finetune(out: Any, rows: list[dict[str, Any]], runs: Mapping[str, Any]) -> None:
     """000 Fig. 4 / Fig. 6 right: train and test accuracy against fine-tuning steps (``finetune.png``)."""
-    from ...plotting import curve_with_band, pyplot, save_figure
+    from ...plotting import curve_with_band, figure_legend, pyplot, save_figure
     from .universality_plots import pooled_curve
     plt = pyplot()
     fig, axes = plt.subplots(1, len(SETTINGS), figsize=(10, 4.2), layout="constrained")
@@ -166,7 +166,7 @@ def plot_finetune(out: Any, rows: list[dict[str, Any]], runs: Mapping[str, Any])
         ax.set_ylabel("accuracy, % (95% interval)")
         ax.set_ylim(0, 102)
         ax.grid(alpha=0.3)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=8)
+    figure_legend(fig, axes, ncol=4, fontsize=8)
     fig.suptitle("000 Fig. 4 / Fig. 6 right redrawn: fine-tuning for 100 steps on one Omniglot task", fontsize=10)
     save_figure(fig, out / "finetune.png")
 

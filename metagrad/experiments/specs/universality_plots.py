@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ...plotting import curve_with_band, pyplot, save_figure
+from ...plotting import curve_with_band, figure_legend, pyplot, save_figure
 
 __all__ = ["plot_steps", "plot_ood", "plot_depth", "pooled_curve"]
 
@@ -49,7 +49,7 @@ def plot_steps(out: Path, rows: list[dict[str, Any]], runs: dict[str, list[dict[
         ax.set_ylabel("test MSE (mean, 95% interval)")
         ax.set_title(titles[d], fontsize=9)
         ax.grid(alpha=0.3, which="both")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
+    figure_legend(fig, axes, ncol=3, fontsize=8)
     fig.suptitle("000 Fig. 2 redrawn: more gradient steps at test time (sine, 5-shot)", fontsize=10)
     save_figure(fig, out / "steps.png")
 
@@ -75,7 +75,7 @@ def plot_ood(out: Path, rows: list[dict[str, Any]], runs: dict[str, list[dict[st
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test MSE (mean, 95% interval)")
         ax.grid(alpha=0.3, which="both")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=8)
+    figure_legend(fig, axes, ncol=4, fontsize=8)
     fig.suptitle("000 Fig. 3 left / Fig. 6 left redrawn: out-of-distribution sine tasks (5-shot)", fontsize=10)
     save_figure(fig, out / "ood.png")
 
