@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import ConfigError, TimeLimitReached, did_you_mean
 from ..evaluation import robust_summary
-from ..io import write_json
+from ..io import write_json, write_text
 from ..runlog import RunLock
 from .config import Config
 from .tables import claims_section, format_table, pending_table, row as table_row
@@ -324,7 +324,6 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
         note += f" PARTIAL: {len(missing)} cell(s) incomplete: {', '.join(missing)}."
     write_json(out / "results.json", {"experiment": spec.name, "schema": SCHEMA, "partial": bool(missing),
                                       "missing": missing, "runs_per_row": n, "rows": rows, "claims": claims})
-    from ..io import write_text
     write_text(out / "table.md", format_table(spec.name, rows, note) + claims_section(claims) + pending_table(pending))
     if spec.figure is not None and rows:
         spec.figure(out, rows)
