@@ -65,7 +65,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from metagrad.experiments.system import tune_malloc  # noqa: E402
-from timing import median_interval  # noqa: E402  (benchmarks/timing.py, beside this script)
+from timing import cpu_description, median_interval  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 
 def import_l2l():
@@ -308,7 +308,7 @@ def main() -> None:
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             row.update(json.loads(out.strip().splitlines()[-1]))
         rows.append(row)
-    where = f"{threads} threads, malloc tuned: {malloc}" if on_cpu else f"{device}" + \
+    where = f"{cpu_description()}, {threads} threads, malloc tuned: {malloc}" if on_cpu else f"{device}" + \
         (f" ({torch.cuda.get_device_name(device)}), memory: the device's allocated bytes" if device.startswith("cuda") else "")
     print(f"\nconv4 Omniglot 5-way 1-shot, meta-batch {args.meta_batch}, 1 inner step; torch {torch.__version__}, "
           f"{where}; {args.rounds} interleaved rounds, medians")
@@ -338,7 +338,7 @@ def main() -> None:
             print(f"  {mode}: {statistics.median(rr):.2f}x (95% interval {lo:.2f}-{hi:.2f}; range "
                   f"{min(rr):.2f}-{max(rr):.2f}){mem_s}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "device": device, "rows": rows,
+        Path(args.json).write_text(json.dumps({"threads": threads, "malloc": malloc, "device": device, "cpu": cpu_description(), "rows": rows,
                                                "round_ratios": ratios}, indent=2))
 
 

@@ -3,11 +3,13 @@ more within seconds, so contenders are timed side by side, never one block after
 from __future__ import annotations
 
 import math
+import platform
 import random
 import time
+from pathlib import Path
 from typing import Callable, Hashable, Mapping, Sequence, TypeVar
 
-__all__ = ["interleaved", "median_interval"]
+__all__ = ["interleaved", "median_interval", "cpu_description"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -44,3 +46,19 @@ def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float
             break
         k += 1
     return (xs[0], xs[-1]) if k == 0 else (xs[k - 1], xs[n - k])
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the instruction set torch's kernels dispatch to (e.g. ``AMD EPYC,
+    AVX512``): ratios against another library shift with it (oneDNN's convolutions gain more from
+    AVX-512 than a loop of small calls does), so every measurement names its machine."""
+    import torch
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}"

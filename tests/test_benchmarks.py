@@ -108,3 +108,17 @@ def test_the_median_interval_is_the_order_statistics_that_cover_the_median():
         lo, hi = median_interval([rng.expovariate(1.0) for _ in range(n)])
         hits += lo <= 0.6931 <= hi
     assert 0.94 < hits / 4000 < 0.98   # 96.1% in theory for n = 9
+
+
+def test_cpu_description_names_the_model_and_the_kernels_instruction_set() -> None:
+    """Ratios against learn2learn moved between hosts (AVX-512 helps oneDNN's large convolutions more
+    than a loop of small calls), so the conv4 benchmark prints the CPU it ran on."""
+    import torch
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from timing import cpu_description
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    text = cpu_description()
+    assert text.endswith(", " + torch.backends.cpu.get_cpu_capability()), text
+    assert len(text.split(", ")[0]) > 0, text
