@@ -158,3 +158,15 @@ def test_image_test_sets_are_drawn_lazily_like_metagrad_train(rgb_root: Path) ->
     sine = Sinusoid(5, 5)
     small = held_out(sine, 4, 1)
     assert isinstance(small, TaskBatch) and torch.equal(small.query_x, fixed_set(sine, 4, 1).query_x)
+
+
+def test_validation_figure_draws_each_finished_run_and_nothing_without_curves(tmp_path: Path) -> None:
+    """Table 3's ``validation.png``: one line per finished run with its validation curve; a table
+    with no finished run (or runs without curves) writes no figure rather than an empty one."""
+    from metagrad.experiments.specs.images import plot_validation
+    plot_validation(tmp_path, [], {"MAML_5way": [{"seed": 0, "train": {"val_curve": []}, "evals": {}}]})
+    assert not (tmp_path / "validation.png").exists()
+    run = {"seed": 0, "train": {"val_curve": [[2000, 0.9], [4000, 0.95], [6000, 0.95]]},
+           "evals": {"test": {"mean": 0.94, "ci95_tasks": 0.01}}}
+    plot_validation(tmp_path, [], {"MAML_5way": [run], "Meta-SGD_5way": [{**run, "evals": {}}]})
+    assert (tmp_path / "validation.png").stat().st_size > 10_000

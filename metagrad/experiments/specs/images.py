@@ -31,6 +31,7 @@ runs (``--set`` may change any key; runs record their config, so other settings 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..presets_geometry import KINDS
@@ -81,6 +82,33 @@ def _claims_paper(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "worse_than_paper": [f"{r['model']} {r['setting']}" for r in compared if r.get("vs_paper") == "worse"]}
 
 
+def plot_validation(out: Path, rows: list[dict[str, Any]], runs: Mapping[str, list[dict[str, Any]]]) -> None:
+    """001 Table 3's runs, validation accuracy against meta-training iteration (``validation.png``), a
+    star at the best validated state (the one tested) and the test accuracy in the legend: how each
+    run reached its number (a flat tail says more iterations would not help; a rising one, that they may)."""
+    from ...plotting import pyplot, save_figure
+    curves = [(cell_id, s) for cell_id, summaries in sorted(runs.items()) for s in summaries
+              if s.get("train", {}).get("val_curve")]
+    if not curves:
+        return
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+    for i, (cell_id, s) in enumerate(curves):
+        its, accs = zip(*((it, 100 * acc) for it, acc in s["train"]["val_curve"]))
+        best = max(range(len(accs)), key=lambda j: (accs[j], -its[j]))   # the first of equal bests, as fit keeps
+        test = s.get("evals", {}).get("test", {})
+        label = cell_id + (f" s{s['seed']}" if len(runs[cell_id]) > 1 else "") + \
+            (f": test {100 * test['mean']:.2f} ± {100 * test['ci95_tasks']:.2f}%" if "ci95_tasks" in test else "")
+        ax.plot(its, accs, color=f"C{i}", marker="o", ms=3, label=label)
+        ax.plot([its[best]], [accs[best]], color=f"C{i}", marker="*", ms=12, ls="none")
+    ax.set_xlabel("meta-training iteration")
+    ax.set_ylabel("validation accuracy, %")
+    ax.set_title("001 Table 3: validation during meta-training (star: the state tested)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    save_figure(fig, out / "validation.png")
+
+
 # --quick: a tiny smoke run of every cell (seconds); the full protocol is the claim.
 QUICK_OMNI = ("outer.iterations=2", "outer.meta_batch=2", "eval.tasks=10", "eval.every=0", "eval.batch=10",
               "model.hidden=8")
@@ -88,7 +116,7 @@ QUICK_OMNI = ("outer.iterations=2", "outer.meta_batch=2", "eval.tasks=10", "eval
 OMNIGLOT_TABLE3 = Spec(
     "omniglot-table3", "001 Table 3 (Omniglot): MAML / Meta-SGD / MT-net, 5- and 20-way 1-shot, second order",
     _omni_cells, _omni_rows, seeds=1, statistic="tasks", quick=QUICK_OMNI, claims=_claims_paper,
-    options={"split": "random"}, choices={"split": SPLITS},
+    plot=plot_validation, options={"split": "random"}, choices={"split": SPLITS},
     reuse=("universality-omniglot-ood", "universality-finetune"),   # 000's figures: the same MAML runs (kept_runs)
     note=lambda o: ("Accuracy of the best validated state on 600 test tasks, 95% interval over tasks; one run per "
                     "cell as the paper reports. Second order, 60,000 iterations. Characters: " +
@@ -131,7 +159,7 @@ QUICK_RGB = ("outer.iterations=2", "eval.tasks=4", "eval.every=0", "eval.batch=4
 MINIIMAGENET_TABLE3 = Spec(
     "miniimagenet-table3", "001 Table 3 (miniImageNet): MAML / Meta-SGD / T-net / MT-net, 5-way 1- and 5-shot",
     _mini_cells, _mini_rows, seeds=1, statistic="tasks", quick=QUICK_RGB, claims=_claims_paper,
-    note="Accuracy of the best validated state on 600 test tasks after 10 inner steps, 95% interval over tasks; "
+    plot=plot_validation, note="Accuracy of the best validated state on 600 test tasks after 10 inner steps, 95% interval over tasks; "
          "one run per cell. Conv4 with 64 filters (001 section 6.4), second order, 60,000 iterations. Paper: 001 "
          "Table 3 (its MAML row is Finn et al.'s, with 32 filters).")
 
