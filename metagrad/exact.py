@@ -36,6 +36,7 @@ Semantics (the same on the vmapped and the looped path):
 """
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from contextlib import contextmanager
@@ -52,8 +53,9 @@ from .errors import InputError
 from .models.batch_norm_function import channel_affine as _channel_affine
 from .models.batch_norm_function import standardize as _standardize
 from .models.conv4 import batch_norm as _batch_norm
+from .models.data_conv import conv2d_of_data, routable
 
-__all__ = ["exact_call", "exact_mode", "EXACT_FUNCTIONS"]
+__all__ = ["exact_call", "exact_mode", "EXACT_FUNCTIONS", "constant_input_convolutions"]
 
 
 def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Optional[Tensor] = None,
@@ -232,11 +234,31 @@ class _ExactMode(TorchFunctionMode):
     through unchanged (torch pops the mode while it handles a call, so there is no recursion)."""
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.conv2d and getattr(_local, "data_convs", False):
+            call = _CONV2D_ARGS.bind(*args, **kwargs).arguments
+            if routable(call["input"], call["weight"], call.get("padding", 0)):
+                return conv2d_of_data(**call)
         impl = EXACT_FUNCTIONS.get(func, func)
-        return impl(*args, **(kwargs or {}))
+        return impl(*args, **kwargs)
 
 
+_CONV2D_ARGS = inspect.signature(conv2d_of_data)
 _local = threading.local()
+
+
+@contextmanager
+def constant_input_convolutions(on: bool = True) -> Iterator[None]:
+    """Within this context (and ``exact_mode``), ``F.conv2d`` of an input that needs no gradient
+    runs as ``models.data_conv.conv2d_of_data``: the same values and derivatives, but no derivative
+    of any order computes the input's gradient, which torch's double backward of a convolution
+    does (``inner.adapt`` enters it for second order with several steps; see that module)."""
+    previous = getattr(_local, "data_convs", False)
+    _local.data_convs = on
+    try:
+        yield
+    finally:
+        _local.data_convs = previous
 
 
 @contextmanager

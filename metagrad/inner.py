@@ -18,7 +18,7 @@ from torch.func import vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .errors import InputError, check_int
-from .exact import exact_call
+from .exact import constant_input_convolutions, exact_call
 from .learners.base import Learner
 from .metagrads import HessianFree, check_mode, make_grad_op
 from .params import Params
@@ -58,11 +58,14 @@ def adapt(learner: Learner, model: nn.Module, loss: Loss, params: Params, meta: 
     grad_op = make_grad_op(objective, mode, hf, hvp_data)
     adapted, frozen = split_params(learner, params)
     state = learner.init(adapted, meta)
-    for t in range(steps):
-        g, value = grad_op(adapted, frozen, x, y)
-        adapted, state = learner.step(g, adapted, state, meta, t, value)
-        if on_step is not None:
-            on_step(t + 1, {**adapted, **frozen})
+    # second order differentiates every step's gradient again: the images' convolutions then skip the
+    # images' gradient in those derivatives (models/data_conv.py; measured worth it from two steps on)
+    with constant_input_convolutions(mode == "second_order" and steps > 1):
+        for t in range(steps):
+            g, value = grad_op(adapted, frozen, x, y)
+            adapted, state = learner.step(g, adapted, state, meta, t, value)
+            if on_step is not None:
+                on_step(t + 1, {**adapted, **frozen})
     return {**adapted, **frozen}
 
 

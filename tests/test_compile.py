@@ -49,14 +49,16 @@ def test_compiled_population_curves_match_eager(rule):
 
 
 @pytest.mark.slow
-def test_compiled_conv4_with_batch_norm_matches_eager():
+@pytest.mark.parametrize("steps", [1, 2])
+def test_compiled_conv4_with_batch_norm_matches_eager(steps: int):
     """conv4's batch norm is an autograd.Function with its own vmap rule, which torch.compile cannot
-    trace under vmap; compiled, it runs the same equation in elementary ops (float64, second order)."""
+    trace under vmap; compiled, it runs the same equation in elementary ops (float64, second order).
+    Two steps: eager routes the images' convolutions through ``models.data_conv``, compiled does not."""
     torch.manual_seed(0)
     model = mg.models.Conv4(n_way=3, hidden=4, image_size=16).double()
     g = torch.Generator().manual_seed(1)
     b = mg.TaskBatch(torch.randn(4, 3, 1, 16, 16, generator=g, dtype=torch.float64), torch.arange(3).repeat(4, 1),
                      torch.randn(4, 6, 1, 16, 16, generator=g, dtype=torch.float64), torch.arange(3).repeat(4, 2))
-    grads = [torch.autograd.grad(mg.MAML(model, inner_lr=0.4, inner_steps=1, loss="cross_entropy",
+    grads = [torch.autograd.grad(mg.MAML(model, inner_lr=0.4, inner_steps=steps, loss="cross_entropy",
                                          compile=c).meta_loss(b), list(model.parameters())) for c in (False, True)]
     assert rel_err(list(grads[1]), list(grads[0])) < 1e-10   # one norm over all tensors: the conv biases' gradients are zero up to rounding
