@@ -48,6 +48,19 @@ def test_third_derivative_matches_torchs_convolution() -> None:
     torch.testing.assert_close(third(conv2d_of_data), third(F.conv2d), rtol=1e-10, atol=1e-12)
 
 
+def test_forward_mode_and_forward_over_reverse_match_torchs_convolution() -> None:
+    from torch.func import grad, jvp
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 2, 6, 6, generator=g, dtype=torch.float64)
+    w, wt = (torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64) for _ in range(2))
+    b, bt = (torch.randn(3, generator=g, dtype=torch.float64) for _ in range(2))
+    for tangents in ((wt, bt), (torch.zeros_like(wt), bt)):
+        ours, ref = (jvp(lambda w, b: conv(x, w, b, 2, 1), (w, b), tangents)[1] for conv in (conv2d_of_data, F.conv2d))
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    hvp = [jvp(grad(lambda w: conv(x, w, b, 2, 1).pow(3).sum()), (w,), (wt,))[1] for conv in (conv2d_of_data, F.conv2d)]
+    torch.testing.assert_close(hvp[0], hvp[1], rtol=1e-10, atol=1e-10)
+
+
 def test_exact_routes_only_data_inputs_and_only_when_asked() -> None:
     x = torch.randn(2, 1, 8, 8)
     w = torch.randn(3, 1, 3, 3, requires_grad=True)

@@ -14,7 +14,8 @@ differentiation, both linear:
     conv(x, w) + b   backward in w:  W*(x, g_y), in b: the sum of g_y   (never a gradient of x)
     W*(x, g)         backward in g:  conv(x, g_w)
 
-so every derivative is one of the two again, each computed only where it is needed, and exact
+so every derivative is one of the two again, each computed only where it is needed (forward mode
+too: ``jvp``, and so ``torch.func``'s forward-over-reverse Hessian-vector products), and exact
 to any order (float64 ``gradcheck``/``gradgradcheck`` and MAML meta-gradients equal to torch's
 own convolution: ``tests/test_data_conv.py``). Their ``vmap`` rules are generated from torch's
 batching rules for ``conv2d`` and ``convolution_backward``.
@@ -53,6 +54,7 @@ class _Conv(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
         x, w, b, conf = inputs
         ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
         ctx.conf, ctx.w_shape = conf, tuple(w.shape)
 
     @staticmethod
@@ -61,6 +63,11 @@ class _Conv(torch.autograd.Function):
         gw = _WeightAdjoint.apply(x, g, ctx.w_shape, ctx.conf) if ctx.needs_input_grad[1] else None
         gb = g.sum((0, 2, 3)) if ctx.needs_input_grad[2] else None   # an ordinary op: autograd differentiates it
         return None, gw, gb, None
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Optional[Tensor], w_t: Optional[Tensor], b_t: Optional[Tensor], conf_t: Any) -> Tensor:
+        x, = ctx.saved_tensors   # linear in (w, b): the tangent is the convolution of the tangents
+        return _Conv.apply(x, x.new_zeros(ctx.w_shape) if w_t is None else w_t, b_t, ctx.conf)
 
 
 class _WeightAdjoint(torch.autograd.Function):
@@ -78,12 +85,18 @@ class _WeightAdjoint(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
         x, g, w_shape, conf = inputs
         ctx.save_for_backward(x)
-        ctx.conf = conf
+        ctx.save_for_forward(x)
+        ctx.conf, ctx.w_shape = conf, w_shape
 
     @staticmethod
     def backward(ctx: Any, gw: Tensor) -> tuple[None, Optional[Tensor], None, None]:
         x, = ctx.saved_tensors
         return None, (_Conv.apply(x, gw, None, ctx.conf) if ctx.needs_input_grad[1] else None), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Optional[Tensor], g_t: Optional[Tensor], w_shape_t: Any, conf_t: Any) -> Tensor:
+        x, = ctx.saved_tensors   # linear in g
+        return _WeightAdjoint.apply(x, g_t, ctx.w_shape, ctx.conf)
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
