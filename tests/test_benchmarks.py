@@ -28,6 +28,8 @@ CASES = {
                       ["vmap:second_order", "loop:first_order"]),
     "bench_conv4.py": (["--rounds", "1", "--warmup", "0", "--meta-batch", "2", "--no-memory", "--threads", "1", "--flops"],
                        ["metagrad vmap second_order", "metagrad loop first_order", "| bare convolutions |"]),
+    "bench_data_conv.py": (["--ways", "5", "--steps", "2", "--meta-batch", "2", "--rounds", "1"],
+                           ["| torch conv |", "| data conv |", "torch conv / data conv per round"]),
     "bench_snail.py": (["--rounds", "1", "--iters", "1", "--warmup", "0", "--meta-batch", "2", "--threads", "1"],
                        ["| sine-snail |", "| omniglot-snail |"]),
     "bench_memory.py": (["--batches", "2", "--modes", "first_order"], ["| 2 | first_order |"]),

@@ -22,8 +22,8 @@ batching rules for ``conv2d`` and ``convolution_backward``.
 
 ``metagrad.exact`` routes ``F.conv2d`` here, for inputs that need no gradient, inside
 ``constant_input_convolutions()``; ``inner.adapt`` enters it for second order with more than
-one inner step, where the saving shows (20-way Omniglot, five steps: 5% per meta-iteration,
-median of 10 interleaved rounds on one thread, 95% interval 4-10%). With one step there is one wasted transposed
+one inner step, where the saving shows (20-way Omniglot, five steps: 4% per meta-iteration,
+median of 10 interleaved rounds on one thread, 95% interval 1-11%: ``benchmarks/bench_data_conv.py``). With one step there is one wasted transposed
 convolution to save and functorch wraps each call of a custom Function at a cost of its own
 (5-way, one step: no change; first order, where no double backward exists: 7% slower), so it
 is not entered there. ``benchmarks/README.md`` has the measurements.
