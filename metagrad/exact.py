@@ -23,6 +23,11 @@ is cloned or patched. Its presence also turns off the fused "fast paths" of
 ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (they check
 ``has_torch_function``), so they run their composite, differentiable code.
 
+One replacement is for speed, not exactness: inside ``constant_input_convolutions()`` (which
+``inner.adapt`` enters for second order with more than one step) an ``F.conv2d`` whose input needs
+no gradient (the images) runs as ``models.data_conv``'s pair of Functions, so each inner step's
+double backward skips the images' gradient that torch's computes and nothing reads.
+
 Semantics (the same on the vmapped and the looped path):
 
 * batch norm in training mode normalises each call with that call's batch statistics (one

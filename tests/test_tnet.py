@@ -50,13 +50,22 @@ def test_tlinear_and_tconv_compute_t_times_w():
     with torch.no_grad():
         t.T.copy_(torch.randn(4, 4, dtype=D))
     assert torch.allclose(t(x), (lin(x)) @ t.T.T)
-    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1).double()
-    tc = TConv2d.from_conv(conv)
-    xi = torch.randn(2, 2, 7, 7, dtype=D)
-    assert torch.allclose(tc(xi), conv(xi), atol=1e-14)
-    with torch.no_grad():
-        tc.T.copy_(torch.randn(3, 3, dtype=D))
-    assert torch.allclose(tc(xi), torch.einsum("oc,nchw->nohw", tc.T, conv(xi)))
+    # T composed into the kernel (first two), two convolutions (fewer output pixels than in x k^2;
+    # grouped), no bias, reflect padding, an unbatched input
+    cases = [(nn.Conv2d(2, 3, 3, stride=2, padding=1), (2, 2, 7, 7), True),
+             (nn.Conv2d(2, 3, 2, bias=False), (3, 2, 7, 7), True),
+             (nn.Conv2d(8, 3, 3, padding=1), (1, 8, 4, 4), False),
+             (nn.Conv2d(4, 6, 3, padding=1, groups=2), (2, 4, 7, 7), False),
+             (nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"), (2, 7, 7), True)]
+    for conv, shape, composed in cases:
+        conv = conv.double()
+        tc = TConv2d.from_conv(conv)
+        xi = torch.randn(shape, dtype=D)
+        assert tc._compose(xi) == composed
+        assert torch.allclose(tc(xi), conv(xi), atol=1e-14)
+        with torch.no_grad():
+            tc.T.copy_(torch.randn(conv.out_channels, conv.out_channels, dtype=D))
+        assert torch.allclose(tc(xi), torch.einsum("oc,...chw->...ohw", tc.T, conv(xi)), atol=1e-12)
 
 
 def test_to_tnet_returns_new_model_with_transform_keys():
@@ -286,6 +295,10 @@ def test_conv4_mtnet_vmapped_meta_gradient():
     model = to_tnet(Conv4(n_way=2, channels=1, image_size=6, hidden=3, blocks=2).double())
     x = torch.randn(2, 4, 1, 6, 6, dtype=D)
     y = torch.tensor([[0, 1, 0, 1], [1, 0, 1, 0]])
+    # both ways of applying T: composed into the first layer's kernel (9 <= 4 images x 3 x 3 output
+    # pixels), a 1x1 convolution after the second (27 > 4 x 2 x 2)
+    convs = [m for m in model.modules() if isinstance(m, TConv2d)]
+    assert convs[0]._compose(x[0]) and not convs[1]._compose(torch.zeros(4, 3, 3, 3, dtype=D))
     algo = mg.MAML(model, learner=MTNet(mg.SGD(0.3), hard=False, fixed_noise=fixed_noise(model)),
                    loss="cross_entropy", vectorize=True)
     check_second_order_fd(algo, mg.TaskBatch(x, y, x.flip(-1), y))

@@ -6,7 +6,8 @@ The bias sits inside the transform as in the MT-net reference code (``(x W + b) 
 ``(W, b)`` together are one matrix acting on ``[x; 1]`` and 001's section 6.2 scaling
 (``T * sqrt(a0/a1)``, ``(W, b) * sqrt(a1/a0)``) turns a step of size ``a1`` into one of ``a0``
 exactly. For ``Conv2d`` the transform is a 1x1 convolution over output channels (the
-``conv1_f`` of the reference code), stored as an ``out x out`` matrix like the linear one.
+``conv1_f`` of the reference code), stored as an ``out x out`` matrix like the linear one, and
+applied by composing it into the kernel (``(T W) * x + T b``, one convolution instead of two).
 
 Parameter keys: a layer at ``net.0`` has ``net.0.weight``, ``net.0.bias`` and ``net.0.T``;
 ``is_transform(key)`` tells transforms from weights, ``layer_of(key)`` gives ``net.0``.
@@ -83,7 +84,8 @@ class TLinear(nn.Linear):
 
 
 class TConv2d(nn.Conv2d):
-    """``y = T * (W * x + b)``: a 1x1 convolution ``T [out, out]`` over the output channels.
+    """``y = T * (W * x + b)``: a 1x1 convolution ``T [out, out]`` over the output channels, or
+    ``(T W) * x + T b`` where composing the kernels is cheaper (``_compose``; the same map).
 
     Built from an ``nn.Conv2d`` with ``TConv2d.from_conv(layer)`` (keeps stride, padding,
     dilation, groups and padding mode; ``T = I``).
@@ -105,8 +107,24 @@ class TConv2d(nn.Conv2d):
         return _copy_from(new, layer)
 
     def forward(self, x: Tensor) -> Tensor:
-        z = self._conv_forward(x, self.weight, self.bias)
-        return F.conv2d(z, self.T[:, :, None, None])
+        if not self._compose(x):
+            z = self._conv_forward(x, self.weight, self.bias)
+            return F.conv2d(z, self.T[:, :, None, None])
+        # T * (W * x + b) = (T W) * x + T b, exactly (both are linear), one convolution instead of two
+        w = (self.T @ self.weight.flatten(1)).view_as(self.weight)
+        b = None if self.bias is None else self.T @ self.bias
+        return self._conv_forward(x, w, b)
+
+    def _compose(self, x: Tensor) -> bool:
+        """Whether to compose ``T`` into the kernel: it costs ``out x out x in x k^2`` multiply-adds a
+        call (under ``vmap`` with per-task weights, per task), the 1x1 transform ``out x out`` per output
+        pixel of every image, forward and in each derivative; so compose when ``in x k^2`` is at most the
+        output pixels (conv4 on Omniglot: always in the first layer, whose 1x1 transform of a 14 x 14 map
+        costs 7x its 3x3 convolution of the image; in the second only from about 12 images a task).
+        Grouped convolutions never: ``T`` mixes the groups' channels, so the composite is not grouped."""
+        images = x.shape[0] if x.dim() == 4 else 1
+        pixels = images * x.shape[-2] * x.shape[-1] // (self.stride[0] * self.stride[1])
+        return self.groups == 1 and self.in_channels * self.kernel_size[0] * self.kernel_size[1] <= pixels
 
 
 def to_tnet(model: nn.Module, include_last: bool = True) -> nn.Module:
