@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from metagrad.experiments.system import tune_malloc  # noqa: E402
-from timing import cpu_description, interleaved, median_interval  # noqa: E402
+from timing import cpu_description, interleaved, median_interval, meta_step, patched  # noqa: E402
 
 
 def main() -> None:
@@ -53,15 +53,8 @@ def main() -> None:
         opt = torch.optim.Adam(algo.parameters(), 1e-3)
 
         def step() -> float:
-            exact.routable = routable if route else (lambda *a, **k: False)
-            try:
-                loss = algo.meta_loss(batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                return loss.item()
-            finally:
-                exact.routable = routable
+            with patched(exact, "routable", routable if route else (lambda *a, **k: False)):
+                return meta_step(algo, opt, batch)
         step()   # warm-up
         return step
 

@@ -23,7 +23,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from metagrad.experiments.system import tune_malloc  # noqa: E402
-from timing import cpu_description, interleaved, median_interval  # noqa: E402
+from timing import cpu_description, interleaved, median_interval, meta_step, patched  # noqa: E402
 
 CELLS = ("MAML_5way", "Meta-SGD_5way", "MT-net_5way", "MAML_20way", "Meta-SGD_20way", "MT-net_20way")
 TWO_CONVS = " (T as a 1x1 convolution)"
@@ -62,15 +62,8 @@ def main() -> None:
         batch = tasks.sample(cfg.outer["meta_batch"], torch.Generator().manual_seed(0))
 
         def step() -> float:
-            TConv2d._compose = composed if compose else (lambda self, x: False)
-            try:
-                loss = algo.meta_loss(batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                return loss.item()
-            finally:
-                TConv2d._compose = composed
+            with patched(TConv2d, "_compose", composed if compose else (lambda self, x: False)):
+                return meta_step(algo, opt, batch)
         step()   # warm-up
         return step
 

@@ -6,10 +6,11 @@ import math
 import platform
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Hashable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TypeVar
 
-__all__ = ["interleaved", "median_interval", "cpu_description"]
+__all__ = ["interleaved", "median_interval", "cpu_description", "meta_step", "patched"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -62,3 +63,23 @@ def cpu_description() -> str:
     except OSError:
         pass
     return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def meta_step(algo, opt, batch) -> float:
+    """One meta-iteration as training runs it (meta-loss, backward, optimizer step); its loss."""
+    loss = algo.meta_loss(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+@contextmanager
+def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+    """``obj.name = value`` inside the block, restored after it: the A/B switch of a library hook."""
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
