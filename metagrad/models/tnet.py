@@ -7,7 +7,7 @@ The bias sits inside the transform as in the MT-net reference code (``(x W + b) 
 (``T * sqrt(a0/a1)``, ``(W, b) * sqrt(a1/a0)``) turns a step of size ``a1`` into one of ``a0``
 exactly. For ``Conv2d`` the transform is a 1x1 convolution over output channels (the
 ``conv1_f`` of the reference code), stored as an ``out x out`` matrix like the linear one, and
-applied by composing it into the kernel (``(T W) * x + T b``, one convolution instead of two).
+composed into the kernel where that is cheaper (``(T W) * x + T b``, one convolution, not two).
 
 Parameter keys: a layer at ``net.0`` has ``net.0.weight``, ``net.0.bias`` and ``net.0.T``;
 ``is_transform(key)`` tells transforms from weights, ``layer_of(key)`` gives ``net.0``.
