@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import statistics
@@ -65,7 +64,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from metagrad.experiments.system import tune_malloc  # noqa: E402
-from timing import cpu_description, median_interval  # noqa: E402  (benchmarks/timing.py, beside this script)
+from timing import cpu_description, data_root, median_interval  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 
 def import_l2l():
@@ -165,9 +164,7 @@ def batches(n: int, meta_batch: int, device: str = "cpu"):
     import torch
 
     from metagrad.tasks.omniglot import Omniglot
-    # $METAGRAD_DATA when set (the library's own rule), else the shared data beside the checkout
-    root = None if os.environ.get("METAGRAD_DATA") else ROOT.parent / "shared" / "data"
-    tasks = Omniglot("train", n_way=5, k_shot=1, k_query=1, root=root)
+    tasks = Omniglot("train", n_way=5, k_shot=1, k_query=1, root=data_root())
     g = torch.Generator().manual_seed(0)
     return [tasks.sample(meta_batch, g).to(device) for _ in range(n)]
 

@@ -11,7 +11,6 @@ answers False) for its calls. Prints each one's median and the per-round ratio t
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from metagrad.experiments.system import tune_malloc  # noqa: E402
-from timing import cpu_description, interleaved, median_interval, meta_step, patched  # noqa: E402
+from timing import cpu_description, data_root, interleaved, median_interval, meta_step, patched  # noqa: E402
 
 
 def main() -> None:
@@ -40,8 +39,7 @@ def main() -> None:
     from metagrad.tasks.omniglot import Omniglot
     tune_malloc()
     torch.set_num_threads(args.threads)
-    root = None if os.environ.get("METAGRAD_DATA") else ROOT.parent / "shared" / "data"
-    tasks = Omniglot("train", n_way=args.ways, k_shot=1, k_query=1, root=root)
+    tasks = Omniglot("train", n_way=args.ways, k_shot=1, k_query=1, root=data_root())
     g = torch.Generator().manual_seed(0)
     batch = tasks.sample(args.meta_batch, g)
     routable = exact.routable

@@ -15,7 +15,6 @@ with the per-round ratio conv1d / taps. The first meta-iteration's losses must a
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from metagrad.errors import MetagradError  # noqa: E402
 from metagrad.experiments.building import build, optimizer  # noqa: E402
 from metagrad.experiments.presets import get_preset  # noqa: E402
 from metagrad.models.snail import CausalConv1d  # noqa: E402
-from timing import interleaved  # noqa: E402  (benchmarks/timing.py, beside this script)
+from timing import data_root, interleaved  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 _TAPS = CausalConv1d.forward
 
@@ -54,8 +53,8 @@ def _forward(fn: Callable) -> Iterator[None]:
 def contender(preset: str, conv: Callable, meta_batch: int) -> Callable[[], float]:
     """One meta-iteration of ``preset`` with ``conv`` as the causal convolution; returns the loss."""
     cfg = get_preset(preset).override([f"outer.meta_batch={meta_batch}"] if meta_batch else [])
-    if cfg.task["name"] == "omniglot" and not os.environ.get("METAGRAD_DATA"):
-        cfg = cfg.override([f"task.root={ROOT.parent / 'shared' / 'data'}"])
+    if cfg.task["name"] == "omniglot" and data_root():
+        cfg = cfg.override([f"task.root={data_root()}"])
     algo, task = build(cfg)
     opt, g = optimizer(cfg, algo), torch.Generator().manual_seed(0)
 

@@ -14,7 +14,6 @@ distribution-free 95% interval, range). Data from ``$METAGRAD_DATA``, else ``../
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from metagrad.experiments.system import tune_malloc  # noqa: E402
-from timing import cpu_description, interleaved, median_interval, meta_step, patched  # noqa: E402
+from timing import cpu_description, data_root, interleaved, median_interval, meta_step, patched  # noqa: E402
 
 CELLS = ("MAML_5way", "Meta-SGD_5way", "MT-net_5way", "MAML_20way", "Meta-SGD_20way", "MT-net_20way")
 TWO_CONVS = " (T as a 1x1 convolution)"
@@ -50,7 +49,7 @@ def main() -> None:
     from metagrad.models.tnet import TConv2d
     tune_malloc()
     torch.set_num_threads(args.threads)
-    root = [] if os.environ.get("METAGRAD_DATA") else [f"task.root={ROOT.parent / 'shared' / 'data'}"]
+    root = [f"task.root={data_root()}"] if data_root() else []
     composed = TConv2d._compose
 
     def contender(cell: str, compose: bool) -> Callable[[], float]:

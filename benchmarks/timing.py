@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TypeVar
 
-__all__ = ["interleaved", "median_interval", "cpu_description", "meta_step", "patched"]
+__all__ = ["interleaved", "median_interval", "cpu_description", "meta_step", "patched", "data_root"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -83,3 +83,10 @@ def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
         yield
     finally:
         setattr(obj, name, old)
+
+
+def data_root() -> Path | None:
+    """Where the benchmarks read their data sets: ``None`` when ``$METAGRAD_DATA`` is set (the
+    library's own rule then finds them), else ``../shared/data`` beside the checkout."""
+    import os
+    return None if os.environ.get("METAGRAD_DATA") else Path(__file__).resolve().parents[2] / "shared" / "data"
