@@ -6,10 +6,13 @@ steps and meta-batch, second order) and stepped on one fixed batch of tasks; pri
 and what 60,000 iterations take at that speed. ``--compare-compose`` adds, beside each MT-net cell, the
 same cell with every T-net convolution as two convolutions (``TConv2d._compose`` answering False: the
 layer's 3x3 convolution, then ``T`` as a 1x1 one) and the per-round ratio two / composed (median,
-distribution-free 95% interval, range). Data from ``$METAGRAD_DATA``, else ``../shared/data``.
+distribution-free 95% interval, range). ``--ops`` instead times one meta-iteration of each cell by aten
+operator and shape (``op_times.py``): where the time goes, per layer. Data from ``$METAGRAD_DATA``, else
+``../shared/data``.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_table3.py --threads 1 --rounds 5
     OMP_NUM_THREADS=1 python benchmarks/bench_table3.py --cells MT-net_5way,MT-net_20way --compare-compose
+    OMP_NUM_THREADS=1 python benchmarks/bench_table3.py --cells MAML_20way --ops
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compare-compose", action="store_true", help="also each MT-net cell with two convolutions")
+    ap.add_argument("--ops", action="store_true", help="time one meta-iteration of each cell by aten operator and shape")
+    ap.add_argument("--top", type=int, default=25, help="with --ops: how many rows")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override every cell's config (smaller settings for a smoke run)")
     args = ap.parse_args()
@@ -66,6 +71,12 @@ def main() -> None:
         step()   # warm-up
         return step
 
+    if args.ops:
+        from op_times import format_op_times, op_times
+        print(f"001 Table 3 Omniglot cells (second order); {cpu_description()}, {args.threads} threads")
+        for cell in cells:
+            print(format_op_times(cell, *op_times(contender(cell, True)), top=args.top))
+        return
     steps = {}
     for cell in cells:
         steps[cell] = contender(cell, True)

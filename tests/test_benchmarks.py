@@ -34,6 +34,13 @@ CASES = {
                          "--set", "outer.meta_batch=2", "--set", "model.hidden=8"],
                         ["| MT-net_5way |", "| MAML_20way |", "| MT-net_5way (T as a 1x1 convolution) |",
                          "MT-net_5way: two convolutions / composed per round"]),
+    # the per-operator attribution (a second key: CASES is keyed by script)
+    "bench_table3.py --ops": (["--cells", "MAML_20way", "--ops", "--top", "5", "--set", "outer.meta_batch=2",
+                               "--set", "model.hidden=8"],
+                              ["MAML_20way:", "| aten call (shapes as vmap hands them on) | calls | ms | share |",
+                               "convolution_backward"]),
+    "bench_conv_layouts.py": (["--rounds", "1"], ["| 5-way (32 tasks of 5 images) | data |",
+                                                  "| 20-way (16 tasks of 20 images) | gW |"]),
     "bench_snail.py": (["--rounds", "1", "--iters", "1", "--warmup", "0", "--meta-batch", "2", "--threads", "1"],
                        ["| sine-snail |", "| omniglot-snail |"]),
     "bench_memory.py": (["--batches", "2", "--modes", "first_order"], ["| 2 | first_order |"]),
@@ -49,7 +56,7 @@ CASES = {
 def test_benchmark_script_runs(script: str) -> None:
     args, expected = CASES[script]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script.split()[0]), *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, f"{script} {' '.join(args)} failed:\n{out.stderr[-3000:]}"
     for line in expected:
