@@ -53,8 +53,8 @@ def _forward(fn: Callable) -> Iterator[None]:
 def contender(preset: str, conv: Callable, meta_batch: int) -> Callable[[], float]:
     """One meta-iteration of ``preset`` with ``conv`` as the causal convolution; returns the loss."""
     cfg = get_preset(preset).override([f"outer.meta_batch={meta_batch}"] if meta_batch else [])
-    if cfg.task["name"] == "omniglot" and data_root():
-        cfg = cfg.override([f"task.root={data_root()}"])
+    if cfg.task["name"] == "omniglot" and (root := data_root()):
+        cfg = cfg.override([f"task.root={root}"])
     algo, task = build(cfg)
     opt, g = optimizer(cfg, algo), torch.Generator().manual_seed(0)
 

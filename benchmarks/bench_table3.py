@@ -54,7 +54,9 @@ def main() -> None:
     from metagrad.models.tnet import TConv2d
     tune_malloc()
     torch.set_num_threads(args.threads)
-    root = [f"task.root={data_root()}"] if data_root() else []
+    root = [f"task.root={r}"] if (r := data_root()) else []
+    header = (f"001 Table 3 Omniglot cells (second order); {cpu_description()}, {args.threads} threads"
+              + (f"; overrides {' '.join(args.set)}" if args.set else ""))
     composed = TConv2d._compose
 
     def contender(cell: str, compose: bool) -> Callable[[], float]:
@@ -73,7 +75,7 @@ def main() -> None:
 
     if args.ops:
         from op_times import format_op_times, op_times
-        print(f"001 Table 3 Omniglot cells (second order); {cpu_description()}, {args.threads} threads")
+        print(header)
         for cell in cells:
             print(format_op_times(cell, *op_times(contender(cell, True)), top=args.top))
         return
@@ -83,8 +85,7 @@ def main() -> None:
         if args.compare_compose and cell.startswith("MT-net"):
             steps[cell + TWO_CONVS] = contender(cell, False)
     times = {k: [r[0] for r in v] for k, v in interleaved(steps, args.rounds, 1).items()}
-    print(f"001 Table 3 Omniglot cells (second order); {cpu_description()}, {args.threads} threads; "
-          f"{args.rounds} interleaved rounds" + (f"; overrides {' '.join(args.set)}" if args.set else ""))
+    print(f"{header}; {args.rounds} interleaved rounds")
     print("| cell | ms per meta-iteration (median) | 60,000 iterations, hours |\n| --- | ---: | ---: |")
     for k, v in times.items():
         print(f"| {k} | {1000 * statistics.median(v):.0f} | {60000 * statistics.median(v) / 3600:.1f} |")

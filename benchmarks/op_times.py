@@ -8,7 +8,8 @@ the physical tensors: a per-task convolution appears as the grouped convolution 
 and keys each call that takes at least ``min_ms`` by its operator, input shapes and, for
 convolutions, the arguments that choose the kernel (transposed, groups, stride, dilation, output
 mask). Shorter calls are pooled under the operator's name. The mode adds a few microseconds a call,
-so read the large rows; the total beside the wall time says how much it added.
+so read the large rows; the wall time less the time inside aten calls is the step's Python
+(the mode's own cost included).
 """
 from __future__ import annotations
 
