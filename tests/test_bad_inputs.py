@@ -372,3 +372,11 @@ def test_a_mistyped_name_is_answered_with_the_name_meant(argv, hint, capsys):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert hint in err and err.count("\n") == 1, err
+
+
+def test_a_later_assignment_replaces_an_earlier_dict_and_sections_stay_refused() -> None:
+    """``seed={}`` then ``seed=0`` is ``seed=0`` (hypothesis found ``seed`` refused as a section once a
+    dict had been assigned to it); assigning to a section itself is still refused, naming it."""
+    assert Config().override(["seed={}", "seed=0"]).seed == 0
+    with pytest.raises(ConfigError, match="unknown config key 'task'"):
+        Config().override(["task=0"])

@@ -170,6 +170,8 @@ class Config:
     def override(self, assignments: Iterable[str]) -> "Config":
         """Apply dotted ``key=value`` assignments; unknown keys raise ``ConfigError`` naming them."""
         d = self.to_dict()
+        # the sections of the config itself: an earlier assignment of a dict to a setting does not make one
+        sections = {k for k, v in d.items() if isinstance(v, dict)}
         for a in assignments:
             if "=" not in a:
                 raise ConfigError(f"override: expected key=value, got {a!r}")
@@ -177,7 +179,7 @@ class Config:
             parts = key.strip().split(".")
             value = parse_value(text)
             if len(parts) == 1:
-                if parts[0] not in d or isinstance(d[parts[0]], dict):
+                if parts[0] not in d or parts[0] in sections:
                     raise ConfigError(f"override: unknown config key {key!r}")
                 d[parts[0]] = value
             elif len(parts) == 2 and isinstance(d.get(parts[0]), dict):
