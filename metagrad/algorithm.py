@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from .errors import InputError, InputTypeError, check_int
+from .errors import InputError, InputTypeError, check_int, check_positive
 from .batch import TaskBatch
 from .exact import exact_call
 from .inner import Loss, adapt, adapt_tasks
@@ -81,12 +81,15 @@ class MAML(nn.Module):
                  hf_rho: Optional[float] = None, hf_one_sided: bool = False, vectorize: bool | str = "auto",
                  compile: bool = False) -> None:
         super().__init__()
+        if not isinstance(model, nn.Module):
+            raise InputTypeError(f"MAML: model must be a torch.nn.Module, e.g. mg.models.MLP([1, 40, 40, 1]); "
+                                 f"got {type(model).__name__}")
         check_int("MAML", "inner_steps", inner_steps, 0, InputError)
         if vectorize not in (True, False, "auto"):
             raise InputError(f"MAML: vectorize must be True, False or 'auto', got {vectorize!r}")
         if learner is None:
-            if not inner_lr > 0 and not learn_inner_lr:
-                raise InputError(f"MAML: inner_lr must be positive, got {inner_lr}")
+            if not learn_inner_lr:   # a learned rate may start anywhere
+                check_positive("MAML", "inner_lr", inner_lr, error=InputError)
             learner = SGD(lr=inner_lr, learn_lr=learn_inner_lr)
         if grad_clip is not None:
             learner = chain(clip(grad_clip), learner)
@@ -216,7 +219,13 @@ class MAML(nn.Module):
         return self._adapt(self.params(), self.meta_params(), support_x, support_y, steps, mode or self.mode)
 
     def predict(self, params: Params, x: Tensor) -> Tensor:
-        """Run the model on ``x`` with parameters ``params`` (e.g. the output of ``adapt``)."""
+        """Run the model on ``x`` with parameters ``params`` (e.g. the output of ``adapt``; a
+        parameter ``params`` lacks keeps the model's own value)."""
+        unknown = params.keys() - dict(self.model.named_parameters()).keys()
+        if unknown:   # functional_call ignores them: the model would run unadapted, silently
+            raise InputError(f"MAML.predict: params has {len(unknown)} key(s) the model does not have, e.g. "
+                             f"{sorted(unknown)[0]!r}; pass the dict adapt() returns (keys as in "
+                             f"model.named_parameters(): {', '.join(list(self.params())[:3])}, ...)")
         return exact_call(self.model, params, (x,))
 
     @torch.no_grad()
@@ -235,9 +244,9 @@ class MAML(nn.Module):
     def curves(self, params: Params, meta: Params, batch: TaskBatch, steps: int, vectorize: bool = True) -> Tensor:
         """``adaptation_curve`` for explicit ``params``/``meta`` (a pure function: ``Population`` vmaps it)."""
         def curve(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
-            out = [self.metric(self.predict(params, qx), qy)]
+            out = [self.metric(exact_call(self.model, params, (qx,)), qy)]
             self._adapt(params, meta, sx, sy, steps, "first_order",
-                        on_step=lambda t, p: out.append(self.metric(self.predict(p, qx), qy)))
+                        on_step=lambda t, p: out.append(self.metric(exact_call(self.model, p, (qx,)), qy)))
             return torch.stack(out)
 
         args = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import ConfigError, Interrupted, MetagradError, TimeLimitReached
+from .errors import ConfigError, Interrupted, MetagradError, RunError, TimeLimitReached
 
 __all__ = ["main"]
 
@@ -96,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps(runner.planned_config(args.config, args.overrides, args.resume).to_dict(), indent=2))
             return 0
         deadline = _deadline(args.time_limit)
+        _check_out(args.out, "train")
         if args.resume:
             run = runner.train(out=args.resume, resume=True, overrides=args.overrides, progress=not args.no_progress,
                                threads=args.threads, device=args.device, deadline=deadline)
@@ -113,9 +114,12 @@ def _run(args: argparse.Namespace) -> int:
         return _reproduce(args.name, args.extra)
     elif args.command == "runs":
         from .experiments.listing import find_runs, format_runs, plot_runs, read_run
+        from .plotting import figure_path
+        if args.plot is not None:   # a bad file name is refused before the runs are read
+            figure_path(args.plot, "runs --plot")
         infos = [read_run(p) for p in find_runs(args.paths)]
         print(format_runs(infos))
-        if args.plot:
+        if args.plot is not None:
             plot_runs(infos, args.plot)
             print(f"plot written to {args.plot}")
     elif args.command == "list":
@@ -167,6 +171,12 @@ def _reproduce_parser(spec: object) -> argparse.ArgumentParser:
     return p
 
 
+def _check_out(out: Optional[str | Path], where: str) -> None:
+    """Refuse an ``--out`` that names a file before any work (a missing folder is made later)."""
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise RunError(f"{where}: --out {str(out)!r} is a file, not a folder; give a folder (made if missing)")
+
+
 def _reproduce_all_parser() -> argparse.ArgumentParser:
     from .experiments.records import RECORDS
     p = argparse.ArgumentParser(prog="metagrad reproduce all", description="Every paper table and figure, in the "
@@ -189,6 +199,7 @@ def _reproduce_all(argv: Sequence[str]) -> int:
     if args.jobs < 1:
         raise ConfigError(f"reproduce all: --jobs must be >= 1, got {args.jobs}")
     deadline = _deadline(args.time_limit)
+    _check_out(args.out, "reproduce all")
     status = run_all(args.out, quick=args.quick, report_only=args.report, deadline=deadline, jobs=args.jobs,
                      only=[r for r in args.records.split(",") if r],
                      log=lambda m: print(time.strftime("%H:%M:%S"), m, file=sys.stderr, flush=True))
@@ -212,6 +223,7 @@ def _reproduce(name: Optional[str], argv: Sequence[str]) -> int:
     if args.report and args.only_seeds is not None:
         raise ConfigError("reproduce: --report trains nothing; drop --only-seeds")
     out = Path(args.out) if args.out else Path("runs") / "reproduce" / (name + ("-quick" if args.quick else ""))
+    _check_out(out, "reproduce")
     options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
     if args.list:
         for c in sweep.plan(spec, out, quick=args.quick, seeds=args.seeds, overrides=args.overrides, only=args.only,

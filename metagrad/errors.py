@@ -13,12 +13,15 @@ from typing import Iterable, Optional
 
 __all__ = ["MetagradError", "ConfigError", "InputError", "InputTypeError", "InputIndexError", "MissingKeyError",
            "MissingFileError", "RunError", "DivergenceError", "DeviceError", "TimeLimitReached", "Interrupted",
-           "check_int", "did_you_mean",
+           "check_int", "did_you_mean", "one_line",
            "check_positive"]
 
 
 class MetagradError(Exception):
     """Base class: bad input from the user, reported in one line that names the value and the fix."""
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class ConfigError(MetagradError, ValueError):
@@ -41,7 +44,7 @@ class MissingKeyError(MetagradError, KeyError):
     """A dict of parameters or meta-parameters without a key a rule needs."""
 
     def __str__(self) -> str:   # KeyError quotes its message; a one-line error should not
-        return str(self.args[0]) if self.args else ""
+        return one_line(str(self.args[0])) if self.args else ""
 
 
 class MissingFileError(MetagradError, FileNotFoundError):
@@ -81,6 +84,16 @@ class Interrupted(Exception):
         super().__init__(f"{where}: stopped by {signal.Signals(signum).name}{at} (checkpointed)"
                          f"{'; continue with: ' + hint if hint else ''}")
         self.where, self.iteration, self.iterations, self.signum = where, iteration, iterations, signum
+
+
+# Each control character as repr writes it: a line break becomes the two characters \ and n.
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in (*range(32), 127)}
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks and other control characters escaped, so that an error
+    naming what the user typed (a config key, a path) stays one line whatever that holds."""
+    return message.translate(_ESCAPES)
 
 
 def did_you_mean(value: object, options: Iterable[str]) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .errors import InputError
+from .errors import InputError, InputTypeError, check_int
 from .batch import TaskBatch
 
 __all__ = ["mean_ci95", "robust_summary", "iqr_kept", "adaptation_curves", "evaluate", "fixed_tasks"]
@@ -35,13 +35,21 @@ def adaptation_curves(module: Any, tasks: TaskBatch | tuple[Any, int, int], step
     generator seeded ``seed`` (so a long evaluation never holds every task at once). Tasks are
     moved to the module's device. Returns ``[n, steps + 1]`` (MAML) or ``[P, n, steps + 1]`` (Population).
     """
+    check_int("evaluate", "chunk", chunk, 1, InputError)
+    if steps is not None:
+        check_int("evaluate", "steps", steps, 0, InputError)
     param = next(iter(module.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     pop = hasattr(module, "adaptation_curves")
     if isinstance(tasks, TaskBatch):
         total, draw = tasks.n_tasks, (lambda i, n: tasks[i:i + n])
     else:
+        if not (isinstance(tasks, (tuple, list)) and len(tasks) == 3 and hasattr(tasks[0], "sample")):
+            raise InputTypeError(f"evaluate: tasks must be a TaskBatch or (distribution, n_tasks, seed), e.g. "
+                                 f"(mg.tasks.Sinusoid(k_shot=10, k_query=10), 600, 0); got {type(tasks).__name__}")
         dist, total, seed = tasks
+        check_int("evaluate", "n_tasks", total, 1, InputError)
+        check_int("evaluate", "seed", seed, 0, InputError)
         g = torch.Generator().manual_seed(seed)
         draw = lambda i, n: dist.sample(n, g, dtype)   # noqa: E731 (chunks in order from one generator)
     out = []

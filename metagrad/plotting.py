@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-__all__ = ["plot_adaptation", "plot_training", "plot_lines", "pyplot", "save_figure", "curve_with_band", "figure_legend"]
+__all__ = ["plot_adaptation", "plot_training", "plot_lines", "pyplot", "save_figure", "figure_path", "curve_with_band",
+           "figure_legend"]
 
 
 def pyplot() -> Any:
@@ -15,6 +16,22 @@ def pyplot() -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def figure_path(path: str | Path, where: str = "plot") -> Path:
+    """``path`` as an image file that matplotlib can write (its suffix names the format), else an
+    ``InputError`` naming ``where``, the path and the formats: checked before the work it plots."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from .errors import InputError
+    p, formats = Path(path), FigureCanvasBase.get_supported_filetypes()
+    if not str(path) or p.is_dir():
+        raise InputError(f"{where}: {str(path)!r} is not an image file name; give one such as training.png")
+    if p.suffix[1:].lower() not in formats:
+        why = f"{p.suffix!r} is not an image format" if p.suffix else "the name has no suffix"
+        raise InputError(f"{where}: cannot write {str(path)!r}: {why}; end it in one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
+    return p
 
 
 def save_figure(fig: Any, path: str | Path) -> None:

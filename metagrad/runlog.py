@@ -90,9 +90,13 @@ class RunLock:
         self._fd: Optional[int] = None
 
     def __enter__(self) -> "RunLock":
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:   # the folder the user named (--out): one that cannot be made or written is bad input
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunError(f"{self.what}: cannot write the folder {str(self.folder)!r}: {e.strerror or e}; "
+                           f"choose a folder you can write (--out)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from .algorithm import MAML
 from .distributed import World
-from .errors import ConfigError, DivergenceError, InputError, RunError, check_int, check_positive
+from .errors import ConfigError, DivergenceError, InputError, InputTypeError, RunError, check_int, check_positive
 from .interrupts import SIGNALS, stop_requests
 from .io import save_torch
 from .population import Population
@@ -166,6 +166,23 @@ def load_checkpoint(path: str | Path, need: Sequence[str] = RESUME_KEYS) -> dict
     return ck
 
 
+def _check_parts(stream: Any, optimizer: Any, checkpoint: Optional[str | Path]) -> None:
+    """``fit``'s stream, optimiser and checkpoint path, refused before any work when they cannot be."""
+    if not all(callable(getattr(stream, a, None)) for a in ("next", "state_dict", "load_state_dict")):
+        raise InputTypeError(f"fit: stream must be a TaskStream (next, state_dict, load_state_dict), e.g. "
+                             f"mg.SampledStream(task, meta_batch=25, seed=0); got {type(stream).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise InputTypeError(f"fit: optimizer must be a torch.optim.Optimizer, e.g. torch.optim.Adam(algo.parameters(), "
+                             f"lr=1e-3); got {type(optimizer).__name__}")
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        folder = next(p for p in path.parents if p.exists())   # the nearest existing folder on the way
+        if path.is_dir():
+            raise RunError(f"fit: checkpoint {str(path)!r} is a folder; give a file path such as runs/x.pt")
+        if not folder.is_dir():
+            raise RunError(f"fit: cannot write the checkpoint {str(path)!r}: {str(folder)!r} is a file, not a folder")
+
+
 def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Optimizer, iterations: int, *,
         schedule: Optional[Schedule] = None, clip_value: Optional[float] = None,
         clip_keys: Optional[Callable[[str], bool]] = None, clip_norm: Optional[float] = None,
@@ -222,6 +239,7 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         check_positive("fit", name, v, optional=True)
     if checkpoint_every is not None:
         check_int("fit", "checkpoint_every", checkpoint_every, 1)
+    _check_parts(stream, optimizer, checkpoint)
     m = _Members(module)
     P = m.size
     st: dict[str, Any] = {"best": [None] * P, "best_val": [-math.inf if maximize else math.inf] * P, "curves": [[] for _ in range(P)],

@@ -380,3 +380,68 @@ def test_a_later_assignment_replaces_an_earlier_dict_and_sections_stay_refused()
     assert Config().override(["seed={}", "seed=0"]).seed == 0
     with pytest.raises(ConfigError, match="unknown config key 'task'"):
         Config().override(["task=0"])
+
+
+@pytest.mark.parametrize("make, shown", [
+    (lambda: Config.from_dict({"inner": {"\n": None}}), r"unknown key inner.\n for learner 'sgd'"),
+    (lambda: Config().override(["inner.a\tb=1"]), r"inner.a\tb"),
+])
+def test_a_name_with_a_line_break_is_shown_escaped_in_one_line(make, shown) -> None:
+    """A key holding a line break or a tab (hypothesis found ``{"inner": {"\\n": None}}``) is named
+    as ``repr`` would write it, so the error stays one line."""
+    with pytest.raises(ConfigError) as e:
+        make()
+    assert shown in _one_line(e.value)
+
+
+def test_every_error_kind_is_one_line() -> None:
+    from metagrad import errors
+    for kind in (errors.ConfigError, errors.InputError, errors.MissingKeyError, errors.MissingFileError,
+                 errors.RunError, errors.DeviceError):
+        assert str(kind("no folder /data/a\nb\r\x1b[2J")) == r"no folder /data/a\nb\r\x1b[2J", kind
+
+
+_SINE = mg.tasks.Sinusoid(k_shot=5, k_query=5)
+
+
+def _fit(**given: Any) -> Any:
+    algo = mg.MAML(mg.models.MLP([1, 4, 1]))
+    parts = {"stream": mg.SampledStream(_SINE, meta_batch=2, seed=0), "optimizer": torch.optim.Adam(algo.parameters())}
+    return mg.fit(algo, iterations=2, **{**parts, **given})
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: mg.MAML("mlp"), TypeError, "MAML: model must be a torch.nn.Module, e.g. mg.models.MLP([1, 40, 40, 1]); got str"),
+    (lambda: mg.MAML(None), TypeError, "MAML: model must be a torch.nn.Module, e.g. mg.models.MLP([1, 40, 40, 1]); got NoneType"),
+    (lambda: mg.MAML(mg.models.MLP([1, 4, 1]), inner_lr="0.1"), ValueError, "MAML: inner_lr must be a finite positive number, got '0.1'"),
+    (lambda: mg.evaluate(mg.MAML(mg.models.MLP([1, 4, 1])), (_SINE, 0, 1)), ValueError, "evaluate: n_tasks must be an integer >= 1, got 0"),
+    (lambda: mg.evaluate(mg.MAML(mg.models.MLP([1, 4, 1])), (_SINE, 10, -1)), ValueError, "evaluate: seed must be an integer >= 0, got -1"),
+    (lambda: mg.evaluate(mg.MAML(mg.models.MLP([1, 4, 1])), _SINE), TypeError,
+     "evaluate: tasks must be a TaskBatch or (distribution, n_tasks, seed), e.g. (mg.tasks.Sinusoid(k_shot=10, k_query=10), 600, 0); got Sinusoid"),
+    (lambda: mg.evaluate(mg.MAML(mg.models.MLP([1, 4, 1])), (_SINE, 10, 1), steps=-1), ValueError, "evaluate: steps must be an integer >= 0, got -1"),
+    (lambda: mg.evaluate(mg.MAML(mg.models.MLP([1, 4, 1])), (_SINE, 10, 1), chunk=0), ValueError, "evaluate: chunk must be an integer >= 1, got 0"),
+    (lambda: mg.MAML(mg.models.MLP([1, 4, 1])).predict({"x": torch.zeros(1)}, torch.zeros(3, 1)), ValueError,
+     "MAML.predict: params has 1 key(s) the model does not have, e.g. 'x'; pass the dict adapt() returns (keys as in "
+     "model.named_parameters(): net.0.weight, net.0.bias, net.2.weight, ...)"),
+    (lambda: _fit(stream=_SINE), TypeError, "fit: stream must be a TaskStream (next, state_dict, load_state_dict), e.g. "
+     "mg.SampledStream(task, meta_batch=25, seed=0); got Sinusoid"),
+    (lambda: _fit(optimizer=None), TypeError, "fit: optimizer must be a torch.optim.Optimizer, e.g. "
+     "torch.optim.Adam(algo.parameters(), lr=1e-3); got NoneType"),
+])
+def test_api_arguments_are_checked_where_they_enter(call, error, message) -> None:
+    """Before: ``MAML("mlp")`` an ``AttributeError`` about ``named_parameters``; ``evaluate`` of 0 tasks
+    ``torch.cat``'s "expected a non-empty list of Tensors"."""
+    with pytest.raises(error) as e:
+        call()
+    assert isinstance(e.value, mg.MetagradError) and _one_line(e.value) == message
+
+
+def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_training(tmp_path) -> None:
+    """Before: a file on the checkpoint's path gave ``FileExistsError`` from ``mkdir`` at the first save."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(mg.MetagradError, match=f"fit: cannot write the checkpoint '{tmp_path}/afile/x.pt': "
+                                                f"'{tmp_path}/afile' is a file, not a folder$"):
+        _fit(checkpoint=tmp_path / "afile" / "x.pt")
+    with pytest.raises(mg.MetagradError, match="is a folder; give a file path such as runs/x.pt$"):
+        _fit(checkpoint=tmp_path)
+    assert _fit(checkpoint=tmp_path / "new" / "x.pt").stopped is None and (tmp_path / "new" / "x.pt").is_file()

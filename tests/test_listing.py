@@ -63,6 +63,20 @@ def test_runs_names_a_missing_path(tmp_path, capsys):
     assert "no runs found" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name, message", [
+    ("runs.txt", "runs --plot: cannot write '{p}': '.txt' is not an image format; end it in one of "),
+    ("runs", "runs --plot: cannot write '{p}': the name has no suffix; end it in one of "),
+    ("", "runs --plot: '' is not an image file name; give one such as training.png"),
+])
+def test_runs_plot_refuses_a_file_name_that_is_not_an_image_before_reading(tmp_path, capsys, name, message):
+    """Found by fuzzing the command line: ``--plot runs.txt`` reached matplotlib's ValueError."""
+    path = str(tmp_path / name) if name else ""
+    assert main(["runs", str(tmp_path / "nowhere"), "--plot", path]) == 2   # refused before the runs are looked for
+    err = capsys.readouterr().err
+    assert err.startswith("metagrad: error: " + message.format(p=path)) and ".png" in err and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("metric,best", [("val_accuracy", 0.9), ("val_mse", 0.1)])
 def test_the_best_validation_is_the_highest_accuracy_or_the_lowest_loss(metric, best):
     from metagrad.experiments.listing import _best_val

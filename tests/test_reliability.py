@@ -305,6 +305,28 @@ def test_train_into_a_folder_that_is_not_a_run_needs_overwrite(tmp_path, capsys)
     assert "already holds a run; use --resume" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["train", "sine-maml-quick"], ["reproduce", "turtle-order", "--quick"]])
+def test_an_output_folder_that_cannot_be_made_is_a_one_line_error_naming_it(tmp_path, capsys, argv):
+    """Found by fuzzing the command line: ``--out`` under a file reached ``mkdir``'s traceback."""
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "run"
+    assert main([*argv, "--out", str(out), "--no-progress" if argv[0] == "train" else "--jobs=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot write the folder '{out}" in err and "Not a directory" in err, err
+    assert "choose a folder you can write (--out)" in err and (tmp_path / "afile").read_text() == "x"
+
+
+@pytest.mark.parametrize("argv, where", [(["train", "sine-maml-quick"], "train"),
+                                         (["reproduce", "turtle-order", "--report"], "reproduce"),
+                                         (["reproduce", "all", "--report"], "reproduce all")])
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, argv, where):
+    (tmp_path / "afile").write_text("x")
+    assert main([*argv, "--out", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"metagrad: error: {where}: --out '{tmp_path / 'afile'}' is a file, not a folder; give a folder (made if missing)\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path):
     ref = train("sine-maml-quick", tmp_path / "ref", overrides=TINY, progress=False)
     run = tmp_path / "r"

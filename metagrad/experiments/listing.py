@@ -121,7 +121,8 @@ def format_runs(infos: list[RunInfo]) -> str:
 def plot_runs(infos: list[RunInfo], path: str | Path) -> None:
     """The runs side by side (``metagrad runs --plot``): meta-training loss (log scale) and validation
     metric against iterations, one colour per run, labelled by its folder."""
-    from ..plotting import log_axis, pyplot, save_figure
+    from ..plotting import figure_path, log_axis, pyplot, save_figure
+    path = figure_path(path, "runs --plot")
     if not infos:
         raise RunError("runs --plot: no runs to plot")
     plt = pyplot()
