@@ -91,6 +91,9 @@ class MAML(nn.Module):
             if not learn_inner_lr:   # a learned rate may start anywhere
                 check_positive("MAML", "inner_lr", inner_lr, error=InputError)
             learner = SGD(lr=inner_lr, learn_lr=learn_inner_lr)
+        elif not isinstance(learner, Learner):
+            raise InputTypeError(f"MAML: learner must be an update rule (a metagrad Learner), e.g. "
+                                 f"mg.learners.MetaSGD(lr=0.01); got {type(learner).__name__}")
         if grad_clip is not None:
             learner = chain(clip(grad_clip), learner)
         self.model = model

@@ -109,7 +109,14 @@ class TaskBatch:
         out = {}
         for f in fields(TaskBatch):
             vs = [getattr(b, f.name) for b in batches]
-            out[f.name] = None if any(v is None for v in vs) else torch.cat(vs)
+            if any(v is None for v in vs):
+                out[f.name] = None
+                continue
+            odd = next((i for i, v in enumerate(vs) if v.shape[1:] != vs[0].shape[1:]), None)
+            if odd is not None:
+                raise InputError(f"TaskBatch.cat: batch {odd} has {f.name} of shape {tuple(vs[odd].shape)} but batch 0 "
+                                 f"has {tuple(vs[0].shape)}; only the task counts (the first sizes) may differ")
+            out[f.name] = torch.cat(vs)
         return TaskBatch(**out)
 
 

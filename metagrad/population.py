@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from .errors import InputError, InputIndexError
+from .errors import InputError, InputIndexError, InputTypeError
 from .algorithm import MAML
 from .batch import TaskBatch
 
@@ -83,6 +83,10 @@ class Population(nn.Module):
         super().__init__()
         if len(members) == 0:
             raise InputError("Population: needs at least one member, got an empty sequence")
+        bad = next((m for m in members if not isinstance(m, MAML)), None)
+        if bad is not None:
+            raise InputTypeError(f"Population: members must be mg.MAML, e.g. [mg.MAML(make_model(seed)) for seed in "
+                                 f"seeds]; got {type(bad).__name__}")
         first = members[0]
         if first.mode == "hessian_free":
             raise InputError("Population: mode='hessian_free' is not supported; use 'second_order' or 'first_order'")

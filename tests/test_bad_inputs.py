@@ -427,6 +427,13 @@ def _fit(**given: Any) -> Any:
      "mg.SampledStream(task, meta_batch=25, seed=0); got Sinusoid"),
     (lambda: _fit(optimizer=None), TypeError, "fit: optimizer must be a torch.optim.Optimizer, e.g. "
      "torch.optim.Adam(algo.parameters(), lr=1e-3); got NoneType"),
+    (lambda: mg.MAML(mg.models.MLP([1, 4, 1]), learner="sgd"), TypeError, "MAML: learner must be an update rule (a "
+     "metagrad Learner), e.g. mg.learners.MetaSGD(lr=0.01); got str"),
+    (lambda: mg.Population([mg.MAML(mg.models.MLP([1, 4, 1])), 2]), TypeError, "Population: members must be mg.MAML, "
+     "e.g. [mg.MAML(make_model(seed)) for seed in seeds]; got int"),
+    (lambda: mg.TaskBatch.cat([_SINE.sample(3, torch.Generator()), mg.tasks.Sinusoid(k_shot=4, k_query=5).sample(2, torch.Generator())]),
+     ValueError, "TaskBatch.cat: batch 1 has support_x of shape (2, 4, 1) but batch 0 has (3, 5, 1); only the task "
+     "counts (the first sizes) may differ"),
 ])
 def test_api_arguments_are_checked_where_they_enter(call, error, message) -> None:
     """Before: ``MAML("mlp")`` an ``AttributeError`` about ``named_parameters``; ``evaluate`` of 0 tasks
