@@ -74,7 +74,8 @@ class EpisodicImages:
         keep = counts >= need
         if int(keep.sum()) * len(rotations) < n_way:
             raise InputError(f"{name}: only {int(keep.sum())} classes (x{len(rotations)} rotations) have "
-                             f"{need} images (k_shot + k_query); need n_way={n_way}; lower k_query or n_way")
+                             f"{need} images (k_shot + k_query); need n_way={n_way}; lower k_shot, k_query or n_way "
+                             f"(the largest class holds {int(counts.max()) if counts.numel() else 0} images)")
         self.images = images
         self.counts = counts
         self.starts = torch.cumsum(counts, 0) - counts
