@@ -452,3 +452,24 @@ def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_training(tmp
     with pytest.raises(mg.MetagradError, match="is a folder; give a file path such as runs/x.pt$"):
         _fit(checkpoint=tmp_path)
     assert _fit(checkpoint=tmp_path / "new" / "x.pt").stopped is None and (tmp_path / "new" / "x.pt").is_file()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.hidden=40", "model: mlp hidden must be a list of layer widths, e.g. [40, 40], got 40"),
+    ("model.hidden=[40, true]", "model: mlp hidden must be a list of layer widths, e.g. [40, 40], got [40, True]"),
+])
+def test_mlp_widths_must_be_a_list(override: str, message: str) -> None:
+    """Before: ``TypeError: Value after * must be an iterable, not int`` (a traceback in the CLI)."""
+    with pytest.raises(mg.MetagradError) as e:
+        _build_parts(Config().override([override]))
+    assert _one_line(e.value) == message
+
+
+def test_an_mlp_on_an_image_task_names_the_model_to_use() -> None:
+    """Before: an ``nn.Linear(1, 40)`` was built and the first batch failed in ``matmul`` (a traceback)."""
+    task = mg.tasks.EpisodicImages(torch.zeros(6, 4, 1, 8, 8), n_way=3, k_shot=1, k_query=1)
+    with pytest.raises(mg.MetagradError) as e:
+        registry.build("model", registry.MODELS, "mlp", {}, task)
+    assert _one_line(e.value) == "model: mlp takes vector inputs, but this task gives images of shape (1, 8, 8); " \
+                                 "use model.name=conv4"
+    assert registry.build("model", registry.MODELS, "conv4", {"hidden": 4}, task)(torch.zeros(2, 1, 8, 8)).shape == (2, 3)

@@ -375,6 +375,22 @@ def test_eval_refuses_a_bad_inner_lr_and_keeps_eval_json(tmp_path, capsys, value
     assert _snapshot(run) == before
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model.hidden=[8]", "eval: model.net.0.weight was trained with shape (16, 1) but --set model.hidden=[8] builds it "
+                         "with (8, 1); evaluate with settings that keep the model as trained (task.n_way, model.*)"),
+    ("model.hidden=[16,16]", "eval: the model --set model.hidden=[16,16] builds has other tensors than the one trained "
+                             "(6 against 4, e.g. model.net.4.bias); evaluate with settings"),
+])
+def test_eval_refuses_an_override_that_changes_the_model(tmp_path, capsys, override, message):
+    """Before: torch's several-line ``load_state_dict`` size-mismatch ``RuntimeError`` (a traceback)."""
+    run = train("sine-maml-quick", tmp_path / "r", overrides=TINY, progress=False)
+    before = _snapshot(run)
+    assert main(["eval", str(run), "--set", override, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("metagrad: error: " + message) and err.count("\n") == 1, err
+    assert _snapshot(run) == before
+
+
 def test_a_non_finite_evaluation_never_replaces_eval_json(tmp_path, monkeypatch):
     run = train("sine-maml-quick", tmp_path / "r", overrides=TINY, progress=False)
     before = _snapshot(run)

@@ -90,6 +90,11 @@ def _polynomial(k_shot: int = 10, k_query: int = 10, degree: int = 3,
 
 def _mlp(task: Any, hidden: list[int] = (40, 40), activation: str = "relu", init: str = "default",
          bias_transform: int = 0, bias_init: str = "default") -> nn.Module:
+    if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and not isinstance(h, bool) for h in hidden):
+        raise InputError(f"model: mlp hidden must be a list of layer widths, e.g. [40, 40], got {hidden!r}")
+    if hasattr(task, "in_shape"):   # an image task: the MLP reads vectors of task.in_features
+        raise InputError(f"model: mlp takes vector inputs, but this task gives images of shape {tuple(task.in_shape)}; "
+                         f"use model.name=conv4")
     sizes = [getattr(task, "in_features", 1), *hidden, getattr(task, "out_features", 1)]
     if bias_init not in ("default", "zero"):
         raise InputError(f"model: mlp bias_init must be 'default' or 'zero', got {bias_init!r}")

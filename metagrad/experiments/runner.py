@@ -259,12 +259,26 @@ def _write_eval(run: Path, result: dict[str, Any], name: str) -> None:
     write_json(run / name, result)
 
 
-def _load_module(algo: Any, state: dict[str, Any]) -> None:
-    """A checkpoint's module state into ``algo`` (a ``Population`` of one is stored stacked)."""
-    if "stacked.0" in state:
+def _load_module(algo: Any, state: dict[str, Any], overrides: Iterable[str] = ()) -> None:
+    """A checkpoint's module state into ``algo`` (a ``Population`` of one is stored stacked), after
+    checking that ``overrides`` left every tensor's shape as trained."""
+    stacked = "stacked.0" in state
+    own = dict(algo.named_parameters()) if stacked else algo.state_dict()
+    trained = dict(zip(own, (state[f"stacked.{i}"][0] for i in range(len(state))))) if stacked else state
+    fix = "evaluate with settings that keep the model as trained (task.n_way, model.*)"
+    sets = f"--set {' '.join(overrides)}" if overrides else "the run's config"
+    if len(trained) != len(own) or trained.keys() != own.keys():
+        other = sorted(trained.keys() ^ own.keys())
+        raise RunError(f"eval: the model {sets} builds has other tensors than the one trained "
+                       f"({len(own)} against {len(trained)}{', e.g. ' + other[0] if other else ''}); {fix}")
+    bad = next((n for n, v in trained.items() if v.shape != own[n].shape), None)
+    if bad is not None:
+        raise RunError(f"eval: {bad} was trained with shape {tuple(trained[bad].shape)} but {sets} builds it with "
+                       f"{tuple(own[bad].shape)}; {fix}")
+    if stacked:
         with torch.no_grad():
-            for p, v in zip(algo.parameters(), (state[f"stacked.{i}"] for i in range(len(state)))):
-                p.copy_(v[0])
+            for n, p in own.items():
+                p.copy_(trained[n])
         return
     algo.load_state_dict(state)
 
@@ -312,7 +326,7 @@ def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[i
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         algo, task = build(cfg, "test")
-        _load_module(algo, ck["module"])
+        _load_module(algo, ck["module"], overrides)
         state = _tested_state(algo, ck, state or cfg.eval["test_state"], explicit=state is not None)
         n = cfg.eval["tasks"] if tasks is None else tasks
         result = evaluate(algo, (task, n, cfg.eval["seed"]), steps if steps is not None else cfg.eval["steps"],
