@@ -62,6 +62,17 @@ RULES: dict[str, Callable[[Any], bool]] = {
     "eval.seed": _is_int(0), "seed": _is_int(0), "log_every": _is_int(1), "checkpoint_every": _is_int(1),
     "task.k_shot": _is_int(1), "task.k_query": _is_int(1),
 }
+def _finite(v: Any) -> bool:
+    """No NaN or infinity anywhere in ``v`` (what ``Config`` checks of every value it reads)."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return all(_finite(x) for x in (v.values() if isinstance(v, dict) else v)) if isinstance(v, (list, dict)) else True
+
+
+# keys the model's builder checks (a ``MetagradError`` when the config is built, not when it is read)
+BUILD_RULES: dict[str, Callable[[Any], bool]] = {
+    "model.hidden": lambda v: isinstance(v, list) and all(_is_int(1)(h) for h in v),
+}
 UNKNOWN = ["inner.lrr", "outer.foo", "foo", "task.ways", "a.b.c", "inner", ".lr", "=1"]
 
 
@@ -73,10 +84,10 @@ VALUES = st.one_of(
     st.integers(-3, 40).map(str),
     st.floats(allow_nan=True, allow_infinity=True, width=64).map(_json_number),
     st.sampled_from(["1e400", "-1e400", "0", "0.0", "-0.01", "true", "false", "null", "nan", "inf", "[1, 2]",
-                     "{}", "\"0.1\"", "", "1e-300", "5"]),
+                     "{}", "\"0.1\"", "", "1e-300", "5", "[]", "[0]", "[8, 8]", "[8, true]", "[2.5]", "[\"8\"]"]),
     st.text(alphabet="abc019.-e", max_size=6),
 )
-ASSIGNMENT = st.tuples(st.sampled_from(sorted(RULES) + UNKNOWN), VALUES)
+ASSIGNMENT = st.tuples(st.sampled_from(sorted(RULES) + sorted(BUILD_RULES) + UNKNOWN), VALUES)
 
 
 def _build_parts(cfg: Config) -> None:
@@ -93,7 +104,10 @@ def _build_parts(cfg: Config) -> None:
 def test_random_overrides_build_or_raise_config_error(assignments: list[tuple[str, str]]) -> None:
     texts = [f"{k}={v}" if not k.startswith("=") else f"{k}{v}" for k, v in assignments]
     final = dict(assignments)                 # a later assignment of a key replaces an earlier one
-    valid = all(k in RULES for k, _ in assignments) and all(RULES[k](parse_value(v)) for k, v in final.items())
+    read = {k: v for k, v in final.items() if k not in BUILD_RULES}
+    valid = (all(k in RULES or k in BUILD_RULES for k, _ in assignments)
+             and all(RULES[k](parse_value(v)) for k, v in read.items())
+             and all(_finite(parse_value(v)) for k, v in final.items() if k in BUILD_RULES))   # read: any number
     try:
         cfg = Config().override(texts)
     except ConfigError as e:
@@ -101,7 +115,14 @@ def test_random_overrides_build_or_raise_config_error(assignments: list[tuple[st
         assert not valid, f"{texts} refused: {e}"
         return
     assert valid, f"{texts} accepted"
-    _build_parts(cfg)
+    builds = all(BUILD_RULES[k](parse_value(v)) for k, v in final.items() if k in BUILD_RULES)
+    try:
+        _build_parts(cfg)
+    except mg.MetagradError as e:
+        _one_line(e)
+        assert not builds, f"{texts} refused when built: {e}"
+        return
+    assert builds, f"{texts} built"
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=True)
