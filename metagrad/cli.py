@@ -113,12 +113,15 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "reproduce":
         return _reproduce(args.name, args.extra)
     elif args.command == "runs":
-        from .experiments.listing import find_runs, format_runs, plot_runs, read_run
+        from .experiments.listing import find_records, find_runs, format_records, format_runs, plot_runs, read_run
         from .plotting import figure_path
         if args.plot is not None:   # a bad file name is refused before the runs are read
             figure_path(args.plot, "runs --plot")
         infos = [read_run(p) for p in find_runs(args.paths)]
-        print(format_runs(infos))
+        records = find_records(args.paths)
+        print(format_runs(infos) if infos or not records else "no runs found")
+        if records:
+            print(format_records(records))
         if args.plot is not None:
             plot_runs(infos, args.plot)
             print(f"plot written to {args.plot}")

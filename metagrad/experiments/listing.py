@@ -17,7 +17,7 @@ from ..errors import MetagradError, RunError
 from ..runlog import JsonLog, lock_holder
 from .config import Config
 
-__all__ = ["RunInfo", "find_runs", "read_run", "format_runs", "plot_runs"]
+__all__ = ["RunInfo", "find_runs", "find_records", "read_run", "format_runs", "format_records", "plot_runs"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,33 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
             raise RunError(f"runs: {str(p)!r} does not exist (give run folders or folders that hold them)")
         found.update(c.parent for c in p.rglob("config.json"))   # p's own config.json included
     return sorted(found)
+
+
+def find_records(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """``(folder, experiment)`` for every reproduction record at or below ``paths`` (a folder whose
+    ``results.json`` names its experiment, as ``metagrad reproduce`` writes it), sorted."""
+    found = []
+    for c in {c for p in map(Path, paths) if p.exists() for c in p.rglob("results.json")}:
+        try:
+            name = json.loads(c.read_text()).get("experiment")
+        except (OSError, ValueError, AttributeError):   # unreadable, not JSON, or not a JSON object
+            continue
+        if isinstance(name, str):
+            found.append((c.parent, name))
+    return sorted(found)
+
+
+def format_records(records: list[tuple[Path, str]]) -> str:
+    """One line per record: how to see its cells (records are tables of runs, not runs), with the
+    experiment's options where the folder is one of ``records.RECORDS`` (e.g. ``--data thesis``)."""
+    from .records import RECORDS
+    lines = []
+    for path, name in records:
+        known = RECORDS.get(path.name)
+        options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in known[1].items()) if known and known[0] == name else ""
+        lines.append(f"{path}: record of `metagrad reproduce {name}`; its cells and their progress: "
+                     f"metagrad reproduce {name}{options} --out {path} --list")
+    return "\n".join(lines)
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
