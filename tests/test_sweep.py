@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from metagrad import cli
+from metagrad.errors import ConfigError
 from metagrad.experiments import sweep
 from metagrad.experiments.presets_geometry import sine001
 from metagrad.experiments.sweep import Cell, Row, Spec, report, run, verdict
@@ -85,6 +86,13 @@ def test_only_seeds_split_a_cell_and_the_report_tabulates_all(tmp_path):
     rows = report(SPEC, tmp_path, quick=True, seeds=2)
     assert rows[0]["runs_used"] == 2 and rows[0]["seeds"] == [0, 1] and rows[0]["runs"] == "2 of 2"
     assert _results(tmp_path)["missing"] == ["b (0 of 2 runs)"]
+
+
+def test_a_cell_id_that_is_not_selected_is_refused(tmp_path):
+    """``--cell`` (what ``--jobs`` hands its worker processes) naming no cell trained nothing, silently."""
+    with pytest.raises(ConfigError, match=r"^reproduce: no cell 'c' among the selected ones \(a\)$"):
+        run(SPEC, tmp_path, quick=True, only=["model=a"], cell_id="c", **QUIET)
+    assert not (tmp_path / "cells").exists()
 
 
 def test_an_extra_seed_goes_into_the_all_runs_column_not_the_verdict(tmp_path):

@@ -236,6 +236,8 @@ def run(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[int
     opts, n, over = _setting(spec, options, quick, seeds, overrides)
     cells = select(spec.cells(opts), only)
     if cell_id is not None:
+        if cell_id not in {c.id for c in cells}:
+            raise ConfigError(f"reproduce: no cell {cell_id!r} among the selected ones ({', '.join(c.id for c in cells)})")
         cells = [c for c in cells if c.id == cell_id]
     train_seeds = list(only_seeds) if only_seeds is not None else list(range(n))
     if not report_only and jobs > 1 and cell_id is None:
