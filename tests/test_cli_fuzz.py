@@ -82,7 +82,8 @@ def _command_lines(root: Path) -> st.SearchStrategy[list[str]]:
     ).map(lambda parts: [*parts[0], *parts[1], *[a for opt in parts[2] for a in opt]])
 
 
-def test_random_command_lines_exit_0_or_2_with_one_error_line(root) -> None:
+def test_random_command_lines_exit_0_or_2_with_one_error_line(root, monkeypatch) -> None:
+    monkeypatch.chdir(root)   # "." and a run's default folder (runs/NAME-TIME) are made here, not in the checkout
     @settings(max_examples=150, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(_command_lines(root))
