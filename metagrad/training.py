@@ -239,6 +239,10 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         check_positive("fit", name, v, optional=True)
     if checkpoint_every is not None:
         check_int("fit", "checkpoint_every", checkpoint_every, 1)
+    if stop_after is not None:
+        check_int("fit", "stop_after", stop_after, 1)
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline != deadline):
+        raise ConfigError(f"fit: deadline must be a time.time() value, e.g. time.time() + 3600, got {deadline!r}")
     _check_parts(stream, optimizer, checkpoint)
     m = _Members(module)
     P = m.size

@@ -446,6 +446,8 @@ def _fit(**given: Any) -> Any:
      "model.named_parameters(): net.0.weight, net.0.bias, net.2.weight, ...)"),
     (lambda: _fit(stream=_SINE), TypeError, "fit: stream must be a TaskStream (next, state_dict, load_state_dict), e.g. "
      "mg.SampledStream(task, meta_batch=25, seed=0); got Sinusoid"),
+    (lambda: _fit(stop_after="x"), ValueError, "fit: stop_after must be an integer >= 1, got 'x'"),
+    (lambda: _fit(deadline="soon"), ValueError, "fit: deadline must be a time.time() value, e.g. time.time() + 3600, got 'soon'"),
     (lambda: _fit(optimizer=None), TypeError, "fit: optimizer must be a torch.optim.Optimizer, e.g. "
      "torch.optim.Adam(algo.parameters(), lr=1e-3); got NoneType"),
     (lambda: mg.MAML(mg.models.MLP([1, 4, 1]), learner="sgd"), TypeError, "MAML: learner must be an update rule (a "
