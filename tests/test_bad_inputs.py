@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -428,7 +429,7 @@ _SINE = mg.tasks.Sinusoid(k_shot=5, k_query=5)
 def _fit(**given: Any) -> Any:
     algo = mg.MAML(mg.models.MLP([1, 4, 1]))
     parts = {"stream": mg.SampledStream(_SINE, meta_batch=2, seed=0), "optimizer": torch.optim.Adam(algo.parameters())}
-    return mg.fit(algo, iterations=2, **{**parts, **given})
+    return mg.fit(algo, **{"iterations": 2, **parts, **given})
 
 
 @pytest.mark.parametrize("call, error, message", [
@@ -496,3 +497,27 @@ def test_an_mlp_on_an_image_task_names_the_model_to_use() -> None:
     assert _one_line(e.value) == "model: mlp takes vector inputs, but this task gives images of shape (1, 8, 8); " \
                                  "use model.name=conv4"
     assert registry.build("model", registry.MODELS, "conv4", {"hidden": 4}, task)(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+
+
+_FIT_VALUES = st.sampled_from([None, 0, -1, 1, 2, 0.5, 1e-9, 1e9, math.nan, math.inf, "x", True, 3.0])
+
+
+@FAST
+@given(st.fixed_dictionaries({}, optional={k: _FIT_VALUES for k in (
+    "iterations", "log_every", "val_every", "clip_norm", "clip_value", "explode", "checkpoint_every",
+    "checkpoint_every_s", "stop_after")} | {"nonfinite": st.sampled_from(["raise", "stop", "skip", "x", None])}),
+    st.booleans(), st.booleans())
+def test_random_fit_arguments_train_or_raise_one_line(kwargs: dict[str, Any], checkpoint: bool, validate: bool) -> None:
+    """``fit``'s keyword arguments, right or wrong, train (at most 5 iterations here) or raise a one-line
+    ``MetagradError`` before training; never another exception."""
+    kwargs = {"iterations": 2, **kwargs}
+    if _is_int(6)(kwargs["iterations"]) or (isinstance(kwargs["iterations"], float) and kwargs["iterations"] > 5):
+        kwargs["iterations"] = 5
+    extra: dict[str, Any] = {"validate": (lambda m: 1.0)} if validate else {}
+    with tempfile.TemporaryDirectory() as d:
+        if checkpoint:
+            extra["checkpoint"] = Path(d) / "c.pt"
+        try:
+            _fit(**kwargs, **extra)
+        except mg.MetagradError as e:
+            _one_line(e)
