@@ -36,6 +36,8 @@ def adaptation_curves(module: Any, tasks: TaskBatch | tuple[Any, int, int], step
     moved to the module's device. Returns ``[n, steps + 1]`` (MAML) or ``[P, n, steps + 1]`` (Population).
     """
     check_int("evaluate", "chunk", chunk, 1, InputError)
+    if not isinstance(dtype, torch.dtype):
+        raise InputTypeError(f"evaluate: dtype must be a torch.dtype such as torch.float64, got {dtype!r}")
     if steps is not None:
         check_int("evaluate", "steps", steps, 0, InputError)
     param = next(iter(module.parameters()), None)

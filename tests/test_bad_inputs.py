@@ -447,6 +447,8 @@ def _fit(**given: Any) -> Any:
      "model.named_parameters(): net.0.weight, net.0.bias, net.2.weight, ...)"),
     (lambda: _fit(stream=_SINE), TypeError, "fit: stream must be a TaskStream (next, state_dict, load_state_dict), e.g. "
      "mg.SampledStream(task, meta_batch=25, seed=0); got Sinusoid"),
+    (lambda: mg.evaluate(mg.MAML(mg.models.MLP([1, 4, 1])), (_SINE, 10, 1), dtype="float64"), TypeError,
+     "evaluate: dtype must be a torch.dtype such as torch.float64, got 'float64'"),
     (lambda: _fit(stop_after="x"), ValueError, "fit: stop_after must be an integer >= 1, got 'x'"),
     (lambda: _fit(deadline="soon"), ValueError, "fit: deadline must be a time.time() value, e.g. time.time() + 3600, got 'soon'"),
     (lambda: _fit(optimizer=None), TypeError, "fit: optimizer must be a torch.optim.Optimizer, e.g. "
@@ -521,3 +523,24 @@ def test_random_fit_arguments_train_or_raise_one_line(kwargs: dict[str, Any], ch
             _fit(**kwargs, **extra)
         except mg.MetagradError as e:
             _one_line(e)
+
+
+_EVAL_VALUES = st.sampled_from([None, 0, -1, 1, 2, 0.5, 1e9, math.nan, "x", True, 3.0, 7])
+
+
+@FAST
+@given(st.one_of(st.tuples(st.sampled_from([_SINE, None, "sine"]), _EVAL_VALUES, _EVAL_VALUES), st.just(_SINE),
+                 st.lists(_EVAL_VALUES, max_size=3)),
+       _EVAL_VALUES, _EVAL_VALUES, st.sampled_from([torch.float32, torch.float64, "x"]))
+def test_random_evaluate_arguments_evaluate_or_raise_one_line(tasks: Any, steps: Any, chunk: Any, dtype: Any) -> None:
+    """``evaluate``'s arguments, right or wrong (counts capped at 50 tasks and 10 steps here), give
+    numbers or a one-line ``MetagradError``; never another exception."""
+    steps = 10 if _is_int(11)(steps) or (isinstance(steps, float) and steps > 10) else steps
+    if isinstance(tasks, tuple) and (_is_int(51)(tasks[1]) or (isinstance(tasks[1], float) and tasks[1] > 50)):
+        tasks = (tasks[0], 50, tasks[2])
+    try:
+        res = mg.evaluate(mg.MAML(mg.models.MLP([1, 4, 1])), tasks, steps, chunk=chunk, dtype=dtype)
+    except mg.MetagradError as e:
+        _one_line(e)
+        return
+    assert math.isfinite(res["mean"]) and res["n_tasks"] == tasks[1]
