@@ -14,6 +14,7 @@ and the default ``"auto"`` loops only for a single task, where it is measured fa
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -88,8 +89,11 @@ class MAML(nn.Module):
         if vectorize not in (True, False, "auto"):
             raise InputError(f"MAML: vectorize must be True, False or 'auto', got {vectorize!r}")
         if learner is None:
-            if not learn_inner_lr:   # a learned rate may start anywhere
+            if not learn_inner_lr:
                 check_positive("MAML", "inner_lr", inner_lr, error=InputError)
+            elif isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not math.isfinite(inner_lr):
+                # a learned rate may start anywhere, but at a number
+                raise InputError(f"MAML: inner_lr (where the learned rate starts) must be a finite number, got {inner_lr!r}")
             learner = SGD(lr=inner_lr, learn_lr=learn_inner_lr)
         elif not isinstance(learner, Learner):
             raise InputTypeError(f"MAML: learner must be an update rule (a metagrad Learner), e.g. "

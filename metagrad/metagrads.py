@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value
 
-from .errors import InputError
+from .errors import InputError, check_positive
 from .params import Params
 
 __all__ = ["MODES", "HessianFree", "check_mode", "make_grad_op", "GradOp"]
@@ -69,11 +69,9 @@ class HessianFree:
     one_sided: bool = False
 
     def __post_init__(self) -> None:
-        if self.delta is not None and not self.delta > 0:
-            raise InputError(f"HessianFree: delta must be positive, got {self.delta}")
+        check_positive("HessianFree", "delta", self.delta, optional=True, error=InputError)
         if self.rho is not None:
-            if not self.rho > 0:
-                raise InputError(f"HessianFree: rho must be positive, got {self.rho}")
+            check_positive("HessianFree", "rho", self.rho, error=InputError)
             if self.alpha is None or not self.alpha > 0:
                 raise InputError("HessianFree: rho needs the inner step size alpha > 0 "
                                  f"(got alpha={self.alpha}); or pass a fixed delta")

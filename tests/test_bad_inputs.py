@@ -449,6 +449,10 @@ def _fit(**given: Any) -> Any:
      "mg.SampledStream(task, meta_batch=25, seed=0); got Sinusoid"),
     (lambda: mg.evaluate(mg.MAML(mg.models.MLP([1, 4, 1])), (_SINE, 10, 1), dtype="float64"), TypeError,
      "evaluate: dtype must be a torch.dtype such as torch.float64, got 'float64'"),
+    (lambda: mg.MAML(mg.models.MLP([1, 4, 1]), inner_lr=None, learn_inner_lr=True), ValueError,
+     "MAML: inner_lr (where the learned rate starts) must be a finite number, got None"),
+    (lambda: mg.MAML(mg.models.MLP([1, 4, 1]), mode="hessian_free", hf_delta="x"), ValueError,
+     "HessianFree: delta must be a finite positive number, got 'x'"),
     (lambda: _fit(stop_after="x"), ValueError, "fit: stop_after must be an integer >= 1, got 'x'"),
     (lambda: _fit(deadline="soon"), ValueError, "fit: deadline must be a time.time() value, e.g. time.time() + 3600, got 'soon'"),
     (lambda: _fit(optimizer=None), TypeError, "fit: optimizer must be a torch.optim.Optimizer, e.g. "
@@ -544,3 +548,23 @@ def test_random_evaluate_arguments_evaluate_or_raise_one_line(tasks: Any, steps:
         _one_line(e)
         return
     assert math.isfinite(res["mean"]) and res["n_tasks"] == tasks[1]
+
+
+@FAST
+@given(st.fixed_dictionaries({}, optional={
+    **{k: _FIT_VALUES for k in ("inner_lr", "inner_steps", "grad_clip", "hf_delta", "hf_rho")},
+    "mode": st.sampled_from(["second_order", "first_order", "hessian_free", "x", None]), "learn_inner_lr": st.booleans(),
+    "hf_one_sided": st.booleans(), "vectorize": st.sampled_from([True, False, "auto", "x", None]),
+    "loss": st.sampled_from(["mse", "cross_entropy", "x", None])}))
+def test_random_maml_settings_train_a_step_or_raise_one_line(kwargs: dict[str, Any]) -> None:
+    """``mg.MAML``'s settings, right or wrong (at most 3 inner steps here), give a meta-gradient and an
+    adaptation curve or a one-line ``MetagradError``; never another exception."""
+    if _is_int(4)(kwargs.get("inner_steps")) or (isinstance(kwargs.get("inner_steps"), float) and kwargs["inner_steps"] > 3):
+        kwargs["inner_steps"] = 3
+    batch = _SINE.sample(2, torch.Generator().manual_seed(0))
+    try:
+        algo = mg.MAML(mg.models.MLP([1, 4, 1]), **kwargs)
+        algo.meta_loss(batch).backward()
+        algo.adaptation_curve(batch)
+    except mg.MetagradError as e:
+        _one_line(e)
