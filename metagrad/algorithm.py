@@ -14,14 +14,13 @@ and the default ``"auto"`` loops only for a single task, where it is measured fa
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from .errors import InputError, InputTypeError, check_int, check_positive
+from .errors import InputError, InputTypeError, check_finite, check_int, check_positive
 from .batch import TaskBatch
 from .exact import exact_call
 from .inner import Loss, adapt, adapt_tasks
@@ -91,9 +90,8 @@ class MAML(nn.Module):
         if learner is None:
             if not learn_inner_lr:
                 check_positive("MAML", "inner_lr", inner_lr, error=InputError)
-            elif isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not math.isfinite(inner_lr):
-                # a learned rate may start anywhere, but at a number
-                raise InputError(f"MAML: inner_lr (where the learned rate starts) must be a finite number, got {inner_lr!r}")
+            else:   # a learned rate may start anywhere, but at a number
+                check_finite("MAML", "inner_lr", inner_lr, InputError)
             learner = SGD(lr=inner_lr, learn_lr=learn_inner_lr)
         elif not isinstance(learner, Learner):
             raise InputTypeError(f"MAML: learner must be an update rule (a metagrad Learner), e.g. "

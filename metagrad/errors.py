@@ -8,12 +8,13 @@ also derives from the built-in exception a Python user would catch (``ConfigErro
 """
 from __future__ import annotations
 
+import math
 import signal
 from typing import Iterable, Optional
 
 __all__ = ["MetagradError", "ConfigError", "InputError", "InputTypeError", "InputIndexError", "MissingKeyError",
            "MissingFileError", "RunError", "DivergenceError", "DeviceError", "TimeLimitReached", "Interrupted",
-           "check_int", "did_you_mean", "one_line",
+           "check_int", "check_finite", "did_you_mean", "one_line",
            "check_positive"]
 
 
@@ -111,6 +112,13 @@ def check_int(where: str, name: str, v: object, lo: int = 0, error: type[Excepti
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         raise error(f"{where}: {name} must be an integer >= {lo}, got {v!r}")
     return v
+
+
+def check_finite(where: str, name: str, v: object, error: type[Exception] = ConfigError) -> float:
+    """``v`` as a finite number (booleans rejected), else ``error`` naming ``name`` and ``v``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise error(f"{where}: {name} must be a finite number, got {v!r}")
+    return float(v)
 
 
 def check_positive(where: str, name: str, v: object, optional: bool = False,

@@ -9,6 +9,7 @@ rebuilt. ``docs/bad_inputs.md`` tabulates every bad input tried and what it give
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import pickle
@@ -450,7 +451,13 @@ def _fit(**given: Any) -> Any:
     (lambda: mg.evaluate(mg.MAML(mg.models.MLP([1, 4, 1])), (_SINE, 10, 1), dtype="float64"), TypeError,
      "evaluate: dtype must be a torch.dtype such as torch.float64, got 'float64'"),
     (lambda: mg.MAML(mg.models.MLP([1, 4, 1]), inner_lr=None, learn_inner_lr=True), ValueError,
-     "MAML: inner_lr (where the learned rate starts) must be a finite number, got None"),
+     "MAML: inner_lr must be a finite number, got None"),
+    (lambda: mg.learners.SGD(lr=None), ValueError, "SGD: lr must be a finite positive number, got None"),
+    (lambda: mg.learners.MetaSGD(lr_range=("a", 1)), ValueError,
+     "MetaSGD: lr_range must be (low, high) with 0 <= low < high, got ('a', 1)"),
+    (lambda: mg.learners.TNet(inner=None), TypeError, "TNet: inner must be an update rule such as SGD(lr=0.4), got NoneType"),
+    (lambda: mg.learners.Turtle(activation=[1, 2]), ValueError,
+     "Turtle: unknown activation [1, 2]; choose one of relu, tanh, sigmoid, linear"),
     (lambda: mg.MAML(mg.models.MLP([1, 4, 1]), mode="hessian_free", hf_delta="x"), ValueError,
      "HessianFree: delta must be a finite positive number, got 'x'"),
     (lambda: _fit(stop_after="x"), ValueError, "fit: stop_after must be an integer >= 1, got 'x'"),
@@ -568,3 +575,25 @@ def test_random_maml_settings_train_a_step_or_raise_one_line(kwargs: dict[str, A
         algo.adaptation_curve(batch)
     except mg.MetagradError as e:
         _one_line(e)
+
+
+_LEARNER_VALUES = st.sampled_from([None, 0, -1, 1, 2, 0.5, 1e9, math.nan, math.inf, "x", True, 0.01, (0.1, 0.01),
+                                   [1, 2], "uniform", "constant"])
+
+
+@FAST
+@given(st.sampled_from(["SGD", "MetaSGD", "TNet", "MTNet", "Turtle", "LSTMMetaLearner"]).flatmap(
+    lambda name: st.tuples(st.just(name), st.fixed_dictionaries({}, optional={
+        k: _LEARNER_VALUES for k in inspect.signature(getattr(mg.learners, name)).parameters if k != "name"}))))
+def test_random_learner_settings_train_a_step_or_raise_one_line(rule: tuple[str, dict[str, Any]]) -> None:
+    """Each update rule's settings, right or wrong, give a meta-gradient through ``mg.MAML`` or a
+    one-line ``MetagradError`` when the rule is built; never another exception."""
+    name, kwargs = rule
+    model = mg.models.MLP([1, 4, 1])
+    try:
+        learner = getattr(mg.learners, name)(**kwargs)
+    except mg.MetagradError as e:
+        _one_line(e)
+        return
+    algo = mg.MAML(mg.models.to_tnet(model) if name in ("TNet", "MTNet") else model, learner=learner)
+    algo.meta_loss(_SINE.sample(2, torch.Generator().manual_seed(0))).backward()

@@ -184,5 +184,5 @@ def test_bad_options_raise(kwargs: dict, needle: str) -> None:
 
 
 def test_preprocess_rejects_bad_p() -> None:
-    with pytest.raises(ValueError, match="preprocess: p must be positive, got 0"):
+    with pytest.raises(ValueError, match="preprocess: p must be a finite positive number, got 0"):
         preprocess(torch.ones(2), 0.0)

@@ -101,7 +101,7 @@ def test_registry_builder():
 def test_bad_input_errors():
     with pytest.raises(ValueError, match="MetaSGD: unknown lr_init 'gauss'"):
         MetaSGD(lr_init="gauss")
-    with pytest.raises(ValueError, match="MetaSGD: lr must be positive, got -0.1"):
+    with pytest.raises(ValueError, match="MetaSGD: lr must be a finite positive number, got -0.1"):
         MetaSGD(lr=-0.1)
     with pytest.raises(ValueError, match=r"lr_range must be .* got \(0.2, 0.1\)"):
         MetaSGD(lr_init="uniform", lr_range=(0.2, 0.1))

@@ -97,7 +97,7 @@ def test_to_tnet_errors():
 
 
 def test_mtnet_option_errors():
-    with pytest.raises(ValueError, match="MTNet: temperature must be positive, got 0"):
+    with pytest.raises(ValueError, match="MTNet: temperature must be a finite positive number, got 0"):
         MTNet(temperature=0)
     with pytest.raises(ValueError, match="MTNet: unknown mask 'soft'"):
         MTNet(mask="soft")

@@ -13,10 +13,20 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import InputError, check_positive
 from ..params import Params
 
-__all__ = ["preprocess", "flat", "unflat"]
+__all__ = ["preprocess", "check_p", "flat", "unflat"]
+
+P_MAX = 80.0   # e^p multiplies the small inputs: it must stay a finite float32 (whose largest is about e^88.7)
+
+
+def check_p(where: str, p: object) -> float:
+    """``preprocess``'s exponent ``p`` as a number in ``(0, 80]``, else an ``InputError`` naming it."""
+    v = check_positive(where, "p", p, error=InputError)
+    if v > P_MAX:
+        raise InputError(f"{where}: p must be at most {P_MAX:g} (e^p must stay a finite float32; 004 uses 10), got {p!r}")
+    return v
 
 
 def preprocess(x: Tensor, p: float = 10.0) -> Tensor:
@@ -26,8 +36,7 @@ def preprocess(x: Tensor, p: float = 10.0) -> Tensor:
     ``[..., 2]``. The logarithm is taken of ``max(|x|, e^-p)`` so that the branch that
     ``torch.where`` discards never produces ``inf``/``nan`` gradients.
     """
-    if not p > 0:
-        raise InputError(f"preprocess: p must be positive, got {p}")
+    check_p("preprocess", p)
     thresh = math.exp(-p)
     big = x.abs() >= thresh
     log_part = torch.log(torch.clamp(x.abs(), min=thresh)) / p

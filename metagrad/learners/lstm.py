@@ -38,7 +38,7 @@ from torch import Tensor
 from ..errors import InputError, check_int
 from ..params import Params
 from .base import Learner
-from .coordinatewise import flat, preprocess, unflat
+from .coordinatewise import check_p, flat, preprocess, unflat
 
 __all__ = ["LSTMMetaLearner"]
 
@@ -77,8 +77,7 @@ class LSTMMetaLearner(Learner):
 
     def __post_init__(self) -> None:
         check_int("LSTMMetaLearner", "hidden_size", self.hidden_size, 1, InputError)
-        if not self.p > 0:
-            raise InputError(f"LSTMMetaLearner: p must be positive, got {self.p}")
+        check_p("LSTMMetaLearner", self.p)
         if not (isinstance(self.grad_scale, (int, float)) and 0 < self.grad_scale < float("inf")):
             raise InputError(f"LSTMMetaLearner: grad_scale must be a positive finite number (1 / k for 004's "
                              f"code), got {self.grad_scale!r}")

@@ -7,6 +7,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from ..errors import InputError, check_finite, check_positive
 from ..params import Params
 from .base import Learner
 
@@ -25,6 +26,13 @@ class SGD(Learner):
     lr: float = 0.01
     learn_lr: bool = False
     name: str = "sgd"
+
+    def __post_init__(self) -> None:
+        # a fixed rate must step downhill; a learned one may start anywhere (its meta-gradient moves it)
+        if self.learn_lr:
+            check_finite("SGD", "lr", self.lr, InputError)
+        else:
+            check_positive("SGD", "lr", self.lr, error=InputError)
 
     @property
     def elementwise(self) -> bool:

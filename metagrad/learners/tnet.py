@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor
 
-from ..errors import InputError, MissingKeyError
+from ..errors import InputError, InputTypeError, MissingKeyError, check_finite, check_positive
 from ..models.tnet import is_transform, layer_of, transform_layers
 from ..params import Params
 from .base import Learner
@@ -46,6 +46,11 @@ class TNet(Learner):
 
     inner: Learner = field(default_factory=SGD)
     name: str = "tnet"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inner, Learner):
+            raise InputTypeError(f"{type(self).__name__}: inner must be an update rule such as SGD(lr=0.4), "
+                                 f"got {type(self.inner).__name__}")
 
     @property
     def nominal_lr(self) -> Optional[float]:
@@ -119,10 +124,14 @@ class MTNet(TNet):
     name: str = "mtnet"
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise InputError(f"MTNet: temperature must be positive, got {self.temperature}")
+        super().__post_init__()
+        check_positive("MTNet", "temperature", self.temperature, error=InputError)
+        check_finite("MTNet", "logit_init", self.logit_init, InputError)
         if self.mask not in _MASKS:
             raise InputError(f"MTNet: unknown mask {self.mask!r}; choose one of {', '.join(_MASKS)}")
+        if self.fixed_noise is not None and not isinstance(self.fixed_noise, Mapping):
+            raise InputTypeError(f"MTNet: fixed_noise must be a dict {{layer: noise tensor}} or None, "
+                                 f"got {type(self.fixed_noise).__name__}")
         if self.fixed_noise is not None and self.mask != "sample":
             raise InputError(f"MTNet: fixed_noise is only used with mask='sample', not {self.mask!r}")
 

@@ -21,10 +21,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from ..errors import InputError, check_int
+from ..errors import InputError, check_finite, check_int
 from ..params import Params
 from .base import Learner
-from .coordinatewise import flat, preprocess, unflat
+from .coordinatewise import check_p, flat, preprocess, unflat
 
 __all__ = ["Turtle", "TURTLE_INPUTS", "ACTIVATIONS"]
 
@@ -73,22 +73,25 @@ class Turtle(Learner):
     name: str = "turtle"
 
     def __post_init__(self) -> None:
+        if isinstance(self.inputs, str) or not isinstance(self.inputs, (tuple, list)):
+            raise InputError(f"Turtle: inputs must be a list of names from {', '.join(TURTLE_INPUTS)}, got {self.inputs!r}")
         object.__setattr__(self, "inputs", tuple(self.inputs))
         if not self.inputs:
             raise InputError(f"Turtle: inputs must name at least one of {', '.join(TURTLE_INPUTS)}")
         for name in self.inputs:
-            if name not in TURTLE_INPUTS:
+            if not isinstance(name, str) or name not in TURTLE_INPUTS:
                 raise InputError(f"Turtle: unknown input {name!r}; choose from {', '.join(TURTLE_INPUTS)}")
         if len(set(self.inputs)) != len(self.inputs):
             raise InputError(f"Turtle: inputs {self.inputs} repeat a name; list each input once")
         check_int("Turtle", "hidden_layers", self.hidden_layers, 0, InputError)
         check_int("Turtle", "width", self.width, 1, InputError)
-        if self.activation not in ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
             raise InputError(f"Turtle: unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if not 0.0 <= self.beta <= 1.0:
+        if not 0.0 <= check_finite("Turtle", "beta", self.beta, InputError) <= 1.0:
             raise InputError(f"Turtle: beta must lie in [0, 1], got {self.beta}")
-        if self.lr_init is not None and not self.lr_init > 0:
+        if self.lr_init is not None and not check_finite("Turtle", "lr_init", self.lr_init, InputError) > 0:
             raise InputError(f"Turtle: lr_init must be positive or None (U[0, 1]), got {self.lr_init}")
+        check_p("Turtle", self.p)
 
     @property
     def n_features(self) -> int:
