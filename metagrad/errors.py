@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 
 __all__ = ["MetagradError", "ConfigError", "InputError", "InputTypeError", "InputIndexError", "MissingKeyError",
            "MissingFileError", "RunError", "DivergenceError", "DeviceError", "TimeLimitReached", "Interrupted",
-           "check_int", "check_finite", "did_you_mean", "one_line",
+           "check_int", "check_finite", "is_finite_number", "did_you_mean", "one_line",
            "check_positive"]
 
 
@@ -114,9 +114,14 @@ def check_int(where: str, name: str, v: object, lo: int = 0, error: type[Excepti
     return v
 
 
+def is_finite_number(v: object) -> bool:
+    """Whether ``v`` is an int or float (not a bool) and finite."""
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def check_finite(where: str, name: str, v: object, error: type[Exception] = ConfigError) -> float:
     """``v`` as a finite number (booleans rejected), else ``error`` naming ``name`` and ``v``."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not is_finite_number(v):
         raise error(f"{where}: {name} must be a finite number, got {v!r}")
     return float(v)
 

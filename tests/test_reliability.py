@@ -391,6 +391,19 @@ def test_eval_refuses_an_override_that_changes_the_model(tmp_path, capsys, overr
     assert _snapshot(run) == before
 
 
+def test_a_stacked_checkpoint_with_a_tensor_too_many_is_refused():
+    """A population of one is stored as ``stacked.i``; an extra one was dropped by ``zip`` silently."""
+    from metagrad.experiments.runner import _load_module
+    import metagrad as mg
+    algo = mg.MAML(mg.models.MLP([1, 4, 1]))
+    state = {f"stacked.{i}": p.detach().unsqueeze(0) + 1 for i, p in enumerate(algo.parameters())}
+    _load_module(algo, state)
+    assert all(torch.equal(p, state[f"stacked.{i}"][0]) for i, p in enumerate(algo.parameters()))
+    state[f"stacked.{len(state)}"] = torch.zeros(1, 3)
+    with pytest.raises(RunError, match=r"has other tensors than the one trained \(4 against 5\)"):
+        _load_module(algo, state)
+
+
 def test_a_non_finite_evaluation_never_replaces_eval_json(tmp_path, monkeypatch):
     run = train("sine-maml-quick", tmp_path / "r", overrides=TINY, progress=False)
     before = _snapshot(run)

@@ -267,10 +267,10 @@ def _load_module(algo: Any, state: dict[str, Any], overrides: Iterable[str] = ()
     trained = dict(zip(own, (state[f"stacked.{i}"][0] for i in range(len(state))))) if stacked else state
     fix = "evaluate with settings that keep the model as trained (task.n_way, model.*)"
     sets = f"--set {' '.join(overrides)}" if overrides else "the run's config"
-    if len(trained) != len(own) or trained.keys() != own.keys():
+    if len(state) != len(own) or trained.keys() != own.keys():   # len(state): zip drops extra stacked tensors
         other = sorted(trained.keys() ^ own.keys())
         raise RunError(f"eval: the model {sets} builds has other tensors than the one trained "
-                       f"({len(own)} against {len(trained)}{', e.g. ' + other[0] if other else ''}); {fix}")
+                       f"({len(own)} against {len(state)}{', e.g. ' + other[0] if other else ''}); {fix}")
     bad = next((n for n, v in trained.items() if v.shape != own[n].shape), None)
     if bad is not None:
         raise RunError(f"eval: {bad} was trained with shape {tuple(trained[bad].shape)} but {sets} builds it with "

@@ -1,14 +1,13 @@
 """Meta-SGD: one meta-learned learning rate per parameter entry (Li et al. 2017; compared in 001)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
-from ..errors import InputError, MissingKeyError, check_int, check_positive
+from ..errors import InputError, MissingKeyError, check_int, check_positive, is_finite_number
 from ..params import Params
 from .base import Learner
 
@@ -20,9 +19,6 @@ LR_PREFIX = "lr/"
 
 _INITS = ("constant", "uniform")
 
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class MetaSGD(Learner):
         if self.lr_init == "constant":
             check_positive("MetaSGD", "lr", self.lr, error=InputError)
         rng = tuple(self.lr_range) if isinstance(self.lr_range, (tuple, list)) else ()
-        if len(rng) != 2 or not all(_is_number(v) for v in rng) or not 0 <= rng[0] < rng[1]:
+        if len(rng) != 2 or not all(is_finite_number(v) for v in rng) or not 0 <= rng[0] < rng[1]:
             raise InputError(f"MetaSGD: lr_range must be (low, high) with 0 <= low < high, got {self.lr_range!r}")
         check_int("MetaSGD", "seed", self.seed, 0, InputError)
         object.__setattr__(self, "lr_range", tuple(float(v) for v in self.lr_range))
