@@ -13,6 +13,7 @@ from .params import Params
 from .population import Population
 from .schedules import constant_schedule, cosine_schedule
 from .training import FitResult, fit
+from .tensorboard_log import TensorBoardLog
 from .streams import Draw, PopulationStream, SampledStream, TaskStream
 from .evaluation import adaptation_curves, evaluate
 from .device import resolve_device
@@ -29,3 +30,4 @@ __all__ += ["Population"]
 __all__ += ["exact_call", "exact_mode"]
 __all__ += ["fit", "FitResult", "constant_schedule", "cosine_schedule", "Draw", "TaskStream", "SampledStream",
             "PopulationStream", "adaptation_curves", "evaluate", "resolve_device", "World", "MetagradError"]
+__all__ += ["TensorBoardLog"]

@@ -1,10 +1,10 @@
 """``metagrad`` command line: argument parsing only; the work is in ``experiments.runner``.
 
-    metagrad train PRESET_OR_CONFIG [--set key=value ...] [--out DIR] [--resume DIR]
+    metagrad train PRESET_OR_CONFIG [--set key=value ...] [--out DIR] [--resume DIR] [--tensorboard]
     metagrad eval RUN_DIR [--tasks N] [--steps T] [--set key=value ...] [--plot]
     metagrad reproduce NAME [--quick] [--seeds N] [--out DIR] [experiment options, e.g. --data thesis]
     metagrad list
-    metagrad runs [PATH ...]
+    metagrad runs [PATH ...] [--plot PNG] [--tensorboard DIR]
 """
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--time-limit", type=duration, metavar="T", help="stop training after T (3600, 90m, 2.5h) "
                    "with a checkpoint, e.g. a job's wall-time limit; --resume continues")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--tensorboard", action="store_true", help="also write the metrics as TensorBoard events to "
+                   "RUN/tensorboard (needs `pip install tensorboard`; a resumed run keeps writing them)")
     t.add_argument("--print-config", action="store_true", help="print the config the run would record (the preset "
                    "with every --set applied, checked) as JSON, and exit without training")
 
@@ -81,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("paths", nargs="*", default=["runs"], metavar="PATH", help="run folders or folders holding "
                     "them (default runs)")
     ls.add_argument("--plot", metavar="PNG", help="also draw their training losses and validation curves side by side")
+    ls.add_argument("--tensorboard", metavar="DIR", help="also write each run's metrics as TensorBoard events to "
+                    "DIR/<run folder> (then: tensorboard --logdir DIR; needs `pip install tensorboard`)")
     return p
 
 
@@ -99,10 +103,12 @@ def _run(args: argparse.Namespace) -> int:
         _check_out(args.out, "train")
         if args.resume:
             run = runner.train(out=args.resume, resume=True, overrides=args.overrides, progress=not args.no_progress,
-                               threads=args.threads, device=args.device, deadline=deadline)
+                               threads=args.threads, device=args.device, deadline=deadline,
+                               tensorboard=args.tensorboard)
         else:
             run = runner.train(args.config, args.out, overrides=args.overrides, progress=not args.no_progress,
-                               threads=args.threads, device=args.device, overwrite=args.overwrite, deadline=deadline)
+                               threads=args.threads, device=args.device, overwrite=args.overwrite, deadline=deadline,
+                               tensorboard=args.tensorboard)
         if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 alone reports (and wrote the files)
             _print_eval(run / "eval.json")
             print(f"run written to {run}")
@@ -117,6 +123,9 @@ def _run(args: argparse.Namespace) -> int:
         from .plotting import figure_path
         if args.plot is not None:   # a bad file name is refused before the runs are read
             figure_path(args.plot, "runs --plot")
+        if args.tensorboard is not None:
+            from .tensorboard_log import export_folder
+            export_folder(args.tensorboard)
         infos = [read_run(p) for p in find_runs(args.paths)]
         records = find_records(args.paths)
         print(format_runs(infos) if infos or not records else "no runs found")
@@ -125,6 +134,11 @@ def _run(args: argparse.Namespace) -> int:
         if args.plot is not None:
             plot_runs(infos, args.plot)
             print(f"plot written to {args.plot}")
+        if args.tensorboard is not None:
+            from .tensorboard_log import export_runs
+            export_runs([i.path for i in infos], args.tensorboard)
+            print(f"TensorBoard events of {len(infos)} run(s) written to {args.tensorboard}: "
+                  f"tensorboard --logdir {args.tensorboard}")
     elif args.command == "list":
         from .experiments.presets import PRESETS, get_preset
         print("presets (metagrad train NAME; --print-config shows every setting):")

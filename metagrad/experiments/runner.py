@@ -9,6 +9,7 @@ a folder (``RunLock``); under ``torchrun`` every rank trains and only rank 0 wri
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..errors import ConfigError, DivergenceError, Interrupted, MetagradError, R
 from ..evaluation import evaluate
 from ..io import write_json, write_text
 from ..runlog import JsonLog, RunLock, remove_stale_temporaries
+from ..tensorboard_log import FOLDER as _TB, TensorBoardLog
 from ..training import fit, load_checkpoint
 from .building import DTYPES as _DTYPES, build, check_world, make_module, optimizer as _optimizer, schedule as _schedule
 from .config import Config
@@ -94,12 +96,14 @@ def _prepare_fresh(run: Path, overwrite: bool) -> None:
                        "choose another --out, or pass --overwrite to replace its run files")
     for name in _RUN_FILES:
         (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / _TB, ignore_errors=True)
 
 
 def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: str | Path | None = None, *,
           overrides: Iterable[str] = (), resume: bool = False, progress: bool = True,
           stop_after: Optional[int] = None, evaluate_at_end: bool = True, threads: Optional[int] = None,
-          device: Optional[str] = None, overwrite: bool = False, deadline: Optional[float] = None) -> Path:
+          device: Optional[str] = None, overwrite: bool = False, deadline: Optional[float] = None,
+          tensorboard: bool = False) -> Path:
     """Meta-train an experiment and write its run folder; returns the folder.
 
     ``config`` is a ``Config``, dict, preset name or JSON path. ``resume=True`` continues the run
@@ -109,6 +113,8 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
     ``threads`` and ``device`` override the config's for this call. Under ``torchrun`` each rank
     trains its share of every meta-batch (``metagrad.distributed``). ``deadline`` (a ``time.time()``):
     past it, training checkpoints and raises ``TimeLimitReached``; ``resume=True`` continues it.
+    ``tensorboard``: also write the metrics as TensorBoard events to ``out/tensorboard/``
+    (``metagrad.tensorboard_log``); a resumed run that wrote them before goes on writing them.
     """
     if threads is not None:
         check_int("train", "threads", threads, 1, RunError)
@@ -126,7 +132,7 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
     dev = resolve_device(cfg.device)
     world = World.from_env(dev)
     check_world(cfg, world)   # every rank: a one-line error before anything is written
-    created = not run.exists()
+    created, resume_at = not run.exists(), None
     with RunLock(run, "train") if world.main else _Nothing():
         if world.main:
             remove_stale_temporaries(run)
@@ -135,13 +141,18 @@ def train(config: Config | Mapping[str, Any] | str | Path | None = None, out: st
                     warnings.warn(f"train --resume: {str(run)!r} has no checkpoint yet (it stopped before its first "
                                   "one); training it from iteration 0", stacklevel=2)
                 JsonLog.read(run / "metrics.jsonl")   # a damaged log: one error, before anything is written
-                _record_resume(run, base, cfg, list(overrides) + extra)
+                resume_at = _record_resume(run, base, cfg, list(overrides) + extra)
             else:
                 _prepare_fresh(run, overwrite)
             write_json(run / "config.json", (kept if resume else cfg).to_dict())
         world.barrier()
         try:
-            return _train(cfg, run, world, resume, progress, stop_after, evaluate_at_end, deadline)
+            tb = _tensorboard(run, world, tensorboard, resume_at)
+            try:
+                return _train(cfg, run, world, resume, progress, stop_after, evaluate_at_end, deadline, tb)
+            finally:
+                if tb is not None:
+                    tb.close()
         except MetagradError:
             if world.main and not resume and not (run / "checkpoint.pt").exists():
                 _forget(run, created)   # bad input found while building: leave nothing half-made behind
@@ -152,6 +163,7 @@ def _forget(run: Path, created: bool) -> None:
     """Remove the files a fresh run wrote before it failed (and its folder, if this call made it)."""
     for name in _RUN_FILES:
         (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / _TB, ignore_errors=True)
     if created:
         (run / ".lock").unlink(missing_ok=True)
         try:
@@ -168,7 +180,15 @@ class _Nothing:
         return None
 
 
-def _record_resume(run: Path, base: Config, cfg: Config, overrides: list[str]) -> None:
+def _tensorboard(run: Path, world: World, asked: bool, resume_at: Optional[int]) -> Optional[TensorBoardLog]:
+    """The run's TensorBoard writer (rank 0's) when asked, or when a resumed run has written events before."""
+    if not world.main or not (asked or (resume_at is not None and (run / _TB).is_dir())):
+        return None
+    return TensorBoardLog(run / _TB, resume_at)
+
+
+def _record_resume(run: Path, base: Config, cfg: Config, overrides: list[str]) -> int:
+    """Append this resumption to ``resumes.jsonl``; returns the iteration it resumes from."""
     at = int(load_checkpoint(run / "checkpoint.pt")["iteration"]) if (run / "checkpoint.pt").exists() else 0
     threads = torch.get_num_threads() if cfg.threads is None else cfg.threads
     rows = JsonLog.read(run / "resumes.jsonl")   # a line cut by a crash is dropped
@@ -180,10 +200,11 @@ def _record_resume(run: Path, base: Config, cfg: Config, overrides: list[str]) -
                       "from an uninterrupted run", stacklevel=3)
     rows.append({"at_iteration": at, "overrides": overrides, "threads": threads})
     write_text(run / "resumes.jsonl", "".join(json.dumps(r) + "\n" for r in rows))   # atomic: never half a line
+    return at
 
 
 def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, stop_after: Optional[int],
-           evaluate_at_end: bool, deadline: Optional[float] = None) -> Path:
+           evaluate_at_end: bool, deadline: Optional[float] = None, tb: Optional[TensorBoardLog] = None) -> Path:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     if world.main and not resume:
@@ -217,7 +238,8 @@ def _train(cfg: Config, run: Path, world: World, resume: bool, progress: bool, s
                   val_name=f"val_{measure or algo.metric_name}", checkpoint=run / "checkpoint.pt",
                   checkpoint_every=cfg.checkpoint_every, key={"config": _identity(cfg)}, upgrade_key=_upgrade,
                   metrics=run / "metrics.jsonl", timing=run / "timing.jsonl", log_every=cfg.log_every,
-                  progress=cfg.name if progress else False, stop_after=stop_after, deadline=deadline, world=world)
+                  progress=cfg.name if progress else False, stop_after=stop_after, deadline=deadline, world=world,
+                  on_record=None if tb is None else tb.write)
     except DivergenceError as e:
         raise DivergenceError(f"{e}. Continue from the last checkpoint with a lower rate: metagrad train --resume "
                               f"{run} --set outer.lr={cfg.outer['lr'] / 10:g}") from None
