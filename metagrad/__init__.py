@@ -19,6 +19,7 @@ from .evaluation import adaptation_curves, evaluate
 from .device import resolve_device
 from .distributed import World
 from .errors import MetagradError
+from .experiments.loading import TrainedRun, load_run   # last: the experiments build on all of the above
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,4 @@ __all__ += ["Population"]
 __all__ += ["exact_call", "exact_mode"]
 __all__ += ["fit", "FitResult", "constant_schedule", "cosine_schedule", "Draw", "TaskStream", "SampledStream",
             "PopulationStream", "adaptation_curves", "evaluate", "resolve_device", "World", "MetagradError"]
-__all__ += ["TensorBoardLog"]
+__all__ += ["TensorBoardLog", "load_run", "TrainedRun"]

@@ -38,9 +38,11 @@ from tqdm.auto import tqdm
 
 from .algorithm import MAML
 from .distributed import World
-from .errors import ConfigError, DivergenceError, InputError, InputTypeError, RunError, check_int, check_positive
+from .checkpoints import (check_checkpoint_path, finite_optimizer_state, kept_checkpoint, load_checkpoint,
+                          resume_checkpoint, save_checkpoint)
+from .errors import ConfigError, DivergenceError, InputError, InputTypeError, check_int, check_positive
+from .guards import NONFINITE, diverged, updated_level, why
 from .interrupts import SIGNALS, stop_requests
-from .io import save_torch
 from .population import Population
 from .runlog import JsonLog
 from .schedules import Schedule
@@ -48,8 +50,7 @@ from .streams import Draw, TaskStream
 
 __all__ = ["fit", "FitResult", "NONFINITE", "load_checkpoint"]
 
-NONFINITE = ("raise", "stop", "skip")
-CHECKPOINT_FORMAT = 2
+__all__ = ["fit", "FitResult", "load_checkpoint"]   # load_checkpoint: metagrad.checkpoints', read here too
 
 
 @dataclass
@@ -139,48 +140,14 @@ class _Members:
             opt.step()
 
 
-RESUME_KEYS = ("iteration", "module", "optimizer", "stream", "fit")
-
-
-def load_checkpoint(path: str | Path, need: Sequence[str] = RESUME_KEYS) -> dict[str, Any]:
-    """Read a checkpoint onto the CPU (whatever device wrote it), with a one-line error naming the
-    file when it is missing, damaged, of another format, or lacks an entry in ``need`` (resuming
-    needs every entry; evaluating needs only ``("iteration", "module")``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"cannot read {str(path)!r}: no such checkpoint")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file
-        raise RunError(f"cannot read {str(path)!r}: {type(e).__name__}: {e} (a damaged checkpoint: "
-                       "delete it to start again)") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        got = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
-        raise RunError(f"cannot read {str(path)!r}: not a metagrad checkpoint of format {CHECKPOINT_FORMAT} "
-                       f"(format {got!r}); it was written by another version or program: train it again")
-    missing = [k for k in need if k not in ck]
-    if missing:
-        raise RunError(f"cannot use {str(path)!r}: it has no {', '.join(missing)} entry (a damaged or edited "
-                       f"checkpoint); {'metagrad eval still reads its model; ' if 'module' in ck else ''}"
-                       "to continue training, train the run again")
-    return ck
-
-
-def _check_parts(stream: Any, optimizer: Any, checkpoint: Optional[str | Path]) -> None:
-    """``fit``'s stream, optimiser and checkpoint path, refused before any work when they cannot be."""
+def _check_parts(stream: Any, optimizer: Any) -> None:
+    """``fit``'s stream and optimiser, refused before any work when they cannot be."""
     if not all(callable(getattr(stream, a, None)) for a in ("next", "state_dict", "load_state_dict")):
         raise InputTypeError(f"fit: stream must be a TaskStream (next, state_dict, load_state_dict), e.g. "
                              f"mg.SampledStream(task, meta_batch=25, seed=0); got {type(stream).__name__}")
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise InputTypeError(f"fit: optimizer must be a torch.optim.Optimizer, e.g. torch.optim.Adam(algo.parameters(), "
                              f"lr=1e-3); got {type(optimizer).__name__}")
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        folder = next(p for p in path.parents if p.exists())   # the nearest existing folder on the way
-        if path.is_dir():
-            raise RunError(f"fit: checkpoint {str(path)!r} is a folder; give a file path such as runs/x.pt")
-        if not folder.is_dir():
-            raise RunError(f"fit: cannot write the checkpoint {str(path)!r}: {str(folder)!r} is a file, not a folder")
 
 
 def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Optimizer, iterations: int, *,
@@ -243,7 +210,8 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
         check_int("fit", "stop_after", stop_after, 1)
     if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline != deadline):
         raise ConfigError(f"fit: deadline must be a time.time() value, e.g. time.time() + 3600, got {deadline!r}")
-    _check_parts(stream, optimizer, checkpoint)
+    _check_parts(stream, optimizer)
+    check_checkpoint_path(checkpoint)
     m = _Members(module)
     P = m.size
     st: dict[str, Any] = {"best": [None] * P, "best_val": [-math.inf if maximize else math.inf] * P, "curves": [[] for _ in range(P)],
@@ -253,17 +221,7 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
     start, timing_s, wall_s = 0, 0.0, 0.0
     ck_path = Path(checkpoint) if checkpoint is not None else None
     if ck_path is not None and ck_path.exists():
-        ck = load_checkpoint(ck_path)
-        stored = ck.get("key", {})
-        stored = upgrade_key(stored) if upgrade_key is not None else stored
-        if stored != key:
-            diff = sorted(k for k in set(key) | set(stored) if key.get(k) != stored.get(k))
-            raise RunError(f"fit: checkpoint {str(ck_path)!r} was written under other settings (they differ in "
-                           f"{', '.join(diff)}); delete it to start again, or write to another place")
-        module.load_state_dict(ck["module"])
-        optimizer.load_state_dict(ck["optimizer"])
-        stream.load_state_dict(ck["stream"])
-        torch.set_rng_state(ck["torch_rng"])
+        ck = resume_checkpoint(ck_path, key, upgrade_key, module, optimizer, stream)
         st.update(ck["fit"])
         timing_ck = ck.get("timing", {})
         start, timing_s = int(ck["iteration"]), float(timing_ck.get("train_seconds", 0.0))
@@ -279,15 +237,12 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
     def save(it: int) -> None:
         if ck_path is None:
             return
-        if not m.finite() or not _finite_state(optimizer):
-            kept = f"the checkpoint of iteration {_ck_iteration(ck_path)} is kept in {str(ck_path)!r}" \
-                if ck_path.exists() else "no checkpoint was written"
+        if not m.finite() or not finite_optimizer_state(optimizer):
+            kept = kept_checkpoint(ck_path) or "no checkpoint was written"
             raise DivergenceError(f"fit: parameters or optimiser state are not finite at iteration {it}; {kept}")
         if world.main:
-            save_torch(ck_path, {"format": CHECKPOINT_FORMAT, "key": key, "iteration": it,
-                                 "module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "stream": stream.state_dict(), "torch_rng": torch.get_rng_state(), "fit": st,
-                                 "timing": {"train_seconds": timing_s, "wall_seconds": wall()}})
+            save_checkpoint(ck_path, key, it, module, optimizer, stream, st,
+                            {"train_seconds": timing_s, "wall_seconds": wall()})
         world.barrier()
 
     def record(it: int, values: Optional[list[float]]) -> None:
@@ -327,16 +282,15 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
                 losses.sum().backward()
                 world.average_gradients(module.parameters())
                 values = world.mean(losses.detach()).to(torch.float64).cpu()
-                bad = _guard(values, m.grad_sq_norms(), st["level"], explode)
+                bad = diverged(values, m.grad_sq_norms(), st["level"], explode)
                 for p in bad:
-                    why = _why(values[p].item(), st["level"][p], explode)
+                    what = why(values[p].item(), st["level"][p], explode)
                     if st["nonfinite_at"][p] is None:
                         st["nonfinite_at"][p] = it + 1
                     if nonfinite == "raise":
-                        kept = f"; the checkpoint of iteration {_ck_iteration(ck_path)} is kept in {str(ck_path)!r}" \
-                            if ck_path is not None and ck_path.exists() else ""
-                        raise DivergenceError(f"fit: {why} at iteration {it + 1}{' (member %d)' % p if P > 1 else ''}"
-                                              f"{kept}; lower the meta or inner learning rate, add clipping, or "
+                        kept = kept_checkpoint(ck_path)
+                        raise DivergenceError(f"fit: {what} at iteration {it + 1}{' (member %d)' % p if P > 1 else ''}"
+                                              f"{'; ' + kept if kept else ''}; lower the meta or inner learning rate, add clipping, or "
                                               f"choose nonfinite='skip'")
                     if nonfinite == "skip":
                         st["skipped"][p] += 1
@@ -351,8 +305,7 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
                 m.step(optimizer, frozen)
                 for p in range(P):
                     if p not in frozen:
-                        lv = math.log(max(values[p].item(), 1e-30))
-                        st["level"][p] = lv if st["level"][p] is None else 0.99 * st["level"][p] + 0.01 * lv
+                        st["level"][p] = updated_level(st["level"][p], values[p].item())
                 it += 1
                 timing_s += time.perf_counter() - t0
                 st["window"].append([v if math.isfinite(v) else float("nan") for v in values.tolist()])
@@ -385,39 +338,6 @@ def fit(module: MAML | Population, stream: TaskStream, optimizer: torch.optim.Op
                 if f is not None:
                     f.close()
     return _result(st, it, iterations, "nonfinite" if all(st["stopped"]) else None, timing_s, wall())
-
-
-def _guard(values: Tensor, sq_norms: Tensor, level: list[Optional[float]], explode: Optional[float]) -> list[int]:
-    """The members whose loss or gradient is not finite, or whose loss exploded."""
-    bad = []
-    for p in range(values.numel()):
-        v = values[p].item()
-        exploded = explode is not None and level[p] is not None and math.isfinite(v) and v > 0 and \
-            math.log(v) > level[p] + math.log(explode)
-        if not math.isfinite(v) or not math.isfinite(sq_norms[p].item()) or exploded:
-            bad.append(p)
-    return bad
-
-
-def _why(v: float, level: Optional[float], explode: Optional[float]) -> str:
-    if not math.isfinite(v):
-        return f"the meta-loss is {v}"
-    if explode is not None and level is not None and v > 0 and math.log(v) > level + math.log(explode):
-        return f"the meta-loss exploded to {v:.4g}, over {explode:g} times its running level {math.exp(level):.4g}"
-    return "the meta-gradient is not finite (or its square overflows)"
-
-
-def _finite_state(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether every tensor of the optimiser's state (Adam's moments, momentum buffers) is finite."""
-    return all(bool(torch.isfinite(v).all()) for state in optimizer.state.values() for v in state.values()
-               if isinstance(v, Tensor) and v.is_floating_point())
-
-
-def _ck_iteration(path: Path) -> Any:
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["iteration"])
-    except Exception:
-        return "?"
 
 
 def _as_list(v: Sequence[float] | Tensor | float, P: int) -> list[float]:

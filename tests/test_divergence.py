@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import metagrad as mg
-from metagrad import training
+from metagrad import checkpoints
 from metagrad.cli import main
 from metagrad.errors import DivergenceError
 from metagrad.experiments.runner import train
@@ -36,12 +36,12 @@ def _record_lrs(monkeypatch, cls):
 def test_divergence_keeps_the_good_checkpoint_and_resume_lowers_the_rate(tmp_path, capsys, monkeypatch):
     out = tmp_path / "div"
     written: list[bytes] = []
-    save = training.save_torch
+    save = checkpoints.save_torch
 
     def spy(path, obj):   # what each checkpoint write put on disk
         save(path, obj)
         written.append(Path(path).read_bytes())
-    monkeypatch.setattr(training, "save_torch", spy)
+    monkeypatch.setattr(checkpoints, "save_torch", spy)
     lrs = _record_lrs(monkeypatch, torch.optim.SGD)
     sets = ["outer.iterations=40", "outer.meta_batch=4", "eval.tasks=20", "log_every=3", "checkpoint_every=4"]
     rc = main(["train", "sine-maml-quick", "--out", str(out), "--no-progress",

@@ -62,7 +62,7 @@ def _assert_same_run(ref: Path, run: Path) -> None:
 _HOOK = r"""
 import io, os, sys, time
 import torch
-import metagrad.training as T
+import metagrad.checkpoints as C
 import metagrad.experiments.runner as R
 from metagrad.io import atomic_write
 
@@ -84,7 +84,7 @@ def save_torch(path, obj):   # the same bytes as metagrad.io.save_torch, written
         f.write(data[len(data) // 2:])
     atomic_write(path, write, binary=True)
 
-T.save_torch = save_torch
+C.save_torch = save_torch
 _fit, _evaluate = R.fit, R.evaluate
 
 def fit(module, stream, *args, **kwargs):
@@ -393,7 +393,7 @@ def test_eval_refuses_an_override_that_changes_the_model(tmp_path, capsys, overr
 
 def test_a_stacked_checkpoint_with_a_tensor_too_many_is_refused():
     """A population of one is stored as ``stacked.i``; an extra one was dropped by ``zip`` silently."""
-    from metagrad.experiments.runner import _load_module
+    from metagrad.experiments.loading import _load_module
     import metagrad as mg
     algo = mg.MAML(mg.models.MLP([1, 4, 1]))
     state = {f"stacked.{i}": p.detach().unsqueeze(0) + 1 for i, p in enumerate(algo.parameters())}

@@ -27,6 +27,7 @@ from ..tensorboard_log import FOLDER as _TB, TensorBoardLog
 from ..training import fit, load_checkpoint
 from .building import DTYPES as _DTYPES, build, check_world, make_module, optimizer as _optimizer, schedule as _schedule
 from .config import Config
+from .loading import load_best as _load_best, load_config as _load_config, load_run
 from .presets import get_preset
 from .system import tune_malloc
 
@@ -63,14 +64,6 @@ def planned_config(config: Config | Mapping[str, Any] | str | Path | None = None
     if config is None:
         raise ConfigError("train: give a preset name, a config file or a Config")
     return resolve_config(config, overrides)
-
-
-def _load_config(run: Path) -> Config:
-    if not run.is_dir():
-        raise RunError(f"cannot read run directory {str(run)!r}: not a directory")
-    if not (run / "config.json").is_file():
-        raise RunError(f"cannot read run directory {str(run)!r}: no config.json (was it written by metagrad train?)")
-    return Config.load(run / "config.json")
 
 
 def _resume_overrides(overrides: Iterable[str]) -> list[str]:
@@ -281,52 +274,6 @@ def _write_eval(run: Path, result: dict[str, Any], name: str) -> None:
     write_json(run / name, result)
 
 
-def _load_module(algo: Any, state: dict[str, Any], overrides: Iterable[str] = ()) -> None:
-    """A checkpoint's module state into ``algo`` (a ``Population`` of one is stored stacked), after
-    checking that ``overrides`` left every tensor's shape as trained."""
-    stacked = "stacked.0" in state
-    own = dict(algo.named_parameters()) if stacked else algo.state_dict()
-    trained = dict(zip(own, (state[f"stacked.{i}"][0] for i in range(len(state))))) if stacked else state
-    fix = "evaluate with settings that keep the model as trained (task.n_way, model.*)"
-    sets = f"--set {' '.join(overrides)}" if overrides else "the run's config"
-    if len(state) != len(own) or trained.keys() != own.keys():   # len(state): zip drops extra stacked tensors
-        other = sorted(trained.keys() ^ own.keys())
-        raise RunError(f"eval: the model {sets} builds has other tensors than the one trained "
-                       f"({len(own)} against {len(state)}{', e.g. ' + other[0] if other else ''}); {fix}")
-    bad = next((n for n, v in trained.items() if v.shape != own[n].shape), None)
-    if bad is not None:
-        raise RunError(f"eval: {bad} was trained with shape {tuple(trained[bad].shape)} but {sets} builds it with "
-                       f"{tuple(own[bad].shape)}; {fix}")
-    if stacked:
-        with torch.no_grad():
-            for n, p in own.items():
-                p.copy_(trained[n])
-        return
-    algo.load_state_dict(state)
-
-
-def _load_best(algo: Any, best: dict[str, Any], curve: list, best_val: float) -> str:
-    """Copy the best validated state ``best`` into ``algo``; its name as ``eval.json`` records it."""
-    with torch.no_grad():
-        for n, p in algo.named_parameters():
-            p.copy_(best[n])
-    return f"best_validated (iteration {next((i for i, v in curve if v == best_val), None)})"
-
-
-def _tested_state(algo: Any, ck: dict[str, Any], want: str, explicit: bool) -> str:
-    """Load the best validated state of checkpoint ``ck`` into ``algo`` when ``want`` is ``"best"`` and the
-    run validated (else keep the final state, which ``--state best`` asked for explicitly refuses);
-    returns the state's name as ``eval.json`` records it."""
-    fit = ck.get("fit", {})
-    best = (fit.get("best") or [None])[0]
-    if want == "final" or best is None:
-        if want == "best" and explicit:
-            raise RunError("eval --state best: this run kept no validated state (it trained with eval.every=0); "
-                           "use --state final")
-        return "final"
-    return _load_best(algo, best, fit.get("curves", [[]])[0], fit["best_val"][0])
-
-
 def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[int] = None,
                  overrides: Iterable[str] = (), plot: bool = False, progress: bool = True,
                  device: Optional[str] = None, state: Optional[str] = None) -> dict[str, Any]:
@@ -344,16 +291,14 @@ def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[i
     if state not in (None, "best", "final"):
         raise ConfigError(f"eval: --state must be best or final, got {state!r}")
     with RunLock(run, "eval"):
-        ck = load_checkpoint(run / "checkpoint.pt", need=("iteration", "module"))
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
-        algo, task = build(cfg, "test")
-        _load_module(algo, ck["module"], overrides)
-        state = _tested_state(algo, ck, state or cfg.eval["test_state"], explicit=state is not None)
+        loaded = load_run(run, state, overrides, device, config=cfg, where="eval")
+        algo, task = loaded.algo, loaded.task
         n = cfg.eval["tasks"] if tasks is None else tasks
         result = evaluate(algo, (task, n, cfg.eval["seed"]), steps if steps is not None else cfg.eval["steps"],
                           chunk=cfg.eval["batch"], dtype=_DTYPES[cfg.dtype], progress=progress,
-                          k_shot=getattr(task, "k_shot", None), state=state, iteration=int(ck["iteration"]),
+                          k_shot=getattr(task, "k_shot", None), state=loaded.state, iteration=loaded.iteration,
                           overrides=list(overrides))
         _write_eval(run, result, "eval.json")
         tag = f"k{result['k_shot']}-s{result['steps']}-n{n}" if result["k_shot"] is not None else f"s{result['steps']}-n{n}"
