@@ -1,6 +1,9 @@
 """mg.load_run: a trained run folder back as the algorithm train tested, exactly."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -57,3 +60,30 @@ def test_bad_state_and_folders_are_one_line_errors(run, tmp_path):
     unvalidated = train("sine-maml-quick", tmp_path / "u", overrides=[*TINY, "eval.every=0"], progress=False)
     with pytest.raises(RunError, match=r"load_run\(state='best'\): this run kept no validated state .* use state='final'"):
         mg.load_run(unvalidated, state="best")
+
+
+KEPT = Path(__file__).resolve().parents[1] / "reproductions" / "omniglot-table3" / "cells" / "MAML_5way_s0"
+
+
+@pytest.mark.skipif(not (Path(os.environ.get("METAGRAD_DATA", "")) / "omniglot").is_dir(), reason="no Omniglot data")
+def test_a_kept_reproduction_run_loads_and_gives_the_recorded_numbers():
+    """001 Table 3's Omniglot MAML, as the record keeps it: its 600-task test, both states, to the bit."""
+    summary = json.loads(KEPT.with_suffix(".json").read_text())["evals"]["test"]
+    for state, want in ((None, summary["mean"]), ("final", summary["final"]["mean"])):
+        run = mg.load_run(KEPT.with_suffix(".run.pt"), state=state)
+        cfg = run.config
+        got = mg.evaluate(run.algo, (run.task, cfg.eval["tasks"], cfg.eval["seed"]), cfg.eval["steps"],
+                          chunk=cfg.eval["batch"])
+        assert got["mean"] == want and got["n_tasks"] == 600
+    assert run.state == "final" and mg.load_run(KEPT.with_suffix(".run.pt")).state == "best_validated (iteration 58000)"
+
+
+def test_a_kept_run_path_that_is_not_one_is_a_one_line_error(tmp_path):
+    with pytest.raises(RunError, match=r"does not exist \(a reproduction keeps its runs as"):
+        mg.load_run(tmp_path / "x.run.pt")
+    torch.save({"config": {}}, tmp_path / "y.run.pt")
+    with pytest.raises(RunError, match="is not a run a reproduction kept"):
+        mg.load_run(tmp_path / "y.run.pt")
+    (tmp_path / "z.run.pt").write_text("not a file torch wrote")
+    with pytest.raises(RunError, match="cannot read"):
+        mg.load_run(tmp_path / "z.run.pt")

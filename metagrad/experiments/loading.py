@@ -40,7 +40,8 @@ class TrainedRun:
 
 def load_run(run: str | Path, state: Optional[str] = None, overrides: Iterable[str] = (),
              device: Optional[str] = None, *, config: Optional[Config] = None, where: str = "load_run") -> TrainedRun:
-    """Rebuild a trained run from its folder (``metagrad train``'s ``--out``).
+    """Rebuild a trained run from its folder (``metagrad train``'s ``--out``), or from a run a
+    reproduction kept (``reproductions/NAME/cells/CELL_sSEED.run.pt``: e.g. 001 Table 3's Omniglot MAML).
 
     ``state``: ``"best"`` (the best validated state the checkpoint keeps), ``"final"`` (the last
     one), or ``None`` for the run's own ``eval.test_state`` (what ``train`` tested). ``overrides``
@@ -54,6 +55,8 @@ def load_run(run: str | Path, state: Optional[str] = None, overrides: Iterable[s
     if state not in (None, "best", "final"):
         raise ConfigError(f"load_run: state must be 'best', 'final' or None (the run's eval.test_state), got {state!r}")
     overrides = list(overrides)
+    if run.name.endswith(".run.pt"):
+        return _load_kept(run, state, overrides, device, where)
     cfg = config if config is not None else \
         load_config(run).override(overrides + ([f"device={device}"] if device else []))
     ck = load_checkpoint(run / "checkpoint.pt", need=("iteration", "module"))
@@ -61,6 +64,33 @@ def load_run(run: str | Path, state: Optional[str] = None, overrides: Iterable[s
     _load_module(algo, ck["module"], overrides, where)
     name = _tested_state(algo, ck, state or cfg.eval["test_state"], explicit=state is not None, where=where)
     return TrainedRun(algo, task, cfg, name, int(ck["iteration"]))
+
+
+def _load_kept(path: Path, state: Optional[str], overrides: list[str], device: Optional[str],
+               where: str) -> TrainedRun:
+    """A run kept by a reproduction (``kept_runs``): its config, the tested state and the final one."""
+    if not path.is_file():
+        raise RunError(f"{where}: {str(path)!r} does not exist (a reproduction keeps its runs as "
+                       "reproductions/NAME/cells/CELL_sSEED.run.pt)")
+    try:
+        kept = torch.load(path, map_location="cpu", weights_only=False)
+        base = Config.from_dict(kept["config"])
+        tested, final, train = kept["state"], kept["final"], kept["train"]
+    except (KeyError, TypeError) as e:
+        raise RunError(f"{where}: {str(path)!r} is not a run a reproduction kept (no {e} entry)") from None
+    except Exception as e:   # a truncated or foreign file
+        raise RunError(f"{where}: cannot read {str(path)!r}: {type(e).__name__}: {e}") from None
+    cfg = base.override(overrides + ([f"device={device}"] if device else []))
+    algo, task = build(cfg, "test")
+    validated = train.get("state") == "best_validated"
+    want = state or cfg.eval["test_state"]
+    if want == "best" and not validated and state is not None:
+        raise RunError(f"{where}(state='best'): this run kept no validated state; use state='final'")
+    use_best = want == "best" and validated
+    _load_module(algo, tested if use_best or final is None else final, overrides, where, params_only=True)
+    curve, best_val = train.get("val_curve") or [], train.get("best_val")
+    name = f"best_validated (iteration {next((i for i, v in curve if v == best_val), None)})" if use_best else "final"
+    return TrainedRun(algo, task, cfg, name, int(train["iterations"]))
 
 
 def load_config(run: Path) -> Config:
@@ -72,11 +102,12 @@ def load_config(run: Path) -> Config:
     return Config.load(run / "config.json")
 
 
-def _load_module(algo: Any, state: dict[str, Any], overrides: Iterable[str] = (), where: str = "load_run") -> None:
-    """A checkpoint's module state into ``algo`` (a ``Population`` of one is stored stacked), after
-    checking that ``overrides`` left every tensor's shape as trained."""
+def _load_module(algo: Any, state: dict[str, Any], overrides: Iterable[str] = (), where: str = "load_run",
+                 params_only: bool = False) -> None:
+    """A checkpoint's module state into ``algo`` (a ``Population`` of one is stored stacked; a kept
+    run holds the parameters only), after checking that ``overrides`` left every tensor's shape as trained."""
     stacked = "stacked.0" in state
-    own = dict(algo.named_parameters()) if stacked else algo.state_dict()
+    own = dict(algo.named_parameters()) if stacked or params_only else algo.state_dict()
     trained = dict(zip(own, (state[f"stacked.{i}"][0] for i in range(len(state))))) if stacked else state
     fix = "evaluate with settings that keep the model as trained (task.n_way, model.*)"
     sets = f"--set {' '.join(overrides)}" if overrides else "the run's config"
@@ -88,7 +119,7 @@ def _load_module(algo: Any, state: dict[str, Any], overrides: Iterable[str] = ()
     if bad is not None:
         raise RunError(f"{where}: {bad} was trained with shape {tuple(trained[bad].shape)} but {sets} builds it with "
                        f"{tuple(own[bad].shape)}; {fix}")
-    if stacked:
+    if stacked or params_only:
         with torch.no_grad():
             for n, p in own.items():
                 p.copy_(trained[n])
