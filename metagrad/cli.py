@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                    "with every --set applied, checked) as JSON, and exit without training")
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out tasks")
-    e.add_argument("run", help="run directory written by `metagrad train`")
+    e.add_argument("run", help="run directory written by `metagrad train`, or a run a reproduction kept "
+                   "(reproductions/NAME/cells/CELL_sSEED.run.pt: evaluated and printed, nothing written)")
     e.add_argument("--tasks", type=int, help="number of test tasks (default: the config's eval.tasks)")
     e.add_argument("--steps", type=int, help="inner steps at test time (may exceed training's)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,16 @@ def test_a_kept_run_path_that_is_not_one_is_a_one_line_error(tmp_path):
     (tmp_path / "z.run.pt").write_text("not a file torch wrote")
     with pytest.raises(RunError, match="cannot read"):
         mg.load_run(tmp_path / "z.run.pt")
+
+
+@pytest.mark.skipif(not (Path(os.environ.get("METAGRAD_DATA", "")) / "omniglot").is_dir(), reason="no Omniglot data")
+def test_metagrad_eval_of_a_kept_run_prints_and_writes_nothing(tmp_path, capsys):
+    import shutil
+    from metagrad.cli import main
+    kept = tmp_path / "MAML_5way_s0.run.pt"
+    shutil.copy(KEPT.with_suffix(".run.pt"), kept)
+    assert main(["eval", str(kept), "--tasks", "40", "--set", "task.k_shot=5", "--no-progress"]) == 0
+    assert re.fullmatch(r"accuracy \d+\.\d\d% ± \d+\.\d\d% \(40 tasks, 1 steps, k=5\)\n", capsys.readouterr().out)
+    assert main(["eval", str(kept), "--plot"]) == 2
+    assert "drop --plot" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == [kept.name]

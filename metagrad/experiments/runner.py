@@ -281,25 +281,32 @@ def evaluate_run(run: str | Path, tasks: Optional[int] = None, steps: Optional[i
     ``"best"`` (the best validated state its checkpoint keeps), ``"final"`` (the last one), or ``None``
     for the run's own ``eval.test_state``, which is what ``train`` tested (the final state where no
     validation ran). ``overrides`` change the evaluation setting, e.g. ``["task.k_shot=5"]`` for a run
-    trained at 10 shots. With ``plot=True`` also writes ``adaptation.png`` and ``training.png``."""
+    trained at 10 shots. With ``plot=True`` also writes ``adaptation.png`` and ``training.png``.
+    ``run`` may also be a run a reproduction kept (``cells/CELL_sSEED.run.pt``): it is evaluated and
+    the result returned, and nothing is written beside it (its record stays as committed)."""
     run = Path(run)
-    cfg = _load_config(run).override(list(overrides) + ([f"device={device}"] if device else []))
+    kept = run.name.endswith(".run.pt")
+    if kept and plot:
+        raise RunError("eval --plot: a kept run (.run.pt) is evaluated without writing anything beside it; drop --plot")
+    cfg = None if kept else _load_config(run).override(list(overrides) + ([f"device={device}"] if device else []))
     if tasks is not None:
         check_int("eval", "--tasks", tasks, 1)
     if steps is not None:
         check_int("eval", "--steps", steps, 0)
     if state not in (None, "best", "final"):
         raise ConfigError(f"eval: --state must be best or final, got {state!r}")
-    with RunLock(run, "eval"):
+    with _Nothing() if kept else RunLock(run, "eval"):
+        loaded = load_run(run, state, overrides, device, config=cfg, where="eval")
+        algo, task, cfg = loaded.algo, loaded.task, loaded.config
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
-        loaded = load_run(run, state, overrides, device, config=cfg, where="eval")
-        algo, task = loaded.algo, loaded.task
         n = cfg.eval["tasks"] if tasks is None else tasks
         result = evaluate(algo, (task, n, cfg.eval["seed"]), steps if steps is not None else cfg.eval["steps"],
                           chunk=cfg.eval["batch"], dtype=_DTYPES[cfg.dtype], progress=progress,
                           k_shot=getattr(task, "k_shot", None), state=loaded.state, iteration=loaded.iteration,
                           overrides=list(overrides))
+        if kept:
+            return result
         _write_eval(run, result, "eval.json")
         tag = f"k{result['k_shot']}-s{result['steps']}-n{n}" if result["k_shot"] is not None else f"s{result['steps']}-n{n}"
         write_json(run / f"eval-{tag}.json", result)
