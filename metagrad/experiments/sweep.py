@@ -326,7 +326,8 @@ def report(spec: Spec, out: str | Path, *, quick: bool = False, seeds: Optional[
         note += f" PARTIAL: {len(missing)} cell(s) incomplete: {', '.join(missing)}."
     write_json(out / "results.json", {"experiment": spec.name, "schema": SCHEMA, "partial": bool(missing),
                                       "missing": missing, "runs_per_row": n, "rows": rows, "claims": claims})
-    write_text(out / "table.md", format_table(spec.name, rows, note) + claims_section(claims) + pending_table(pending))
+    write_text(out / "table.md", format_table(spec.name, rows, note) + claims_section(claims) +
+               pending_table(pending, rows[0]["metric"] if rows else None))
     if spec.figure is not None and rows:
         spec.figure(out, rows)
     if spec.plot is not None and rows:

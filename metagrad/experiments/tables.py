@@ -100,14 +100,16 @@ def claims_section(claims: dict[str, Any]) -> str:
     return "\n".join(["", "## Claims checked", ""] + [f"- {k}: {_claim_value(v)}" for k, v in claims.items()]) + "\n"
 
 
-def pending_table(pending: list[tuple[Any, str, str]]) -> str:
+def pending_table(pending: list[tuple[Any, str, str]], metric: Optional[str] = None) -> str:
     """``## Not finished``: the rows still waiting for runs (``(row, runs done, progress)``, a row with
-    ``model``, ``setting``, ``paper`` and ``paper_ci95`` as ``sweep.Row``), with the paper's number."""
+    ``model``, ``setting``, ``paper`` and ``paper_ci95`` as ``sweep.Row``), with the paper's number,
+    in % where the table's finished rows are accuracies (``metric``), as they are printed above it."""
     if not pending:
         return ""
     lines = ["", "## Not finished", "", "| model | setting | paper | runs done | progress |", "| --- | --- | --- | --- | --- |"]
+    show = (lambda x: _fmt(x, "accuracy")) if metric == "accuracy" else (lambda x: f"{x:g}")
     for r, done, progress in pending:
-        paper = "-" if r.paper is None else f"{r.paper:g}" + ("" if r.paper_ci95 is None else f" ± {r.paper_ci95:g}")
+        paper = "-" if r.paper is None else show(r.paper) + ("" if r.paper_ci95 is None else f" ± {show(r.paper_ci95)}")
         setting = ", ".join(f"{k}={v}" for k, v in r.setting.items())
         lines.append(f"| {r.model} | {setting} | {paper} | {done} | {progress} |")
     return "\n".join(lines) + "\n"

@@ -61,18 +61,28 @@ def omniglot_config(kind: str, n_way: int, split: str = "random") -> dict[str, A
     return cfg
 
 
+def _omni_evals(split: str) -> dict[str, list[str]]:
+    """As trained and with 10 test steps; on the official split also tasks drawn within one alphabet
+    of the evaluation set (Lake et al.'s harder test: similar characters side by side)."""
+    within = {"within_alphabet": ["task.within_alphabet=true"]} if split == "official" else {}
+    return {"test": [], "steps10": ["eval.steps=10"], **within}
+
+
 def _omni_cells(opts: Mapping[str, Any]) -> list[Cell]:
-    return [Cell(f"{k}_{n}way", omniglot_config(k, n, opts.get("split", "random")),
-                 {"test": [], "steps10": ["eval.steps=10"]}, labels={"model": k, "n_way": n})
+    split = opts.get("split", "random")
+    return [Cell(f"{k}_{n}way", omniglot_config(k, n, split), _omni_evals(split), labels={"model": k, "n_way": n})
             for k in OMNI_KINDS for n in WAYS]
 
 
 def _omni_rows(opts: Mapping[str, Any]) -> list[Row]:
-    rows = []
+    rows, official = [], opts.get("split", "random") == "official"
     for k in OMNI_KINDS:
         for n in WAYS:
             rows.append(Row(k, {"n_way": n, "k_shot": 1}, f"{k}_{n}way", "test", *PAPER_OMNI[(k, n)]))
             rows.append(Row(f"{k} (10 test steps)", {"n_way": n, "k_shot": 1}, f"{k}_{n}way", "steps10"))
+            if official:
+                rows.append(Row(f"{k} (within-alphabet test tasks)", {"n_way": n, "k_shot": 1}, f"{k}_{n}way",
+                                "within_alphabet"))
     return rows
 
 
