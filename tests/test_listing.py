@@ -71,11 +71,16 @@ def test_runs_points_a_reproduction_record_to_its_cell_listing(tmp_path, capsys)
                          ("damaged", "{not json"), ("other", "[1, 2]")):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "results.json").write_text(text)
+    (tmp_path / "t3" / "cells").mkdir()
+    for kept in ("b_s0.run.pt", "a_s0.run.pt", "a_s0.partial.pt"):   # a resume point is not a kept run
+        (tmp_path / "t3" / "cells" / kept).write_bytes(b"")
     assert main(["runs", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "no runs found",
         f"{tmp_path / 't3'}: record of `metagrad reproduce omniglot-table3`; its cells and their progress: "
         f"metagrad reproduce omniglot-table3 --out {tmp_path / 't3'} --list",
+        f"    2 kept run(s), e.g. {tmp_path / 't3' / 'cells' / 'a_s0.run.pt'}: metagrad eval FILE [--set ...] or "
+        "mg.load_run(FILE)",
         f"{tmp_path / 'turtle-table6-thesis-data'}: record of `metagrad reproduce turtle-table6`; its cells and their "
         f"progress: metagrad reproduce turtle-table6 --data thesis --out {tmp_path / 'turtle-table6-thesis-data'} --list"]
 

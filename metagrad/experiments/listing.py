@@ -69,6 +69,10 @@ def format_records(records: list[tuple[Path, str]]) -> str:
         options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in known[1].items()) if known and known[0] == name else ""
         lines.append(f"{path}: record of `metagrad reproduce {name}`; its cells and their progress: "
                      f"metagrad reproduce {name}{options} --out {path} --list")
+        kept = sorted((path / "cells").glob("*.run.pt"))
+        if kept:   # the meta-trained models themselves: metagrad eval / mg.load_run take these files
+            lines.append(f"    {len(kept)} kept run(s), e.g. {kept[0]}: metagrad eval FILE [--set ...] or "
+                         "mg.load_run(FILE)")
     return "\n".join(lines)
 
 
