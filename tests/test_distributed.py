@@ -53,7 +53,7 @@ SCRIPT = textwrap.dedent("""
         sys.addaudithook(hook)
     from metagrad.experiments.runner import train
     train("sine-maml-quick", outs[0], overrides=sys.argv[4:], progress=False)
-    train("sine-maml-quick", outs[1], overrides=sys.argv[4:], stop_after=10, progress=False)
+    train("sine-maml-quick", outs[1], overrides=sys.argv[4:], stop_after=10, progress=False, tensorboard=True)
     import time
     from metagrad.errors import TimeLimitReached
     try:   # rank 1 alone is past its deadline (rank 0 has none): the ranks still stop together
@@ -158,11 +158,29 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     diff = _max_diff(_module(one), _module(res))
     print(f"max |theta_2proc_resumed - theta_1proc| = {diff:.3g}")
     assert diff <= 1e-6
-    assert {f.name for f in res.iterdir()} == RUN_FILES
+    assert {f.name for f in res.iterdir()} == RUN_FILES | {"tensorboard"}   # rank 0's events, resumed too
     _same_metrics(_metrics(res), _metrics(one))
+    _events_are_the_metrics(res)
     assert [r["at_iteration"] for r in map(json.loads, (res / "resumes.jsonl").read_text().splitlines())] == [0, 10]
     assert json.loads((res / "eval.json").read_text())["mean"] == pytest.approx(
         json.loads((one / "eval.json").read_text())["mean"], rel=1e-9)
+
+
+def _events_are_the_metrics(run: Path) -> None:
+    """The run's TensorBoard events hold exactly its metrics.jsonl (float32), each step once."""
+    from metagrad.tensorboard_log import scalars
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    acc = ea.EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    want: dict = {}
+    for rec in _metrics(run):
+        for tag, v in scalars(rec).items():
+            want.setdefault(tag, []).append((rec["iteration"], v))
+    got = {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+    assert sorted(got) == sorted(want)
+    for t in want:
+        assert [s for s, _ in got[t]] == [s for s, _ in want[t]], t
+        assert [v for _, v in got[t]] == pytest.approx([v for _, v in want[t]], rel=1e-6), t
 
 
 def test_shards_union_is_the_meta_batch():
