@@ -24,6 +24,8 @@ CASES = {
                             ["so-MAML T=10, 2 seeds", "so-TURTLE T=10, 2 seeds", "LSTM T=10, 2 seeds"]),
     "bench_threads.py": (["--steps", "1", "--shots", "5", "--seeds", "1", "--tasks", "8", "--rounds", "1"],
                          ["speed-up of 2 threads over 1"]),
+    # higher / torchopt live in their own environment: here metagrad alone (and higher where installed)
+    "bench_peers.py": (["--rounds", "1", "--iters", "1"], ["meta-gradient in float64 on one batch", "  metagrad  "]),
     "bench_sine.py": (["--rounds", "1", "--iters", "1", "--no-compile", "--no-memory"],
                       ["vmap:second_order", "loop:first_order"]),
     "bench_conv4.py": (["--rounds", "1", "--warmup", "0", "--meta-batch", "2", "--no-memory", "--threads", "1", "--flops"],
