@@ -74,13 +74,13 @@ def _load_kept(path: Path, state: Optional[str], overrides: list[str], device: O
                        "reproductions/NAME/cells/CELL_sSEED.run.pt)")
     try:
         kept = torch.load(path, map_location="cpu", weights_only=False)
-        base = Config.from_dict(kept["config"])
-        tested, final, train = kept["state"], kept["final"], kept["train"]
-    except (KeyError, TypeError) as e:
-        raise RunError(f"{where}: {str(path)!r} is not a run a reproduction kept (no {e} entry)") from None
     except Exception as e:   # a truncated or foreign file
         raise RunError(f"{where}: cannot read {str(path)!r}: {type(e).__name__}: {e}") from None
-    cfg = base.override(overrides + ([f"device={device}"] if device else []))
+    missing = [k for k in ("config", "state", "final", "train") if not isinstance(kept, dict) or k not in kept]
+    if missing:
+        raise RunError(f"{where}: {str(path)!r} is not a run a reproduction kept (no {missing[0]!r} entry)")
+    tested, final, train = kept["state"], kept["final"], kept["train"]
+    cfg = Config.from_dict(kept["config"]).override(overrides + ([f"device={device}"] if device else []))
     algo, task = build(cfg, "test")
     validated = train.get("state") == "best_validated"
     want = state or cfg.eval["test_state"]
@@ -88,8 +88,7 @@ def _load_kept(path: Path, state: Optional[str], overrides: list[str], device: O
         raise RunError(f"{where}(state='best'): this run kept no validated state; use state='final'")
     use_best = want == "best" and validated
     _load_module(algo, tested if use_best or final is None else final, overrides, where, params_only=True)
-    curve, best_val = train.get("val_curve") or [], train.get("best_val")
-    name = f"best_validated (iteration {next((i for i, v in curve if v == best_val), None)})" if use_best else "final"
+    name = _best_name(train.get("val_curve") or [], train.get("best_val")) if use_best else "final"
     return TrainedRun(algo, task, cfg, name, int(train["iterations"]))
 
 
@@ -132,6 +131,11 @@ def load_best(algo: Any, best: dict[str, Any], curve: list, best_val: float) -> 
     with torch.no_grad():
         for n, p in algo.named_parameters():
             p.copy_(best[n])
+    return _best_name(curve, best_val)
+
+
+def _best_name(curve: list, best_val: Any) -> str:
+    """The best validated state's name as ``eval.json`` records it: the first validation that reached it."""
     return f"best_validated (iteration {next((i for i, v in curve if v == best_val), None)})"
 
 
