@@ -66,8 +66,8 @@ def test_runs_names_a_missing_path(tmp_path, capsys):
 def test_runs_points_a_reproduction_record_to_its_cell_listing(tmp_path, capsys):
     """A record (``results.json`` naming its experiment) is a table of runs, not a run: ``runs`` says
     how to list its cells, with the record's options (004 Table 6 on the thesis's data)."""
-    for folder, text in (("t3", '{"experiment": "omniglot-table3", "rows": []}'),
-                         ("turtle-table6-thesis-data", '{"experiment": "turtle-table6"}'),
+    for folder, text in (("t3", '{"experiment": "omniglot-table3", "rows": [], "partial": true, "missing": ["a", "b"]}'),
+                         ("turtle-table6-thesis-data", '{"experiment": "turtle-table6", "partial": false}'),
                          ("damaged", "{not json"), ("other", "[1, 2]")):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "results.json").write_text(text)
@@ -77,12 +77,12 @@ def test_runs_points_a_reproduction_record_to_its_cell_listing(tmp_path, capsys)
     assert main(["runs", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "no runs found",
-        f"{tmp_path / 't3'}: record of `metagrad reproduce omniglot-table3`; its cells and their progress: "
-        f"metagrad reproduce omniglot-table3 --out {tmp_path / 't3'} --list",
+        f"{tmp_path / 't3'}: record of `metagrad reproduce omniglot-table3` (partial, 2 cell(s) missing); its cells "
+        f"and their progress: metagrad reproduce omniglot-table3 --out {tmp_path / 't3'} --list",
         f"    2 kept run(s), e.g. {tmp_path / 't3' / 'cells' / 'a_s0.run.pt'}: metagrad eval FILE [--set ...] or "
         "mg.load_run(FILE)",
-        f"{tmp_path / 'turtle-table6-thesis-data'}: record of `metagrad reproduce turtle-table6`; its cells and their "
-        f"progress: metagrad reproduce turtle-table6 --data thesis --out {tmp_path / 'turtle-table6-thesis-data'} --list"]
+        f"{tmp_path / 'turtle-table6-thesis-data'}: record of `metagrad reproduce turtle-table6` (complete); its cells "
+        f"and their progress: metagrad reproduce turtle-table6 --data thesis --out {tmp_path / 'turtle-table6-thesis-data'} --list"]
 
 
 @pytest.mark.parametrize("name, message", [

@@ -45,30 +45,35 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def find_records(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
-    """``(folder, experiment)`` for every reproduction record at or below ``paths`` (a folder whose
-    ``results.json`` names its experiment, as ``metagrad reproduce`` writes it), sorted."""
+def find_records(paths: Iterable[str | Path]) -> list[tuple[Path, str, str]]:
+    """``(folder, experiment, state)`` for every reproduction record at or below ``paths`` (a folder
+    whose ``results.json`` names its experiment, as ``metagrad reproduce`` writes it), sorted; ``state``
+    is ``"complete"``, ``"partial, N cell(s) missing"`` or ``""`` where the file does not say."""
     found = []
     for c in {c for p in map(Path, paths) if p.exists() for c in p.rglob("results.json")}:
         try:
-            name = json.loads(c.read_text()).get("experiment")
+            results = json.loads(c.read_text())
+            name = results.get("experiment")
         except (OSError, ValueError, AttributeError):   # unreadable, not JSON, or not a JSON object
             continue
         if isinstance(name, str):
-            found.append((c.parent, name))
+            missing = results.get("missing")
+            state = "" if "partial" not in results else "complete" if not results["partial"] else \
+                f"partial, {len(missing) if isinstance(missing, list) else '?'} cell(s) missing"
+            found.append((c.parent, name, state))
     return sorted(found)
 
 
-def format_records(records: list[tuple[Path, str]]) -> str:
+def format_records(records: list[tuple[Path, str, str]]) -> str:
     """One line per record: how to see its cells (records are tables of runs, not runs), with the
     experiment's options where the folder is one of ``records.RECORDS`` (e.g. ``--data thesis``)."""
     from .records import RECORDS
     lines = []
-    for path, name in records:
+    for path, name, state in records:
         known = RECORDS.get(path.name)
         options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in known[1].items()) if known and known[0] == name else ""
-        lines.append(f"{path}: record of `metagrad reproduce {name}`; its cells and their progress: "
-                     f"metagrad reproduce {name}{options} --out {path} --list")
+        lines.append(f"{path}: record of `metagrad reproduce {name}`{f' ({state})' if state else ''}; its cells and "
+                     f"their progress: metagrad reproduce {name}{options} --out {path} --list")
         kept = sorted((path / "cells").glob("*.run.pt"))
         if kept:   # the meta-trained models themselves: metagrad eval / mg.load_run take these files
             lines.append(f"    {len(kept)} kept run(s), e.g. {kept[0]}: metagrad eval FILE [--set ...] or "
