@@ -45,3 +45,29 @@ def test_the_momentum_rule_example_meta_learns_its_step_size_and_momentum(tmp_pa
     meta = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)["module"]
     assert abs(float(meta["meta.lr"]) - 0.01) > 1e-4 and abs(float(meta["meta.mu_logit"])) > 1e-4   # both learned
     assert "(20 tasks, 10 steps, k=10)" in _metagrad(tmp_path, "eval", "run", "--steps", "10", "--tasks", "20")
+
+
+def test_the_pretrained_omniglot_example_classifies_drawings_it_never_saw(tmp_path):
+    """Five evaluation-set characters as PNG folders (ink dark on white paper, 105x105, as a user would
+    scan them): one drawing each adapts the reproduced MAML, the other 19 are classified."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+    data = Path(os.environ.get("METAGRAD_DATA", "")) / "omniglot" / "images_evaluation.npz"
+    if not data.is_file():
+        pytest.skip("no Omniglot data")
+    from metagrad.tasks.omniglot import N_BACKGROUND, omniglot_split
+    with np.load(data) as z:
+        paper = z["images"]   # bool [659, 20, 105, 105], True = paper
+    # characters the run never met: its test split (001's seeded shuffle, the preset's seed), in the evaluation set
+    test = sorted(int(i) - N_BACKGROUND for i in omniglot_split()["test"] if i >= N_BACKGROUND)
+    for c in test[::len(test) // 5][:5]:
+        (tmp_path / f"char{c}").mkdir()
+        for d in range(20):
+            Image.fromarray(np.where(paper[c, d], 255, 0).astype(np.uint8)).save(tmp_path / f"char{c}" / f"{d:02d}.png")
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "omniglot_pretrained.py"), str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.endswith("of 95 drawings), one example per character"), last
+    assert float(last.split()[1]) >= 0.9, r.stdout[-2000:]
