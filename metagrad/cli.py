@@ -1,7 +1,7 @@
 """``metagrad`` command line: argument parsing only; the work is in ``experiments.runner``.
 
     metagrad train PRESET_OR_CONFIG [--set key=value ...] [--out DIR] [--resume DIR] [--tensorboard]
-    metagrad eval RUN_DIR [--tasks N] [--steps T] [--set key=value ...] [--plot]
+    metagrad eval RUN_DIR_OR_KEPT_RUN [--tasks N] [--steps T] [--set key=value ...] [--plot]
     metagrad reproduce NAME [--quick] [--seeds N] [--out DIR] [experiment options, e.g. --data thesis]
     metagrad list
     metagrad runs [PATH ...] [--plot PNG] [--tensorboard DIR]
