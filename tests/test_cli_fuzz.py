@@ -3,8 +3,8 @@
 Hypothesis draws ``metagrad train``, ``eval`` and ``runs`` command lines from options and values a
 user might type, right or wrong: presets and config files (valid, malformed, missing, misspelt),
 run folders (finished, empty, damaged checkpoints and JSON, without checkpoints, a file, a
-missing path, a name with a line break), ``--set`` overrides, thread counts, devices, time limits
-and plot file names. Each must exit 0, or 2 with exactly one error line; any other exit or a
+missing path, a name with a line break), kept reproduction runs (good, damaged, missing), ``--set``
+overrides, thread counts, devices, time limits, plot file names and TensorBoard options. Each must exit 0, or 2 with exactly one error line; any other exit or a
 traceback is a bug. Fuzzing this way found ``runs --plot runs.txt`` reaching matplotlib's
 ``ValueError`` (now ``test_listing.py``); ``--out`` under a file, found by hand beside it, reached
 ``mkdir``'s ``NotADirectoryError`` (now ``test_reliability.py``; its path is drawn here too).
@@ -45,6 +45,10 @@ def root(tmp_path_factory) -> Path:
     shutil.copytree(root / "good", root / "half")
     for f in (root / "half").glob("*.pt"):
         f.unlink()
+    # a run a reproduction kept (004 Fig. 11's fo-MAML, sine: cheap to evaluate), a damaged one, a missing one
+    shutil.copy(Path(__file__).resolve().parents[1] / "reproductions" / "turtle-order" / "cells" /
+                "fo-MAML_T5_k5_s0.run.pt", root / "kept.run.pt")
+    (root / "junk.run.pt").write_bytes(b"garbage")
     (root / "cfg.json").write_text(json.dumps({"name": "x", "task": {"name": "sine"}, "outer": {"iterations": 2}}))
     (root / "bad.json").write_text('{"task": [1, 2]}')
     return root
@@ -52,6 +56,7 @@ def root(tmp_path_factory) -> Path:
 
 def _command_lines(root: Path) -> st.SearchStrategy[list[str]]:
     paths = [str(root / p) for p in ("good", "empty", "afile", "broken", "half", "nope", "a\nb", "afile/x")] + ["", "."]
+    kept = [str(root / p) for p in ("kept.run.pt", "junk.run.pt", "missing.run.pt")]
     sets = st.sampled_from([
         "outer.iterations=2", "outer.iterations=0", "eval.tasks=-1", "task.k_shot=0", "task.k_shot=3", "inner.steps=2",
         "inner.lr=abc", "foo=1", "=", "x", "task.name=nope", "inner.mode=first_order", "inner.mode=bogus",
@@ -64,20 +69,21 @@ def _command_lines(root: Path) -> st.SearchStrategy[list[str]]:
         st.tuples(st.just("--time-limit"), one(["5", "0", "-1", "1m", "abc", "1e9", "nan", "inf"])),
         st.tuples(st.just("--out"), one(paths + [str(root / "new1"), str(root / "new2")])),
         st.tuples(st.just("--resume"), one(paths)), st.tuples(st.just("--overwrite")),
-        st.tuples(st.just("--print-config"))), max_size=4)
+        st.tuples(st.just("--print-config")), st.tuples(st.just("--tensorboard"))), max_size=4)
     evaluate = st.lists(st.one_of(
         st.tuples(st.just("--set"), sets), st.tuples(st.just("--tasks"), one(["3", "0", "-2", "x"])),
         st.tuples(st.just("--steps"), one(["0", "2", "-1", "x"])), st.tuples(st.just("--state"), one(["best", "final"])),
         st.tuples(st.just("--device"), one(["cpu", "cuda", "bogus"])), st.tuples(st.just("--plot"))), max_size=4)
     runs = st.lists(st.one_of(st.tuples(one(paths)), st.tuples(
-        st.just("--plot"), one([str(root / "p.png"), str(root / "p.txt"), str(root / "nope" / "p.png"), ""]))),
+        st.just("--plot"), one([str(root / "p.png"), str(root / "p.txt"), str(root / "nope" / "p.png"), ""])),
+        st.tuples(st.just("--tensorboard"), one([str(root / "tb"), str(root / "afile"), str(root / "afile" / "tb"), ""]))),
         max_size=3)
     configs = one(["sine-maml-quick", str(root / "cfg.json"), str(root / "bad.json"), "nope", str(root / "afile"),
                    "sine-maml-quik", ""])
     # the fixed options first, so that a drawn one (a later --tasks or --set) overrides them
     return st.one_of(
         st.tuples(st.just(["train"]), configs.map(lambda c: [c, "--no-progress", *QUICK]), train),
-        st.tuples(st.just(["eval"]), one(paths).map(lambda p: [p, "--no-progress", "--tasks", "3"]), evaluate),
+        st.tuples(st.just(["eval"]), one(paths + kept).map(lambda p: [p, "--no-progress", "--tasks", "3"]), evaluate),
         st.tuples(st.just(["runs"]), st.just([]), runs),
     ).map(lambda parts: [*parts[0], *parts[1], *[a for opt in parts[2] for a in opt]])
 
