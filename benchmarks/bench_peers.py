@@ -47,18 +47,19 @@ from timing import cpu_description, interleaved, median_interval  # noqa: E402
 
 # workload -> (inner steps, meta-batch, inner rate)
 WORKLOADS = {"sine": (5, 25, 0.01), "conv4": (1, 32, 0.4)}
-STEPS, META_BATCH, INNER_LR = WORKLOADS["sine"]
+WORKLOAD = "sine"
+STEPS, META_BATCH, INNER_LR = WORKLOADS[WORKLOAD]
 LOSS: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = lambda pred, y: ((pred - y) ** 2).mean()  # noqa: E731
 
 
-def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The workload's loss (MSE for sine, cross-entropy for conv4; the name is the sine one's)."""
+def task_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The workload's loss: MSE for sine, cross-entropy for conv4 (``LOSS``, set by ``--workload``)."""
     return LOSS(pred, y)
 
 
 def make_model() -> torch.nn.Module:
     torch.manual_seed(0)
-    if META_BATCH != WORKLOADS["conv4"][1]:
+    if WORKLOAD == "sine":
         return mg.models.MLP([1, 40, 40, 1])
     layers: list[torch.nn.Module] = []
     for c in (1, 64, 64, 64):
@@ -82,7 +83,7 @@ def meta_loss_fn(name: str, model: torch.nn.Module) -> Callable[[mg.TaskBatch], 
     return the detached total)."""
     if name == "metagrad":
         algo = mg.MAML(model, inner_lr=INNER_LR, inner_steps=STEPS, mode="second_order",
-                       loss="mse" if META_BATCH == WORKLOADS["sine"][1] else "cross_entropy")
+                       loss="mse" if WORKLOAD == "sine" else "cross_entropy")
         return algo.meta_loss
     if name == "higher":
         import higher
@@ -93,8 +94,8 @@ def meta_loss_fn(name: str, model: torch.nn.Module) -> Callable[[mg.TaskBatch], 
             for i in range(b.n_tasks):
                 with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False) as (fmodel, diffopt):
                     for _ in range(STEPS):
-                        diffopt.step(mse(fmodel(b.support_x[i]), b.support_y[i]))
-                    q = mse(fmodel(b.query_x[i]), b.query_y[i]) / b.n_tasks
+                        diffopt.step(task_loss(fmodel(b.support_x[i]), b.support_y[i]))
+                    q = task_loss(fmodel(b.query_x[i]), b.query_y[i]) / b.n_tasks
                     q.backward()
                     total += q.item()
             return torch.tensor(total)
@@ -109,8 +110,8 @@ def meta_loss_fn(name: str, model: torch.nn.Module) -> Callable[[mg.TaskBatch], 
             total = 0.0
             for i in range(b.n_tasks):
                 for _ in range(STEPS):
-                    inner.step(mse(model(b.support_x[i]), b.support_y[i]))
-                q = mse(model(b.query_x[i]), b.query_y[i]) / b.n_tasks
+                    inner.step(task_loss(model(b.support_x[i]), b.support_y[i]))
+                q = task_loss(model(b.query_x[i]), b.query_y[i]) / b.n_tasks
                 q.backward()
                 total += q.item()
                 torchopt.recover_state_dict(model, net_state)
@@ -119,17 +120,17 @@ def meta_loss_fn(name: str, model: torch.nn.Module) -> Callable[[mg.TaskBatch], 
         return loss_torchopt
     sgd = torchopt.sgd(lr=INNER_LR)
 
-    def task_loss(params: dict, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
+    def one_task(params: dict, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
         state = sgd.init(params)
         for _ in range(STEPS):
-            g = grad(lambda p: mse(functional_call(model, p, (sx,)), sy))(params)
+            g = grad(lambda p: task_loss(functional_call(model, p, (sx,)), sy))(params)
             updates, state = sgd.update(g, state, inplace=False)
             params = torchopt.apply_updates(params, updates, inplace=False)
-        return mse(functional_call(model, params, (qx,)), qy)
+        return task_loss(functional_call(model, params, (qx,)), qy)
 
     def loss_vmap(b: mg.TaskBatch) -> torch.Tensor:
         params = dict(model.named_parameters())
-        return vmap(task_loss, in_dims=(None, 0, 0, 0, 0))(params, b.support_x, b.support_y, b.query_x,
+        return vmap(one_task, in_dims=(None, 0, 0, 0, 0))(params, b.support_x, b.support_y, b.query_x,
                                                            b.query_y).mean()
     return loss_vmap
 
@@ -167,8 +168,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="torch.set_num_threads")
     ap.add_argument("--workload", choices=tuple(WORKLOADS), default="sine")
     args = ap.parse_args()
-    global STEPS, META_BATCH, INNER_LR, LOSS
-    STEPS, META_BATCH, INNER_LR = WORKLOADS[args.workload]
+    global WORKLOAD, STEPS, META_BATCH, INNER_LR, LOSS
+    WORKLOAD = args.workload
+    STEPS, META_BATCH, INNER_LR = WORKLOADS[WORKLOAD]
     if args.workload == "conv4":
         LOSS = torch.nn.functional.cross_entropy
     if args.threads:
