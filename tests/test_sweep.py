@@ -293,6 +293,32 @@ def test_a_run_in_training_says_how_long_it_has_left_at_its_pace():
     assert _left({"iteration": 50000, "iterations": 60000, "seconds": 3600}) == ", about 12 min left at its pace so far"
     assert _left({"iteration": 100, "iterations": 60000}) == ""          # a progress file from before the field
     assert _left({"iteration": 0, "iterations": 60000, "seconds": 5}) == ""
+    # the latest stretch's pace where it is ten minutes or longer: 10,000 iterations in 3,600 s, slower
+    # than the whole run's (30,000 in 5,400 s: 1.5 h left)
+    later = {"iteration": 30000, "iterations": 60000, "seconds": 5400, "since": [20000, 1800]}
+    assert _left(later) == ", about 3.0 h left at its pace since iteration 20000"
+    assert _left({**later, "since": [29990, 5300]}) == ", about 1.5 h left at its pace so far"   # 100 s: too short
+
+
+def test_a_progress_file_keeps_where_its_latest_stretch_began(tmp_path):
+    import torch
+    from metagrad.experiments.progress import _refresh, progress_file
+    part = tmp_path / "a_s0.partial.pt"
+
+    def checkpoint(it: int, secs: float) -> dict:
+        torch.save({"iteration": it, "fit": {"curves": [[(it, 0.5)]]}, "timing": {"train_seconds": secs}}, part)
+        _refresh(part, 60000)
+        return json.loads(progress_file(part).read_text())
+
+    assert "since" not in checkpoint(1000, 3600.0)
+    assert checkpoint(3000, 5400.0)["since"] == [1000, 3600]
+    assert checkpoint(3000, 5400.0)["since"] == [1000, 3600]   # the same checkpoint reported again: kept
+    assert checkpoint(4000, 6000.0)["since"] == [3000, 5400]
+    assert checkpoint(4100, 6100.0)["since"] == [4000, 6000]   # reported 100 s later: the stretch starts there...
+    assert checkpoint(4200, 6200.0)["since"] == [4000, 6000]   # ...and grows while it is under ten minutes
+    assert checkpoint(6000, 7000.0)["since"] == [4000, 6000]
+    assert checkpoint(7000, 7500.0)["since"] == [6000, 7000]
+    assert "since" not in checkpoint(500, 100.0)               # trained again from the start
 
 
 def test_plan_lists_each_cell_with_its_labels_what_it_trains_and_its_runs(tmp_path, capsys):

@@ -4,9 +4,11 @@ A run in training checkpoints to ``cells/CELL_sSEEDS.partial.pt`` (megabytes, re
 minutes; under ``reproductions/`` committed with the record, so a fresh checkout continues the run).
 At each report its iteration, last validation and training seconds are copied to
 ``cells/CELL_sSEEDS.progress.json`` (committed with the table), which the table shows:
-``training s0: iteration 12000 of 60000 (validation 0.962 at 12000), about 3.5 h left at its pace so far``.
-Where the checkpoint is gone and its progress file is not, the table says how far the run got and that
-it will train again from the start.
+``training s0: iteration 12000 of 60000 (validation 0.962 at 12000), about 3.5 h left at its pace since
+iteration 8000``. The pace is that of the latest stretch between two reports (a session's, as the record is
+reported at each stop), since a long run's earlier stretches may have shared the machine differently;
+where there is none yet, that of the whole run. Where the checkpoint is gone and its progress file is not,
+the table says how far the run got and that it will train again from the start.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from typing import Any
 from ..io import write_json
 
 __all__ = ["progress_line", "progress_elsewhere", "progress_file", "time_left"]
+
+_MIN_STRETCH_S = 600   # a pace over less training time than this is too noisy to plan by
 
 
 def progress_file(part: Path) -> Path:
@@ -36,18 +40,37 @@ def _refresh(part: Path, iterations: int) -> None:
             "validation": None if not last else [last[-1][0], sum(v for _, v in last) / len(last), len(last)],
             "seconds": round(float(ck.get("timing", {}).get("train_seconds", 0.0)))}
     path = progress_file(part)
-    if not path.exists() or json.loads(path.read_text()) != info:
+    before = json.loads(path.read_text()) if path.exists() else None
+    if before is not None and before.get("seconds") is not None:   # where the latest stretch starts
+        kept = before.get("since")
+        if before["iteration"] == info["iteration"] and kept:
+            info["since"] = kept
+        elif before["iteration"] < info["iteration"] and before["seconds"] < info["seconds"]:
+            # the report before starts it, unless that one's own stretch was under ten minutes (reports
+            # a few minutes apart): then the stretch grows from where that one began
+            short = kept and before["seconds"] - kept[1] < _MIN_STRETCH_S
+            info["since"] = kept if short else [before["iteration"], before["seconds"]]
+    if before != info:
         write_json(path, info)
 
 
 def time_left(info: dict[str, Any]) -> str:
-    """``", about 3.5 h left at its pace so far"`` from a progress file's training seconds (none in older files)."""
+    """``", about 3.5 h left at its pace since iteration 8000"`` from a progress file: the pace of its latest
+    stretch (``since``: the iteration and training seconds of the report before) where that stretch is
+    at least ten minutes long, else ``"at its pace so far"`` (none in files without training seconds).
+
+    remaining = (iterations - iteration) * (seconds - seconds_since) / (iteration - iteration_since)"""
     done, secs = info["iteration"], info.get("seconds")
     if not secs or not done:
         return ""
-    left = secs / done * (info["iterations"] - done)
-    return f", about {left / 3600:.1f} h left at its pace so far" if left >= 3600 else \
-        f", about {max(left / 60, 1):.0f} min left at its pace so far"
+    since = info.get("since")
+    if since and secs - since[1] >= _MIN_STRETCH_S and done > since[0]:
+        per, pace = (secs - since[1]) / (done - since[0]), f"its pace since iteration {since[0]}"
+    else:
+        per, pace = secs / done, "its pace so far"
+    left = per * (info["iterations"] - done)
+    return f", about {left / 3600:.1f} h left at {pace}" if left >= 3600 else \
+        f", about {max(left / 60, 1):.0f} min left at {pace}"
 
 
 def progress_line(store: Path, cell_id: str, iterations: int, where: str = "") -> str:
